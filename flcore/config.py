@@ -1,0 +1,198 @@
+"""The one experiment configuration: typed, validated in one place, frozen, JSON round-trip.
+
+`ExperimentConfig` holds every setting of a simulation. Names of datasets, partitioners,
+models, strategies and attacks are checked against their registries; numeric settings carry
+their allowed ranges as field constraints, which the dashboard also reads to bound its widgets.
+Any invalid value raises `ConfigError` whose message names the field, the value and what is
+allowed, e.g. ``clients_per_round=50 exceeds num_clients=10``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_DATA_DIR = os.environ.get("FLCORE_DATA_DIR", str(Path.home() / ".cache" / "flcore" / "data"))
+
+
+class ConfigError(ValueError):
+    """An invalid experiment setting; `str()` is a sentence per problem, naming the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class ExperimentConfig(BaseModel):
+    """Every setting of one federated simulation (McMahan et al. 2017 round structure)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    name: str = Field("", max_length=200, description="A label for the run (optional).")
+
+    # Data
+    dataset: str = Field("digits", description="Dataset name (see `python -m flcore list`).")
+    data_dir: str = Field(DEFAULT_DATA_DIR, description="Where downloaded datasets are stored.")
+    download: bool = Field(True, description="Download a torchvision dataset when it is missing.")
+    synthetic_alpha: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): model heterogeneity.")
+    synthetic_beta: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): feature heterogeneity.")
+
+    # Partition
+    partition: str = Field("dirichlet", description="How the training data is split over clients.")
+    alpha: float = Field(0.5, gt=0, le=1000, description="Dirichlet concentration: small = skewed labels.")
+    shards_per_client: int = Field(2, ge=1, le=100, description="Shards partition: labels per client.")
+    quantity_distribution: Literal["lognormal", "powerlaw"] = Field(
+        "lognormal", description="Quantity skew: distribution of client sizes."
+    )
+    quantity_sigma: float = Field(1.0, gt=0, le=5, description="Quantity skew: log-normal sigma or power-law exponent.")
+    min_samples_per_client: int = Field(2, ge=1, le=10_000, description="Smallest number of training samples a client may get.")
+
+    # Federation
+    num_clients: int = Field(10, ge=1, le=100_000, description="Number of clients.")
+    clients_per_round: int | None = Field(None, ge=1, le=100_000, description="Clients sampled per round (overrides client_fraction).")
+    client_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
+    rounds: int = Field(20, ge=1, le=10_000, description="Communication rounds.")
+
+    # Local training
+    model: str = Field("mlp", description="Model architecture.")
+    local_epochs: int = Field(1, ge=1, le=100, description="Local epochs per round.")
+    batch_size: int = Field(16, ge=1, le=65_536, description="Local mini-batch size.")
+    lr: float = Field(0.05, gt=0, le=10, description="Client learning rate.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="Client SGD momentum.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="Client SGD weight decay.")
+    prox_mu: float = Field(0.0, ge=0, le=100, description="FedProx proximal weight mu (0 = FedAvg's local loss).")
+    executor: Literal["auto", "sequential", "vectorized"] = Field(
+        "auto", description="How clients are trained: one after another, or batched together."
+    )
+    chunk_size: int | None = Field(None, ge=1, le=100_000, description="Vectorized executor: clients per batched chunk (None = automatic).")
+
+    # Server
+    strategy: str = Field("fedavg", description="Aggregation method.")
+    server_lr: float | None = Field(None, gt=0, le=100, description="Server learning rate (None = the strategy's default).")
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM: server momentum.")
+    beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi: first-moment decay.")
+    beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi: second-moment decay.")
+    tau: float = Field(1e-3, gt=0, le=10, description="FedAdam/FedYogi/FedAdagrad: adaptivity.")
+    trim_beta: float = Field(0.1, ge=0, lt=0.5, description="Trimmed mean: fraction trimmed from each end.")
+    krum_byzantine: int | None = Field(None, ge=0, description="Krum: assumed attackers per round (None = from attack_fraction).")
+    multi_krum_m: int | None = Field(None, ge=1, description="Multi-Krum: updates averaged (None = n - f).")
+
+    # Attack
+    attack: str = Field("none", description="What malicious clients do.")
+    attack_fraction: float = Field(0.0, ge=0, lt=1, description="Fraction of clients that are malicious.")
+    attack_scale: float | None = Field(None, gt=0, le=1e4, description="Attack strength (None = the attack's default).")
+
+    # Reproducibility and hardware
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Root seed for model init, sampling and shuffling.")
+    data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentConfig":
+        problems = _cross_field_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # Derived values -----------------------------------------------------------------
+    @property
+    def clients_per_round_resolved(self) -> int:
+        if self.clients_per_round is not None:
+            return self.clients_per_round
+        return max(1, round(self.client_fraction * self.num_clients))
+
+    @property
+    def data_seed_resolved(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
+
+    # Construction -------------------------------------------------------------------
+    @classmethod
+    def create(cls, **values: Any) -> "ExperimentConfig":
+        """Validate `values`; raise ConfigError with one readable sentence per problem."""
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err)) from None
+
+    def replace(self, **changes: Any) -> "ExperimentConfig":
+        return type(self).create(**{**self.model_dump(), **changes})
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExperimentConfig":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError([f"the config is not valid JSON: {err}"]) from None
+        if not isinstance(values, dict):
+            raise ConfigError(["the config must be a JSON object of field: value"])
+        return cls.create(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExperimentConfig":
+        return cls.from_json(Path(path).read_text())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if not field:  # a cross-field problem; messages already name their fields
+            problems.extend(msg.split("\n"))
+            continue
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{field} is not a setting; see `python -m flcore run --help` for the settings")
+            continue
+        value = e.get("input")
+        problems.append(f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}")
+    return problems
+
+
+def _choice(kind: str, field: str, value: str, names: list[str]) -> str | None:
+    if value in names:
+        return None
+    return f"{field}={value!r} is not a known {kind}; choose one of: {', '.join(names)}"
+
+
+def _cross_field_problems(c: ExperimentConfig) -> list[str]:
+    from flcore.attacks import ATTACKS
+    from flcore.data.datasets import DATASETS
+    from flcore.data.partition import PARTITIONERS
+    from flcore.models import MODELS
+    from flcore.strategies import STRATEGIES
+
+    problems = [
+        p
+        for p in (
+            _choice("dataset", "dataset", c.dataset, DATASETS.names()),
+            _choice("partitioner", "partition", c.partition, PARTITIONERS.names()),
+            _choice("model", "model", c.model, MODELS.names()),
+            _choice("strategy", "strategy", c.strategy, STRATEGIES.names()),
+            _choice("attack", "attack", c.attack, ATTACKS.names()),
+        )
+        if p
+    ]
+    if c.clients_per_round is not None and c.clients_per_round > c.num_clients:
+        problems.append(f"clients_per_round={c.clients_per_round} exceeds num_clients={c.num_clients}")
+    if c.attack != "none" and c.attack_fraction == 0:
+        problems.append(f"attack_fraction=0 must be above 0 when attack={c.attack!r} (or set attack='none')")
+    if c.attack == "none" and c.attack_fraction > 0:
+        problems.append(f"attack_fraction={c.attack_fraction} needs an attack; choose one of: {', '.join(n for n in ATTACKS.names() if n != 'none')}")
+    if not problems and c.dataset in DATASETS and c.model in MODELS:
+        info = DATASETS.get(c.dataset).info
+        reason = MODELS.get(c.model).unsupported(info.input_shape)
+        if reason:
+            problems.append(f"model={c.model!r} cannot read dataset={c.dataset!r}: {reason}")
+    if c.strategy in STRATEGIES:
+        problems.extend(STRATEGIES.get(c.strategy).config_problems(c))
+    return problems

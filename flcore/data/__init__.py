@@ -1,0 +1,1 @@
+"""Datasets (as in-memory tensors) and the partitioners that split them over clients."""

@@ -1,0 +1,166 @@
+"""Partitioner registry: how the training samples are split over clients.
+
+Each partitioner is a pure, seeded function ``(labels, num_clients, config, rng) -> list of
+index arrays`` returning a disjoint cover of the training indices (every sample goes to exactly
+one client). `iid` shuffles and deals evenly; `dirichlet` draws each class's spread over clients
+from Dir(alpha) (Hsu et al. 2019), so a small alpha concentrates labels; `shards` sorts by label
+and gives each client k shards (McMahan et al. 2017); `quantity_skew` keeps labels IID but draws
+client sizes from a log-normal or power law. `label_counts` and `heterogeneity` describe a split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import pandas as pd
+
+from flcore.registry import Registry
+
+if TYPE_CHECKING:
+    from flcore.config import ExperimentConfig
+
+Partitioner = Callable[[np.ndarray, int, "ExperimentConfig", np.random.Generator], list[np.ndarray]]
+PARTITIONERS: Registry[Partitioner] = Registry("partitioner")
+DIRICHLET_TRIES = 200
+
+
+class PartitionError(ValueError):
+    """The data cannot be split as asked; the message names the settings to change."""
+
+
+def partition(labels: np.ndarray, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
+    n, k = len(labels), config.num_clients
+    need = k * config.min_samples_per_client
+    if need > n:
+        raise PartitionError(
+            f"num_clients={k} x min_samples_per_client={config.min_samples_per_client} needs {need} "
+            f"training samples but dataset={config.dataset!r} has {n}; lower num_clients or min_samples_per_client"
+        )
+    parts = PARTITIONERS.get(config.partition)(labels, k, config, rng)
+    return [np.sort(p).astype(np.int64) for p in parts]
+
+
+@PARTITIONERS.register("iid", label="IID", description="Shuffle and deal out evenly: every client sees every label.")
+def iid(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
+    return np.array_split(rng.permutation(len(labels)), num_clients)
+
+
+@PARTITIONERS.register(
+    "dirichlet",
+    label="Dirichlet (label skew)",
+    description="Each label is spread over clients in Dir(alpha) proportions: small alpha = few labels per client.",
+    params=("alpha", "min_samples_per_client"),
+)
+def dirichlet(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
+    classes = np.unique(labels)
+    for _ in range(DIRICHLET_TRIES):
+        parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+        for c in classes:
+            members = rng.permutation(np.flatnonzero(labels == c))
+            shares = rng.dirichlet(np.full(num_clients, config.alpha))
+            cuts = (np.cumsum(shares)[:-1] * len(members)).astype(int)
+            for client, chunk in enumerate(np.split(members, cuts)):
+                parts[client].append(chunk)
+        merged = [np.concatenate(p) for p in parts]
+        if min(len(p) for p in merged) >= config.min_samples_per_client:
+            return merged
+    raise PartitionError(
+        f"dirichlet with alpha={config.alpha} could not give each of num_clients={num_clients} clients "
+        f"min_samples_per_client={config.min_samples_per_client} samples in {DIRICHLET_TRIES} tries "
+        f"({len(labels)} training samples); raise alpha, lower num_clients or lower min_samples_per_client"
+    )
+
+
+@PARTITIONERS.register(
+    "shards",
+    label="Shards (k labels per client)",
+    description="Sort by label, cut into shards, give each client k shards (McMahan et al. 2017).",
+    params=("shards_per_client",),
+)
+def shards(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
+    k = config.shards_per_client
+    total = num_clients * k
+    if total > len(labels):
+        raise PartitionError(
+            f"shards_per_client={k} x num_clients={num_clients} = {total} shards exceeds the {len(labels)} "
+            "training samples; lower shards_per_client or num_clients"
+        )
+    by_label = np.argsort(labels, kind="stable")
+    pieces = np.array_split(by_label, total)
+    order = rng.permutation(total)
+    return [np.concatenate([pieces[s] for s in order[i * k : (i + 1) * k]]) for i in range(num_clients)]
+
+
+@PARTITIONERS.register(
+    "quantity_skew",
+    label="Quantity skew",
+    description="IID labels, but client sizes drawn from a log-normal or power law: a few big clients, many small.",
+    params=("quantity_distribution", "quantity_sigma", "min_samples_per_client"),
+)
+def quantity_skew(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
+    n, floor = len(labels), config.min_samples_per_client
+    if config.quantity_distribution == "lognormal":
+        weights = rng.lognormal(0.0, config.quantity_sigma, num_clients)
+    else:  # powerlaw: Pareto-distributed sizes with shape quantity_sigma
+        weights = rng.pareto(config.quantity_sigma, num_clients) + 1.0
+    spare = n - floor * num_clients
+    sizes = floor + np.floor(weights / weights.sum() * spare).astype(int)
+    sizes[np.argsort(-weights)[: n - sizes.sum()]] += 1  # hand out the rounding remainder
+    return np.split(rng.permutation(n), np.cumsum(sizes)[:-1])
+
+
+# Describing a split ---------------------------------------------------------------------
+def label_counts(labels: np.ndarray, parts: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """Clients x classes matrix of sample counts."""
+    return np.stack([np.bincount(labels[p], minlength=num_classes) for p in parts]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    per_client: pd.DataFrame  # client_id, samples, classes, label_entropy_bits, distance_from_global
+    classes_per_client: float
+    label_entropy_bits: float
+    distance_from_global: float  # mean total-variation distance, 0 = IID, 1 = disjoint
+    size_cv: float  # coefficient of variation of client sizes
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "classes_per_client": self.classes_per_client,
+            "label_entropy_bits": self.label_entropy_bits,
+            "distance_from_global": self.distance_from_global,
+            "size_cv": self.size_cv,
+        }
+
+
+def heterogeneity(counts: np.ndarray) -> Heterogeneity:
+    """Classes per client, label entropy and total-variation distance to the global label mix."""
+    sizes = counts.sum(1)
+    dist = counts / np.maximum(sizes, 1)[:, None]
+    global_dist = counts.sum(0) / counts.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(dist > 0, dist * np.log2(dist), 0.0), axis=1)
+    tv = 0.5 * np.abs(dist - global_dist).sum(1)
+    per_client = pd.DataFrame(
+        {
+            "client_id": np.arange(len(counts)),
+            "samples": sizes,
+            "classes": (counts > 0).sum(1),
+            "label_entropy_bits": entropy,
+            "distance_from_global": tv,
+        }
+    )
+    return Heterogeneity(
+        per_client=per_client,
+        classes_per_client=float(per_client["classes"].mean()),
+        label_entropy_bits=float(entropy.mean()),
+        distance_from_global=float(tv.mean()),
+        size_cv=float(sizes.std() / sizes.mean()) if sizes.mean() else 0.0,
+    )
+
+
+def counts_frame(counts: np.ndarray) -> pd.DataFrame:
+    """Long form of a label-count matrix: client_id, label, count."""
+    clients, classes = np.meshgrid(np.arange(counts.shape[0]), np.arange(counts.shape[1]), indexing="ij")
+    return pd.DataFrame({"client_id": clients.ravel(), "label": classes.ravel(), "count": counts.ravel()})

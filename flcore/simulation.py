@@ -1,0 +1,200 @@
+"""The round loop: one `RoundResult` per communication round (McMahan et al. 2017).
+
+`Simulation(config)` loads the data once, splits it with the data seed, builds the model and
+the strategy. `run()` then repeats, top to bottom:
+
+  1. sample clients       seeded by (seed, round)
+  2. broadcast            the global parameters (and SCAFFOLD's corrections)
+  3. local training       each sampled client trains on its own samples
+  4. attack               malicious clients poison the update they send
+  5. aggregate            the strategy turns the updates into the next global model
+  6. evaluate             the global model on the held-out test set
+  7. emit                 a RoundResult with global and per-client numbers
+
+Storage, progress bars, cancellation and checkpoints hang off this loop as consumers of the
+iterator; the loop itself knows nothing about them. Every round's randomness is a function of
+(seed, round), so running from a checkpointed `ServerState` reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from flcore import seeding
+from flcore.attacks import ATTACKS, malicious_clients
+from flcore.config import ExperimentConfig
+from flcore.data.datasets import load_dataset
+from flcore.data.partition import heterogeneity, label_counts, partition
+from flcore.models import build_model
+from flcore.strategies import ClientUpdates, ServerState, build_strategy
+from flcore.training import ClientTask, evaluate, make_executor
+from flcore.training.local import flat_params
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    client_id: int
+    num_samples: int
+    num_steps: int
+    train_loss: float
+    train_accuracy: float
+    update_norm: float  # L2 norm of the update as sent (after any attack)
+    malicious: bool
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int  # 1-based
+    sampled_clients: tuple[int, ...]
+    clients: tuple[ClientResult, ...]
+    test_loss: float
+    test_accuracy: float
+    wall_time_s: float
+    bytes_sent: int  # server -> clients
+    bytes_received: int  # clients -> server
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """The global numbers as one flat row (the columns of rounds.csv)."""
+        return {
+            "round": self.round,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            "num_sampled": len(self.sampled_clients),
+            "mean_train_loss": float(np.mean([c.train_loss for c in self.clients])),
+            "wall_time_s": self.wall_time_s,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            **self.metrics,
+        }
+
+    def client_rows(self) -> list[dict]:
+        return [{"round": self.round, **asdict(c)} for c in self.clients]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was chosen but no CUDA GPU is available; use device='cpu' or 'auto'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def sample_clients(config: ExperimentConfig, round_: int) -> np.ndarray:
+    """The sorted ids of the clients taking part in `round_`, a function of (seed, round)."""
+    rng = seeding.rng(config.seed, "sampling", round_)
+    return np.sort(rng.choice(config.num_clients, size=config.clients_per_round_resolved, replace=False))
+
+
+class Simulation:
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        data = load_dataset(config)
+        self.info = data.info
+        self.x_train, self.y_train = data.x_train.to(self.device), data.y_train.to(self.device)
+        self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
+
+        labels = data.y_train.numpy()
+        self.parts = partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+        self.label_counts = label_counts(labels, self.parts, data.info.num_classes)
+        self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.parts]
+
+        with torch.random.fork_rng(devices=[]):  # model init must not touch the caller's RNG
+            torch.manual_seed(seeding.derive_seed(config.seed, "init"))
+            self.model = build_model(config.model, data.info.input_shape, data.info.num_classes)
+        self.model.to(self.device)
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+
+        self.attack = ATTACKS.get(config.attack)
+        self.attack_scale = config.attack_scale if config.attack_scale is not None else self.attack.default_scale
+        self.malicious = set(
+            malicious_clients(config.num_clients, config.attack_fraction, seeding.rng(config.seed, "attack")).tolist()
+        )
+        self.strategy = build_strategy(config)
+        self.executor = make_executor(config, self.model, data.info.num_classes)
+
+    # Describing the split -----------------------------------------------------------
+    def partition_frame(self) -> pd.DataFrame:
+        from flcore.data.partition import counts_frame
+
+        return counts_frame(self.label_counts)
+
+    def heterogeneity(self):
+        return heterogeneity(self.label_counts)
+
+    # The loop -----------------------------------------------------------------------
+    def initial_state(self) -> ServerState:
+        return self.strategy.init(flat_params(self.model))
+
+    def run(self, state: ServerState | None = None) -> Iterator[RoundResult]:
+        """Yield one result per round, from `state` (a checkpoint) or from the start."""
+        state = state if state is not None else self.initial_state()
+        while state.round < self.config.rounds:
+            state, result = self.step(state)
+            self.state = state
+            yield result
+
+    def step(self, state: ServerState) -> tuple[ServerState, RoundResult]:
+        """Run round state.round + 1 and return the new state with its result."""
+        start = time.perf_counter()
+        round_ = state.round + 1
+
+        # 1. sample clients
+        sampled = sample_clients(self.config, round_).tolist()
+        tasks = [ClientTask(c, self._part_tensors[c], self.attack.flips_labels and c in self.malicious) for c in sampled]
+
+        # 2. broadcast (SCAFFOLD also sends each client its correction)
+        corrections = self.strategy.client_corrections(state, sampled)
+
+        # 3. local training
+        trained = self.executor.train(state.params, tasks, self.x_train, self.y_train, round_, corrections)
+
+        # 4. attack: malicious clients poison what they send
+        deltas = trained.deltas
+        bad = [i for i, c in enumerate(sampled) if c in self.malicious]
+        if bad and self.attack.poison is not None:
+            g = seeding.torch_generator(self.config.seed, "attack_noise", round_)
+            deltas = deltas.clone()
+            deltas[bad] = self.attack.poison(deltas[bad], self.attack_scale, g)
+
+        # 5. aggregate
+        updates = ClientUpdates(sampled, deltas, trained.num_samples, trained.num_steps)
+        state, metrics = self.strategy.aggregate(state, updates)
+
+        # 6. evaluate
+        test_loss, test_accuracy = evaluate(self.model, state.params, self.x_test, self.y_test)
+
+        # 7. emit
+        norms = deltas.norm(dim=1).tolist()
+        clients = tuple(
+            ClientResult(
+                client_id=c,
+                num_samples=int(trained.num_samples[i]),
+                num_steps=int(trained.num_steps[i]),
+                train_loss=float(trained.train_loss[i]),
+                train_accuracy=float(trained.train_accuracy[i]),
+                update_norm=norms[i],
+                malicious=c in self.malicious,
+            )
+            for i, c in enumerate(sampled)
+        )
+        vector_bytes = self.num_params * state.params.element_size()
+        per_client = 2 if corrections is not None else 1  # SCAFFOLD sends control variates both ways
+        return state, RoundResult(
+            round=round_,
+            sampled_clients=tuple(sampled),
+            clients=clients,
+            test_loss=test_loss,
+            test_accuracy=test_accuracy,
+            wall_time_s=time.perf_counter() - start,
+            bytes_sent=len(sampled) * vector_bytes * per_client,
+            bytes_received=len(sampled) * vector_bytes * per_client,
+            metrics=metrics,
+        )
