@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from flcore.seeding import torch_generator
 
@@ -75,6 +75,18 @@ def flat_params(model: nn.Module) -> torch.Tensor:
     return parameters_to_vector(model.parameters()).detach().clone()
 
 
+@torch.no_grad()
+def load_flat(model: nn.Module, vector: torch.Tensor) -> None:
+    """Copy a flat vector into the model's parameters.
+
+    Unlike torch's `vector_to_parameters`, which makes the parameters views of `vector`, this
+    copies, so training the model can never write into the server's global parameters.
+    """
+    params = list(model.parameters())
+    for p, v in zip(params, _split_like(vector, params)):
+        p.copy_(v)
+
+
 class SequentialExecutor:
     """Trains each client in turn with a real nn.Module and torch.optim.SGD."""
 
@@ -102,7 +114,7 @@ class SequentialExecutor:
 
     def _train_one(self, global_params, task, x, y, round_, correction):
         s, model = self.settings, self.model
-        vector_to_parameters(global_params, model.parameters())
+        load_flat(model, global_params)
         params = list(model.parameters())
         opt = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
         xs, ys = x[task.indices], y[task.indices]
@@ -144,7 +156,7 @@ def _split_like(vector: torch.Tensor, params: list[torch.Tensor]) -> list[torch.
 @torch.no_grad()
 def evaluate(model: nn.Module, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `params` on (x, y)."""
-    vector_to_parameters(params, model.parameters())
+    load_flat(model, params)
     model.eval()
     loss_sum = correct = 0.0
     for i in range(0, len(y), batch):
