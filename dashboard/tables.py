@@ -1,0 +1,246 @@
+"""Tables and text the pages show: pure functions over stored runs, no Streamlit.
+
+`runs_table` is the Runs page's table, `final_metrics` and `config_differences` the Compare
+page's, `time_left` the Run page's estimate, `results_json` its full download. Names and
+sentences for the audience (who does not read code) live here too: `field_label` turns a
+config field into words, `describe_split` a partition into a phrase.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from flcore.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from flcore.store import RunInfo
+
+ACTIVE = ("queued", "running")
+
+# How a config field is named on screen; fields not listed get their name in words.
+FIELD_LABELS = {
+    "name": "Run name",
+    "dataset": "Dataset",
+    "data_dir": "Data folder",
+    "download": "Download when missing",
+    "synthetic_alpha": "Synthetic alpha (model heterogeneity)",
+    "synthetic_beta": "Synthetic beta (feature heterogeneity)",
+    "partition": "Split",
+    "alpha": "Dirichlet alpha",
+    "shards_per_client": "Shards per client",
+    "quantity_distribution": "Client size distribution",
+    "quantity_sigma": "Size spread (sigma)",
+    "min_samples_per_client": "Minimum samples per client",
+    "num_clients": "Number of clients",
+    "clients_per_round": "Clients per round",
+    "client_fraction": "Fraction of clients per round",
+    "rounds": "Rounds",
+    "model": "Model",
+    "local_epochs": "Local epochs",
+    "batch_size": "Batch size",
+    "lr": "Client learning rate",
+    "momentum": "Client momentum",
+    "weight_decay": "Weight decay",
+    "prox_mu": "FedProx mu",
+    "executor": "Client training",
+    "chunk_size": "Clients per batched chunk",
+    "strategy": "Aggregation",
+    "server_lr": "Server learning rate",
+    "server_momentum": "Server momentum",
+    "beta1": "Server beta1",
+    "beta2": "Server beta2",
+    "tau": "Server tau (adaptivity)",
+    "trim_beta": "Trimmed fraction (each end)",
+    "krum_byzantine": "Assumed attackers per round",
+    "multi_krum_m": "Updates averaged (Multi-Krum)",
+    "attack": "Attack",
+    "attack_fraction": "Fraction of malicious clients",
+    "attack_scale": "Attack strength",
+    "seed": "Seed",
+    "data_seed": "Data split seed",
+    "device": "Device",
+}
+
+
+def registries() -> dict[str, Any]:
+    """The config fields whose values name a registry entry, with their registry."""
+    from flcore.attacks import ATTACKS
+    from flcore.data.datasets import DATASETS
+    from flcore.data.partition import PARTITIONERS
+    from flcore.models import MODELS
+    from flcore.strategies import STRATEGIES
+
+    return {"dataset": DATASETS, "partition": PARTITIONERS, "model": MODELS, "strategy": STRATEGIES, "attack": ATTACKS}
+
+
+def field_label(name: str) -> str:
+    return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def describe_split(config: ExperimentConfig) -> str:
+    """The partition in a few words, e.g. 'Dirichlet α=0.5' or 'Shards (2 per client)'."""
+    p = config.partition
+    if p == "dirichlet":
+        return f"Dirichlet α={config.alpha:g}"
+    if p == "shards":
+        return f"Shards ({config.shards_per_client} per client)"
+    if p == "quantity_skew":
+        return f"Quantity skew ({config.quantity_distribution}, σ={config.quantity_sigma:g})"
+    if p == "iid":
+        return "IID"
+    return p
+
+
+def describe_config(config: ExperimentConfig) -> str:
+    """One line: dataset, split, clients, model, strategy, rounds (and the attack, if any)."""
+    from flcore.data.datasets import DATASETS
+    from flcore.models import MODELS
+    from flcore.strategies import STRATEGIES
+
+    def label(registry: Any, name: str) -> str:
+        return registry.entry(name).label if name in registry else name
+
+    sampled = config.clients_per_round_resolved
+    parts = [
+        label(DATASETS, config.dataset),
+        describe_split(config),
+        f"{config.num_clients} clients ({sampled} per round)",
+        label(MODELS, config.model),
+        label(STRATEGIES, config.strategy) + (f" + FedProx μ={config.prox_mu:g}" if config.prox_mu > 0 else ""),
+        f"{config.rounds} rounds",
+    ]
+    if config.attack != "none":
+        parts.append(f"attack: {config.attack} on {config.attack_fraction:.0%} of clients")
+    return " · ".join(parts)
+
+
+def format_duration(seconds: float | None) -> str:
+    """'45 s', '3 min 05 s', '2 h 04 min'; an empty string for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def time_left(info: "RunInfo", now: float | None = None) -> float | None:
+    """Seconds until the run ends at its pace so far, or None before the first round."""
+    if info.status != "running" or info.rounds_done <= 0 or info.started_at is None:
+        return None
+    now = time.time() if now is None else now
+    per_round = max(now - info.started_at, 0.0) / info.rounds_done
+    return per_round * max(info.total_rounds - info.rounds_done, 0)
+
+
+def run_labels(runs: Sequence["RunInfo"]) -> dict[str, str]:
+    """run_id -> a label unique among `runs`: the name, plus the id for names used twice."""
+    counts = pd.Series([r.name for r in runs]).value_counts()
+    return {r.run_id: (f"{r.name} [{r.run_id}]" if counts.get(r.name, 0) > 1 else r.name) for r in runs}
+
+
+def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
+    """One row per run, newest first: what the Runs page lists."""
+    from flcore.strategies import STRATEGIES
+
+    rows = []
+    for r in runs:
+        c = r.config
+        rows.append(
+            {
+                "id": r.run_id,
+                "name": r.name,
+                "dataset": c.dataset,
+                "split": describe_split(c),
+                "strategy": STRATEGIES.entry(c.strategy).label if c.strategy in STRATEGIES else c.strategy,
+                "clients": c.num_clients,
+                "status": r.status + (" (cancelling)" if r.cancel_requested and r.status in ACTIVE else ""),
+                "progress": r.progress,
+                "rounds": f"{r.rounds_done} / {r.total_rounds}",
+                "final accuracy": r.final_accuracy,
+                "created": datetime.fromtimestamp(r.created_at),
+            }
+        )
+    columns = ["id", "name", "dataset", "split", "strategy", "clients", "status", "progress", "rounds", "final accuracy", "created"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per run: status, rounds, final and best accuracy, final loss and time per round."""
+    labels = run_labels(runs)
+    rows = []
+    for r in runs:
+        frame = rounds.get(r.run_id, pd.DataFrame())
+        has = not frame.empty
+        best = frame.loc[frame["test_accuracy"].idxmax()] if has else None
+        rows.append(
+            {
+                "run": labels[r.run_id],
+                "status": r.status,
+                "rounds": f"{r.rounds_done} / {r.total_rounds}",
+                "final accuracy": float(frame["test_accuracy"].iloc[-1]) if has else None,
+                "best accuracy": float(best["test_accuracy"]) if has else None,
+                "best round": int(best["round"]) if has else None,
+                "final loss": float(frame["test_loss"].iloc[-1]) if has else None,
+                "seconds per round": float(frame["wall_time_s"].mean()) if has and "wall_time_s" in frame else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _shown(field: str, value: Any) -> str:
+    registry = registries().get(field)
+    if registry is not None and value in registry:
+        return registry.entry(value).label
+    if value is None:
+        return "automatic"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_differences(configs: dict[str, ExperimentConfig], ignore: Sequence[str] = ("name",)) -> pd.DataFrame:
+    """The settings that differ between the configs: one row per field, one column per run."""
+    if len(configs) < 2:
+        return pd.DataFrame()
+    dumps = {label: c.model_dump() for label, c in configs.items()}
+    fields = [f for f in ExperimentConfig.model_fields if f not in ignore]
+    differing = [f for f in fields if len({json.dumps(d[f], sort_keys=True) for d in dumps.values()}) > 1]
+    table = pd.DataFrame(
+        {label: [_shown(f, d[f]) for f in differing] for label, d in dumps.items()},
+        index=pd.Index([field_label(f) for f in differing], name="setting"),
+    )
+    return table
+
+
+def results_json(info: "RunInfo", rounds: pd.DataFrame, clients: pd.DataFrame, partition: pd.DataFrame) -> str:
+    """Everything stored about a run, as one JSON document."""
+    return json.dumps(
+        {
+            "run_id": info.run_id,
+            "name": info.name,
+            "status": info.status,
+            "error": info.error,
+            "rounds_done": info.rounds_done,
+            "total_rounds": info.total_rounds,
+            "created_at": info.created_at,
+            "started_at": info.started_at,
+            "finished_at": info.finished_at,
+            "final_accuracy": info.final_accuracy,
+            "source": info.source,
+            "config": info.config.model_dump(mode="json"),
+            "rounds": json.loads(rounds.to_json(orient="records")),
+            "clients": json.loads(clients.to_json(orient="records")),
+            "partition": json.loads(partition.to_json(orient="records")),
+        },
+        indent=2,
+    )

@@ -1,0 +1,151 @@
+"""The chart builders on small hand-made frames: every chart is titled, has labelled axes and a
+caption, draws what it is given, and gives each client one colour everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from dashboard import charts
+
+ROUNDS = pd.DataFrame(
+    {"round": [1, 2, 3], "test_loss": [2.0, 1.5, 1.2], "test_accuracy": [0.3, 0.5, 0.6], "num_sampled": [2, 2, 2],
+     "mean_train_loss": [2.1, 1.6, 1.3], "wall_time_s": [0.5, 0.4, 0.4], "bytes_sent": [10, 10, 10], "bytes_received": [10, 10, 10]}
+)
+# 3 clients, 2 sampled per round; client 2 is malicious.
+CLIENTS = pd.DataFrame(
+    {"round": [1, 1, 2, 2, 3, 3], "client_id": [0, 1, 1, 2, 0, 2], "num_samples": [5] * 6, "num_steps": [1] * 6,
+     "train_loss": [2.0, 1.9, 1.5, 3.0, 1.1, 3.5], "train_accuracy": [0.2] * 6, "update_norm": [1.0, 1.1, 0.9, 9.0, 0.8, 9.5],
+     "malicious": [False, False, False, True, False, True]}
+)
+# client 0 holds labels 0 and 1, client 1 label 1, client 2 label 2 (3 labels).
+COUNTS = np.array([[4, 1, 0], [0, 6, 0], [0, 0, 5]])
+PARTITION = pd.DataFrame(
+    {"client_id": np.repeat(np.arange(3), 3), "label": np.tile(np.arange(3), 3), "count": COUNTS.ravel()}
+)
+EMPTY_ROUNDS = ROUNDS.iloc[0:0]
+EMPTY_CLIENTS = CLIENTS.iloc[0:0]
+EMPTY_PARTITION = PARTITION.iloc[0:0]
+
+
+def all_charts(rounds=ROUNDS, clients=CLIENTS, partition=PARTITION) -> dict[str, go.Figure]:
+    curves = pd.concat([rounds.assign(run="a"), rounds.assign(run="b", test_accuracy=rounds["test_accuracy"] / 2)])
+    return {
+        "accuracy": charts.accuracy_chart(rounds, 5),
+        "loss": charts.loss_chart(rounds, 5),
+        "client_loss": charts.client_loss_chart(clients, 5),
+        "update_norm": charts.update_norm_chart(clients, 5),
+        "partition_heatmap": charts.partition_heatmap(partition, ["zero", "one", "two"]),
+        "partition_bars": charts.partition_bars(partition, ["zero", "one", "two"]),
+        "sampled_labels": charts.sampled_labels_chart(clients, partition, ["zero", "one", "two"], 5),
+        "participation": charts.participation_chart(clients, 3, 5),
+        "compare_accuracy": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_accuracy"),
+        "compare_loss": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_loss"),
+    }
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["with data", "before the first round"])
+def test_every_chart_has_a_title_labelled_axes_and_a_caption(empty):
+    figs = all_charts(EMPTY_ROUNDS, EMPTY_CLIENTS, EMPTY_PARTITION) if empty else all_charts()
+    for name, fig in figs.items():
+        assert isinstance(fig, go.Figure), name
+        assert fig.layout.title.text, f"{name} has no title"
+        assert fig.layout.xaxis.title.text, f"{name} has no x-axis title"
+        assert fig.layout.yaxis.title.text, f"{name} has no y-axis title"
+        assert charts.CAPTIONS[name].strip(), f"{name} has no caption"
+        if empty:  # says why it is empty instead of drawing a blank frame
+            assert any("…" in a.text or "Pick" in a.text for a in fig.layout.annotations), name
+
+
+def test_accuracy_chart_draws_every_round_and_spans_the_whole_run():
+    fig = charts.accuracy_chart(ROUNDS, total_rounds=10)
+    (trace,) = fig.data
+    assert list(trace.x) == [1, 2, 3] and list(trace.y) == [0.3, 0.5, 0.6]
+    assert tuple(fig.layout.xaxis.range) == (0.5, 10.5)  # the axis does not jump as rounds arrive
+    assert fig.layout.yaxis.tickformat == ".0%"
+
+
+def test_client_colours_are_fixed_distinct_and_shared_by_every_chart():
+    first = [charts.client_color(i) for i in range(200)]
+    assert first == [charts.client_color(i) for i in range(200)]
+    assert len(set(first)) == 200
+    assert all(c.startswith("#") and len(c) == 7 for c in first)
+    # the per-client line chart and the participation marks use the same colour for a client
+    lines = {t.name: t.line.color for t in charts.client_loss_chart(CLIENTS).data}
+    assert lines["client 0"] == charts.client_color(0)
+    assert lines["client 2 (malicious)"] == charts.client_color(2)
+    marks = charts.participation_chart(CLIENTS, 3).data[0]
+    assert list(marks.marker.color) == [charts.client_color(c) for c in CLIENTS["client_id"]]
+    # and the partition charts colour client ticks the same way
+    ticks = charts.partition_bars(PARTITION).layout.xaxis.ticktext
+    assert charts.client_color(1) in ticks[1]
+
+
+def test_per_client_lines_mark_malicious_clients():
+    fig = charts.client_loss_chart(CLIENTS)
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"client 0", "client 1", "client 2 (malicious)"}
+    assert by_name["client 2 (malicious)"].line.dash == "dot"
+    assert by_name["client 0"].line.dash == "solid"
+    assert list(by_name["client 1"].x) == [1, 2]  # only the rounds it was sampled in
+
+
+def test_many_clients_become_a_heatmap_with_malicious_clients_marked():
+    rng = np.random.default_rng(0)
+    rows = [(r, c, bool(c == 7)) for r in range(1, 6) for c in rng.choice(50, 10, replace=False)]
+    clients = pd.DataFrame(rows, columns=["round", "client_id", "malicious"]).assign(train_loss=1.0, update_norm=2.0)
+    fig = charts.update_norm_chart(clients, 5)
+    heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heat) == 1 and fig.layout.yaxis.title.text == "Client"
+    assert heat[0].z.shape == (clients["client_id"].nunique(), 5)
+    marked = [t for t in fig.data if t.name == "malicious client"]
+    if (clients["client_id"] == 7).any():
+        assert list(marked[0].y) == [7]
+
+
+def test_partition_charts_show_the_counts():
+    heat = charts.partition_heatmap(PARTITION, ["zero", "one", "two"]).data[0]
+    assert np.array_equal(np.asarray(heat.z), COUNTS)
+    assert list(heat.x) == ["zero", "one", "two"]
+    bars = charts.partition_bars(PARTITION, ["zero", "one", "two"])
+    assert bars.layout.barmode == "stack"
+    assert [list(t.y) for t in bars.data] == COUNTS.T.tolist()  # one trace per label, one bar per client
+    assert [t.marker.color for t in bars.data] == [charts.label_color(i) for i in range(3)]
+
+
+def test_partition_bars_cap_the_number_of_clients_and_say_so():
+    big = pd.DataFrame({"client_id": np.arange(300), "label": 0, "count": 3})
+    fig = charts.partition_bars(big, max_clients=100)
+    assert len(fig.data[0].x) == 100
+    assert "first 100 of 300" in fig.layout.title.text
+
+
+def test_sampled_labels_adds_up_the_sampled_clients_and_tracks_what_was_seen():
+    fig = charts.sampled_labels_chart(CLIENTS, PARTITION)
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    # round 1 samples clients 0, 1 -> labels [4, 7, 0]; round 2: 1, 2 -> [0, 6, 5]; round 3: 0, 2 -> [4, 1, 5]
+    assert [list(b.y) for b in bars] == [[4, 0, 4], [7, 6, 1], [0, 5, 5]]
+    lines = {t.name: list(t.y) for t in fig.data if isinstance(t, go.Scatter)}
+    assert lines["clients seen"] == pytest.approx([2 / 3, 1, 1])
+    assert lines["labels seen"] == pytest.approx([2 / 3, 1, 1])
+    assert lines["samples seen"] == pytest.approx([11 / 16, 1, 1])
+
+
+def test_participation_marks_each_sampled_client_and_becomes_a_heatmap_when_large():
+    fig = charts.participation_chart(CLIENTS, 3)
+    marks = fig.data[0]
+    assert list(zip(marks.x, marks.y)) == list(zip(CLIENTS["round"], CLIENTS["client_id"]))
+    assert list(marks.marker.symbol) == ["square", "square", "square", "x", "square", "x"]
+    heat = charts.participation_chart(CLIENTS, 3, max_marks=2).data[0]
+    assert isinstance(heat, go.Heatmap)
+    assert np.asarray(heat.z).tolist() == [[1, 0, 1], [1, 1, 0], [0, 1, 1]]
+
+
+def test_compare_chart_draws_one_curve_per_run_in_its_own_colour():
+    curves = pd.concat([ROUNDS.assign(run="fedavg"), ROUNDS.assign(run="krum")])
+    fig = charts.compare_chart(curves, "test_loss")
+    assert [t.name for t in fig.data] == ["fedavg", "krum"]
+    assert fig.data[0].line.color != fig.data[1].line.color
+    assert fig.layout.yaxis.title.text.startswith("Test loss")

@@ -1,0 +1,81 @@
+"""The tables and sentences the pages show, computed from hand-made runs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from flcore.config import ExperimentConfig
+from flcore.store import RunInfo
+
+from dashboard import tables
+
+
+def info(run_id="a1", name="demo", status="done", rounds_done=4, total=4, started=100.0, **config) -> RunInfo:
+    cfg = ExperimentConfig.create(rounds=total, **config)
+    return RunInfo(run_id, name, cfg, status, rounds_done, total, None, 50.0, started, None, 0.8, False, "dashboard")
+
+
+def test_describe_split_names_each_partitioner_with_its_setting():
+    assert tables.describe_split(ExperimentConfig.create(alpha=0.1)) == "Dirichlet α=0.1"
+    assert tables.describe_split(ExperimentConfig.create(partition="shards", shards_per_client=3)) == "Shards (3 per client)"
+    assert tables.describe_split(ExperimentConfig.create(partition="iid")) == "IID"
+    assert "lognormal" in tables.describe_split(ExperimentConfig.create(partition="quantity_skew"))
+
+
+def test_field_labels_are_words():
+    assert tables.field_label("lr") == "Client learning rate"
+    assert tables.field_label("some_new_field") == "Some new field"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, ""), (4.4, "4 s"), (65, "1 min 05 s"), (7440, "2 h 04 min")])
+def test_format_duration(seconds, text):
+    assert tables.format_duration(seconds) == text
+
+
+def test_time_left_follows_the_pace_so_far():
+    running = info(status="running", rounds_done=2, total=10, started=100.0)
+    assert tables.time_left(running, now=110.0) == pytest.approx(40.0)  # 5 s per round, 8 rounds to go
+    assert tables.time_left(info(status="running", rounds_done=0, total=10), now=110.0) is None
+    assert tables.time_left(info(status="done"), now=110.0) is None
+
+
+def test_runs_table_has_the_columns_the_runs_page_promises():
+    table = tables.runs_table([info(strategy="krum", num_clients=12), info("b2", status="running", rounds_done=1)])
+    for column in ("name", "dataset", "split", "strategy", "clients", "status", "progress", "final accuracy", "created"):
+        assert column in table.columns
+    assert table.loc[0, "strategy"] == "Krum" and table.loc[0, "clients"] == 12
+    assert table.loc[1, "progress"] == pytest.approx(0.25)
+
+
+def test_config_differences_lists_only_the_settings_that_differ():
+    diff = tables.config_differences({
+        "a": ExperimentConfig.create(name="a", strategy="fedavg"),
+        "b": ExperimentConfig.create(name="b", strategy="median", alpha=0.1),
+    })
+    assert list(diff.index) == ["Dirichlet alpha", "Aggregation"]
+    assert diff.loc["Aggregation"].tolist() == ["FedAvg", "Coordinate-wise median"]
+    assert tables.config_differences({"a": ExperimentConfig(), "b": ExperimentConfig()}).empty
+
+
+def test_final_metrics_and_unique_labels():
+    runs = [info("a1", name="same"), info("b2", name="same", status="failed", rounds_done=1)]
+    frames = {
+        "a1": pd.DataFrame({"round": [1, 2], "test_accuracy": [0.5, 0.4], "test_loss": [1.0, 1.1], "wall_time_s": [1.0, 3.0]}),
+        "b2": pd.DataFrame(columns=["round", "test_accuracy", "test_loss", "wall_time_s"]),
+    }
+    table = tables.final_metrics(runs, frames)
+    assert table["run"].tolist() == ["same [a1]", "same [b2]"]
+    first = table.iloc[0]
+    assert (first["final accuracy"], first["best accuracy"], first["best round"]) == (0.4, 0.5, 1)
+    assert first["seconds per round"] == 2.0
+    assert pd.isna(table.iloc[1]["final accuracy"])
+
+
+def test_results_json_holds_config_and_every_table():
+    rounds = pd.DataFrame({"round": [1], "test_accuracy": [0.5]})
+    doc = json.loads(tables.results_json(info(), rounds, rounds.iloc[0:0], rounds.iloc[0:0]))
+    assert doc["config"]["rounds"] == 4 and doc["rounds"] == [{"round": 1, "test_accuracy": 0.5}]
+    assert ExperimentConfig.create(**doc["config"]) == info().config
