@@ -59,9 +59,9 @@ class ExperimentConfig(BaseModel):
 
     # Local training
     model: str = Field("mlp", description="Model architecture.")
-    local_epochs: int = Field(1, ge=1, le=100, description="Local epochs per round.")
+    local_epochs: int = Field(2, ge=1, le=100, description="Local epochs per round.")
     batch_size: int = Field(16, ge=1, le=65_536, description="Local mini-batch size.")
-    lr: float = Field(0.05, gt=0, le=10, description="Client learning rate.")
+    lr: float = Field(0.1, gt=0, le=10, description="Client learning rate.")
     momentum: float = Field(0.0, ge=0, lt=1, description="Client SGD momentum.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="Client SGD weight decay.")
     prox_mu: float = Field(0.0, ge=0, le=100, description="FedProx proximal weight mu (0 = FedAvg's local loss).")

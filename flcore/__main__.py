@@ -1,0 +1,285 @@
+"""Command line: ``python -m flcore run | partition | list | runs | show``.
+
+`run` takes an optional ``--config FILE.json`` and one flag per config field (``--num-clients``,
+``--alpha``, ...), which override the file. It shows a progress bar, prints a summary, records
+the run in the run store (so it appears in the dashboard) and writes ``config.json``,
+``rounds.csv``, ``clients.csv``, ``partition.csv`` and ``timings.csv`` to ``--out``.
+``rounds.csv`` and ``clients.csv`` hold only seeded results, so two runs of one config are
+byte-identical; wall-clock times go to ``timings.csv``. Bad arguments exit with status 2 and
+a sentence naming the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from flcore.config import ConfigError, ExperimentConfig
+
+EXIT_USAGE = 2
+NONE_WORDS = {"none", "null", "auto", "default"}
+# rounds.csv keeps only seeded numbers; these machine-dependent columns go to timings.csv
+TIMING_COLUMNS = ["wall_time_s"]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ExperimentConfig field; values are validated by the config, not argparse."""
+    parser.add_argument("--config", type=Path, help="a JSON config file; flags override its values")
+    group = parser.add_argument_group("experiment settings (see `python -m flcore list` for names)")
+    for name, info in ExperimentConfig.model_fields.items():
+        default = info.default
+        shown = "" if default in (None, "") else f" (default: {default})"
+        if name == "clients_per_round":
+            help_text = "clients per round: a count (5) or a fraction of all clients (0.5)"
+        else:
+            help_text = (info.description or "") + shown
+        if info.annotation is bool:
+            group.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(_flag(name), dest=name, metavar="VALUE", default=None, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        if not args.config.exists():
+            raise ConfigError([f"--config {args.config} does not exist"])
+        values.update(ExperimentConfig.load(args.config).model_dump())
+    for name, info in ExperimentConfig.model_fields.items():
+        raw = getattr(args, name, None)
+        if raw is None:
+            continue
+        if isinstance(raw, str) and raw.lower() in NONE_WORDS and _accepts_none(info):
+            values[name] = None
+        elif name == "clients_per_round" and isinstance(raw, str) and "." in raw:
+            values.update(clients_per_round=None, client_fraction=raw)  # a fraction of all clients
+        else:
+            values[name] = raw
+    return ExperimentConfig.create(**values)
+
+
+def _accepts_none(info) -> bool:
+    return info.default is None
+
+
+# Commands -------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from flcore.attacks import ATTACKS
+    from flcore.data.datasets import DATASETS
+    from flcore.data.partition import PARTITIONERS
+    from flcore.models import MODELS
+    from flcore.strategies import STRATEGIES
+
+    for title, registry in (
+        ("datasets", DATASETS),
+        ("partitions", PARTITIONERS),
+        ("models", MODELS),
+        ("strategies", STRATEGIES),
+        ("attacks", ATTACKS),
+    ):
+        print(f"{title}:")
+        for e in registry.entries():
+            params = f"  [settings: {', '.join(e.params)}]" if e.params else ""
+            print(f"  {e.name:<16} {e.description}{params}")
+        print()
+    return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    from flcore import seeding
+    from flcore.data.datasets import load_dataset
+    from flcore.data.partition import heterogeneity, label_counts, partition
+
+    config = config_from_args(args)
+    data = load_dataset(config)
+    labels = data.y_train.numpy()
+    parts = partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+    counts = label_counts(labels, parts, data.info.num_classes)
+    stats = heterogeneity(counts)
+    table = pd.DataFrame(counts, columns=[f"label_{c}" for c in range(counts.shape[1])])
+    table.insert(0, "client", range(len(counts)))
+    table["samples"] = counts.sum(1)
+    table["classes"] = stats.per_client["classes"].to_numpy()
+    table["tv_distance"] = stats.per_client["distance_from_global"].round(3).to_numpy()
+    print(f"{config.dataset}: {len(labels)} training samples, {config.partition} split over {config.num_clients} clients")
+    print(table.to_string(index=False))
+    print()
+    for key, value in stats.summary().items():
+        print(f"{key:>22}: {value:.3f}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from flcore.simulation import RoundResult, Simulation
+
+    config = config_from_args(args)
+    store = run_id = None
+    if not args.no_store:
+        from flcore.store import RunStore
+
+        store = RunStore(args.store)
+        run_id = store.create_run(config, source="cli")
+    out = Path(args.out) if args.out else Path("runs") / (run_id or time.strftime("%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.json")
+
+    results: list[RoundResult] = []
+    bar = tqdm(total=config.rounds, desc="rounds", unit="round", disable=args.quiet, file=sys.stderr)
+
+    def on_round(result: RoundResult) -> None:
+        results.append(result)
+        bar.set_postfix(acc=f"{result.test_accuracy:.3f}", loss=f"{result.test_loss:.3f}")
+        bar.update(1)
+
+    started = time.perf_counter()
+    if store is not None:
+        from flcore.runner import execute_run
+
+        status = execute_run(store, run_id, on_round=on_round)
+        info = store.get_run(run_id)
+        counts = store.partition_frame(run_id)
+        if status != "done":
+            bar.close()
+            print(f"run {run_id} {status}: {info.error or ''}".rstrip(": "), file=sys.stderr)
+            _write_results(out, results, counts)
+            return 1
+    else:
+        sim = Simulation(config)
+        counts = sim.partition_frame()
+        for result in sim.run():
+            on_round(result)
+    bar.close()
+    _write_results(out, results, counts)
+    _print_summary(config, results, time.perf_counter() - started, out, run_id, store)
+    return 0
+
+
+def _write_results(out: Path, results: list, counts: pd.DataFrame) -> None:
+    rounds = pd.DataFrame([r.row() for r in results])
+    if len(rounds):
+        rounds.drop(columns=TIMING_COLUMNS).to_csv(out / "rounds.csv", index=False)
+        rounds[["round", *TIMING_COLUMNS]].to_csv(out / "timings.csv", index=False)
+    pd.DataFrame([row for r in results for row in r.client_rows()]).to_csv(out / "clients.csv", index=False)
+    counts.to_csv(out / "partition.csv", index=False)
+
+
+def _print_summary(config: ExperimentConfig, results: list, seconds: float, out: Path, run_id, store) -> None:
+    final = results[-1]
+    best = max(results, key=lambda r: r.test_accuracy)
+    print(
+        f"{config.dataset} · {config.partition} · {config.strategy} · {config.num_clients} clients · "
+        f"{len(results)} rounds in {seconds:.1f} s\n"
+        f"final test accuracy {final.test_accuracy:.4f} (loss {final.test_loss:.4f}); "
+        f"best {best.test_accuracy:.4f} at round {best.round}\n"
+        f"results written to {out}/"
+        + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
+    )
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from flcore.store import RunStore
+
+    runs = RunStore(args.store).list_runs()
+    if not runs:
+        print("no runs stored yet; start one with `python -m flcore run`")
+        return 0
+    rows = [
+        {
+            "id": r.run_id,
+            "name": r.name,
+            "status": r.status,
+            "rounds": f"{r.rounds_done}/{r.total_rounds}",
+            "final_accuracy": "" if r.final_accuracy is None else f"{r.final_accuracy:.4f}",
+            "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+        }
+        for r in runs
+    ]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from flcore.store import RunStore
+
+    store = RunStore(args.store)
+    info = store.get_run(args.run_id)
+    if info is None:
+        raise UsageError(f"no run with id {args.run_id!r} in {store.path}; `python -m flcore runs` lists them")
+    print(f"run {info.run_id}: {info.name}\nstatus: {info.status} ({info.rounds_done}/{info.total_rounds} rounds)")
+    if info.error:
+        print(f"error: {info.error}")
+    rounds = store.rounds_frame(info.run_id)
+    if len(rounds):
+        print(rounds[["round", "test_accuracy", "test_loss"]].to_string(index=False))
+    print("config:\n" + info.config.to_json())
+    return 0
+
+
+# Parsing --------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's errors, as one sentence and status 2
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m flcore", description="Federated-learning simulations from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one simulation")
+    _add_config_flags(run)
+    run.add_argument("--out", metavar="DIR", help="where to write the CSV results (default: runs/<run id>)")
+    run.add_argument("--store", metavar="PATH", help="run store file (default: $FLCORE_STORE or ~/.local/share/flcore/runs.db)")
+    run.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    part = sub.add_parser("partition", help="print how the data would be split, without training")
+    _add_config_flags(part)
+    part.set_defaults(func=cmd_partition)
+
+    sub.add_parser("list", help="list datasets, partitions, models, strategies and attacks").set_defaults(func=cmd_list)
+
+    runs = sub.add_parser("runs", help="list the runs in the run store")
+    runs.add_argument("--store", metavar="PATH")
+    runs.set_defaults(func=cmd_runs)
+
+    show = sub.add_parser("show", help="show one stored run")
+    show.add_argument("run_id")
+    show.add_argument("--store", metavar="PATH")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (UsageError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, RuntimeError, OSError) as err:  # PartitionError, DatasetUnavailable, ...
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
