@@ -1,0 +1,37 @@
+"""Entry point: `streamlit run dashboard/app.py`.
+
+Declares the four pages with `st.navigation` (New run, Runs, Run, Compare), makes sure the one
+background runner of this server process is started (so runs queued before a restart are picked
+up), and runs the chosen page. The Run page's URL carries the run id (`/run?run=<id>`), so a
+reload or another browser opens the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import state  # noqa: E402
+
+st.set_page_config(page_title="Federated learning simulator", page_icon=":material/hub:", layout="wide")
+
+pages = [
+    st.Page(state.NEW_RUN_PAGE, title="New run", icon=":material/add_circle:", url_path="new", default=True),
+    st.Page(state.RUNS_PAGE, title="Runs", icon=":material/list:", url_path="runs"),
+    st.Page(state.RUN_PAGE, title="Run", icon=":material/monitoring:", url_path="run"),
+    st.Page(state.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+]
+page = st.navigation(pages)
+with st.sidebar:
+    st.caption("Federated learning simulator: runs train in the background; close the tab and come back any time.")
+try:
+    state.get_runner()
+except Exception as err:  # the page still shows stored runs; submitting will say what is wrong
+    st.sidebar.error(f"The background runner could not start: {err}")
+page.run()

@@ -1,0 +1,88 @@
+"""Compare: several runs side by side: their accuracy and loss curves overlaid, a table of
+final metrics, and the settings in which they differ.
+
+Runs still going are re-read every two seconds, so a comparison can be watched as it forms.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from dashboard.tables import ACTIVE, config_differences, final_metrics, run_labels
+
+PICK = "compare_pick"
+
+st.title("Compare runs")
+st.caption("Pick runs to overlay their learning curves and see which settings differ between them.")
+store = state.get_store()
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet: start one on the New run page.")
+    st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
+    st.stop()
+
+labels = run_labels(runs)
+ids = [r.run_id for r in runs]
+if state.COMPARE_IDS in st.session_state:  # sent here from the Runs page
+    st.session_state[PICK] = [i for i in st.session_state.pop(state.COMPARE_IDS) if i in ids]
+if PICK not in st.session_state:
+    finished = [r.run_id for r in runs if r.rounds_done > 0]
+    st.session_state[PICK] = finished[:2] or ids[:2]
+st.session_state[PICK] = [i for i in st.session_state[PICK] if i in ids]
+picked = st.multiselect(
+    "Runs to compare", ids, key=PICK, format_func=lambda rid: f"{labels[rid]} ({rid})",
+    placeholder="Choose two or more runs",
+)
+if not picked:
+    st.info("Choose at least one run above.")
+    st.stop()
+any_active = any(r.status in ACTIVE for r in runs if r.run_id in picked)
+
+
+@st.fragment(run_every=2.0 if any_active else None)
+def comparison(run_ids: list[str], was_active: bool) -> None:
+    chosen = [r for r in store.list_runs() if r.run_id in run_ids]
+    if was_active and not any(r.status in ACTIVE for r in chosen):
+        st.rerun()
+    names = run_labels(chosen)
+    rounds = {r.run_id: store.rounds_frame(r.run_id) for r in chosen}
+    curves = pd.concat(
+        [frame.assign(run=names[rid]) for rid, frame in rounds.items() if not frame.empty] or [pd.DataFrame(columns=["run", "round", "test_accuracy", "test_loss"])],
+        ignore_index=True,
+    )
+    a, b = st.columns(2)
+    with a:
+        st.plotly_chart(charts.compare_chart(curves, "test_accuracy"), width="stretch", key="compare_accuracy")
+        st.caption(charts.CAPTIONS["compare_accuracy"])
+    with b:
+        st.plotly_chart(charts.compare_chart(curves, "test_loss"), width="stretch", key="compare_loss")
+        st.caption(charts.CAPTIONS["compare_loss"])
+
+    st.subheader("Final metrics")
+    st.dataframe(
+        final_metrics(chosen, rounds),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "final accuracy": st.column_config.NumberColumn(format="percent"),
+            "best accuracy": st.column_config.NumberColumn(format="percent"),
+            "final loss": st.column_config.NumberColumn(format="%.3f"),
+            "seconds per round": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+
+    st.subheader("Settings that differ")
+    if len(chosen) < 2:
+        st.info("Choose a second run to see how their settings differ.")
+        return
+    diff = config_differences({names[r.run_id]: r.config for r in chosen})
+    if diff.empty:
+        st.success("These runs have the same settings (apart from their names), so they give the same numbers.")
+    else:
+        st.caption(f"{len(diff)} of the settings differ; every other setting is the same in all {len(chosen)} runs.")
+        st.dataframe(diff, width="stretch")
+
+
+comparison(picked, any_active)

@@ -1,0 +1,186 @@
+"""New run: the experiment form, a partition preview that follows the form, and the Run button.
+
+The form is built from the engine (see `dashboard.form`). Before anything trains, the right
+column splits the dataset's training labels exactly as the run will (same partitioner, same
+data seed) and shows the split as a heatmap, stacked bars and heterogeneity statistics. The
+config is validated on every change: the engine's sentences appear under the widget they name
+and above the Run button, and Run queues nothing while any remains. Run hands the config to the
+background runner and opens the new run's page; this page never trains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from flcore import seeding
+from flcore.config import ConfigError, ExperimentConfig
+from flcore.data.datasets import DATASETS, DatasetUnavailable, load_dataset
+from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, partition
+
+from dashboard import charts, state
+from dashboard.form import KEY_PREFIX, Form
+from dashboard.tables import describe_config
+
+# The settings a split depends on: the preview is recomputed only when one of them changes.
+PREVIEW_FIELDS = (
+    "dataset", "data_dir", "synthetic_alpha", "synthetic_beta", "partition", "alpha", "shards_per_client",
+    "quantity_distribution", "quantity_sigma", "min_samples_per_client", "num_clients", "seed", "data_seed",
+)
+PREFILLED_FROM = "prefilled_from"
+
+
+@st.cache_data(show_spinner="Loading the dataset's labels…", max_entries=8)
+def train_labels(dataset: str, data_dir: str, synthetic_alpha: float, synthetic_beta: float, data_seed: int) -> np.ndarray:
+    """The training labels of a dataset, read from disk (never downloaded for a preview)."""
+    config = ExperimentConfig.create(
+        dataset=dataset, data_dir=data_dir, download=False, synthetic_alpha=synthetic_alpha,
+        synthetic_beta=synthetic_beta, data_seed=data_seed,
+    )
+    return load_dataset(config).y_train.numpy()
+
+
+def labels_for(config: ExperimentConfig) -> np.ndarray:
+    reads = set(DATASETS.entry(config.dataset).params)
+    defaults = ExperimentConfig.model_fields
+    return train_labels(
+        config.dataset,
+        config.data_dir if "data_dir" in reads else defaults["data_dir"].default,
+        config.synthetic_alpha if "synthetic_alpha" in reads else 1.0,
+        config.synthetic_beta if "synthetic_beta" in reads else 1.0,
+        config.data_seed_resolved if "data_dir" not in reads else 0,  # a file on disk ignores the seed
+    )
+
+
+@st.cache_data(show_spinner="Splitting the data…", max_entries=32)
+def preview_counts(preview_json: str) -> np.ndarray:
+    """Clients x classes counts of the split the run will make (same partitioner and seed)."""
+    config = ExperimentConfig.from_json(preview_json)
+    labels = labels_for(config)
+    parts = partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+    return label_counts(labels, parts, DATASETS.get(config.dataset).info.num_classes)
+
+
+def _reset_form() -> None:
+    for key in [k for k in st.session_state if str(k).startswith(KEY_PREFIX)]:
+        del st.session_state[key]
+    st.session_state.pop(state.FORM_VALUES, None)
+    st.session_state.pop(PREFILLED_FROM, None)
+
+
+def _start_values() -> dict:
+    """The form's starting values: a pending prefill, else what the user last chose, else defaults."""
+    if state.PREFILL in st.session_state:
+        prefill = st.session_state.pop(state.PREFILL)
+        _reset_form()
+        st.session_state[state.FORM_VALUES] = prefill
+        st.session_state[PREFILLED_FROM] = prefill.get("name") or "an earlier run"
+    return st.session_state.get(state.FORM_VALUES, {})
+
+
+def _validate(values: dict) -> tuple[ExperimentConfig | None, list[str]]:
+    try:
+        return ExperimentConfig.create(**values), []
+    except ConfigError as err:
+        return None, list(err.problems)
+
+
+def _preview(values: dict) -> tuple[list[str], bool]:
+    """Draw the partition preview; return (problems found splitting, whether it was drawn)."""
+    st.subheader("Partition preview")
+    try:
+        preview_config = ExperimentConfig.create(**{f: values[f] for f in PREVIEW_FIELDS})
+    except ConfigError:
+        st.info("The preview appears once the data and split settings are valid (see the messages on the left).")
+        return [], False
+    entry = DATASETS.entry(preview_config.dataset)
+    try:
+        counts = preview_counts(preview_config.to_json())
+    except DatasetUnavailable:
+        where = preview_config.data_dir
+        st.info(
+            f"{entry.label} is not on this server yet, so its split cannot be previewed. "
+            + ("It is downloaded when the run starts." if values.get("download") else f"Turn on download, or put its files in {where}.")
+        )
+        return [], False
+    except PartitionError as err:
+        return [str(err)], False
+
+    info = entry.obj.info
+    het = heterogeneity(counts)
+    num_classes = counts.shape[1]
+    cols = st.columns(2) + st.columns(2)
+    cols[0].metric(
+        "Labels per client", f"{het.classes_per_client:.1f} of {num_classes}",
+        help="How many different labels a client holds, on average. Fewer labels per client means a more skewed split.",
+    )
+    cols[1].metric(
+        "Label entropy", f"{het.label_entropy_bits:.2f} bits",
+        help=f"Mean entropy of a client's label mix: {np.log2(num_classes):.2f} bits is perfectly even, 0 means a single label.",
+    )
+    cols[2].metric(
+        "Distance from the global mix", f"{het.distance_from_global:.2f}",
+        help="Mean total-variation distance between a client's label mix and the whole dataset's: 0 is IID, 1 is disjoint.",
+    )
+    cols[3].metric(
+        "Client size spread", f"{het.size_cv:.2f}",
+        help="Coefficient of variation of client sizes: 0 means every client holds the same number of samples.",
+    )
+    st.caption(
+        f"{preview_config.num_clients} clients share {int(counts.sum()):,} training samples "
+        f"({int(counts.sum(1).min()):,} to {int(counts.sum(1).max()):,} each). This is the split the run will use."
+    )
+    frame = counts_frame(counts)
+    st.plotly_chart(charts.partition_heatmap(frame, info.class_names), width="stretch", key="preview_heatmap")
+    st.caption(charts.CAPTIONS["partition_heatmap"])
+    st.plotly_chart(charts.partition_bars(frame, info.class_names), width="stretch", key="preview_bars")
+    st.caption(charts.CAPTIONS["partition_bars"])
+    with st.expander("Per-client statistics"):
+        st.dataframe(
+            het.per_client.rename(columns={
+                "client_id": "client", "label_entropy_bits": "label entropy (bits)", "distance_from_global": "distance from global mix",
+            }),
+            hide_index=True, width="stretch",
+        )
+    return [], True
+
+
+st.title("New run")
+st.caption(
+    "Pick a dataset, how it is split over clients and how they train together, then press Run. "
+    "The defaults give a meaningful demo in under a minute."
+)
+start = _start_values()
+if PREFILLED_FROM in st.session_state:
+    st.info(f"Settings copied from **{st.session_state[PREFILLED_FROM]}**: change what you like and press Run.")
+
+left, right = st.columns([5, 6], gap="large")
+with right:
+    action = st.container(border=True)
+    preview_box = st.container()
+with left:
+    form = Form(start)
+    values = form.render()
+    st.button("Reset to defaults", on_click=_reset_form, help="Forget the changes and start from the default settings.")
+st.session_state[state.FORM_VALUES] = values
+
+config, problems = _validate(values)
+with preview_box:
+    split_problems, _ = _preview(values)
+problems += [p for p in split_problems if p not in problems]
+form.show_problems(problems)
+
+with action:
+    if problems:
+        st.markdown("**Not ready to run yet.** Fix these settings:")
+        st.error("\n".join(f"- {p}" for p in problems))
+    else:
+        st.markdown(f"**Ready:** {describe_config(config)}")
+    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", width="stretch", key="run_button")
+    if clicked and config is not None and not problems:
+        with st.spinner("Queueing the run…"):
+            run_id = state.get_runner().submit(config)
+        st.session_state.pop(PREFILLED_FROM, None)
+        state.open_run(run_id)
+    elif clicked:
+        st.warning("Nothing was queued: fix the settings listed above first.")

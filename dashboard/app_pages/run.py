@@ -1,0 +1,187 @@
+"""Run: one run, named by the URL (`?run=<id>`), drawn from the store and redrawn every round.
+
+While the run is queued or running, the live part of the page is a fragment that re-reads the
+store every `state.POLL_SECONDS` (`st.fragment(run_every=...)`), so the charts grow round by
+round without reloading the page; when the run finishes the page reruns once and stops polling.
+Everything drawn comes from the store, so a reload or another browser shows the same run.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from flcore.data.datasets import DATASETS
+from flcore.store import FINISHED
+
+from dashboard import charts, state
+from dashboard.tables import describe_config, format_duration, results_json, run_labels, time_left
+
+STATUS_TEXT = {
+    "queued": "Queued: it starts as soon as a worker is free.",
+    "running": "Running.",
+    "done": "Finished.",
+    "failed": "Failed.",
+    "cancelled": "Cancelled.",
+    "interrupted": "Interrupted: the server stopped while it was running. Resume continues from the last finished round.",
+}
+
+
+def _pick_run(store) -> str | None:
+    """With no (or an unknown) run in the URL, let the user choose one."""
+    runs = store.list_runs()
+    asked = st.query_params.get("run")
+    if asked:
+        st.warning(f"There is no run with id {asked!r}: it may have been deleted. Choose another run below.")
+    if not runs:
+        st.info("No runs yet: start one on the New run page.")
+        st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
+        return None
+    labels = run_labels(runs)
+    chosen = st.selectbox(
+        "Run", [r.run_id for r in runs], index=None, placeholder="Choose a run to open",
+        format_func=lambda rid: f"{labels[rid]} ({rid})", key="run_pick",
+    )
+    if chosen:
+        st.query_params["run"] = chosen
+        st.rerun()
+    return None
+
+
+def _chart(fig, caption_key: str, key: str) -> None:
+    st.plotly_chart(fig, width="stretch", key=key)
+    st.caption(charts.CAPTIONS[caption_key])
+
+
+def _controls(info) -> None:
+    """Status line, progress bar, and the Cancel / Resume / Run again buttons."""
+    done, total = info.rounds_done, info.total_rounds
+    text = f"Round {done} of {total}"
+    left = time_left(info)
+    if info.status == "running" and left is not None:
+        text += f" · about {format_duration(left)} left"
+    elif info.status == "running":
+        text += " · starting…"
+    elif info.finished_at and info.started_at:
+        text += f" · took {format_duration(info.finished_at - info.started_at)}"
+    st.progress(min(max(info.progress, 0.0), 1.0), text=text)
+
+    status = STATUS_TEXT.get(info.status, info.status)
+    if info.status in ("queued", "running") and info.cancel_requested:
+        status = "Cancelling: the run stops after the current round."
+    if info.status == "failed":
+        st.error(info.error or "The run failed without saying why.")
+    elif info.status in ("cancelled", "interrupted"):
+        st.warning(status)
+    elif info.status == "done":
+        st.success(status + (f" Final test accuracy: {info.final_accuracy:.1%}." if info.final_accuracy is not None else ""))
+    else:
+        st.info(status)
+
+    row = st.container(horizontal=True)
+    if info.status in ("queued", "running"):
+        row.button("Cancel", icon=":material/stop_circle:", disabled=info.cancel_requested, key="cancel_button",
+                   on_click=lambda: state.get_runner().cancel(info.run_id),
+                   help="Stop the run after the round in progress; what it has done so far is kept.")
+    elif info.status in ("cancelled", "interrupted", "failed") and info.rounds_done < info.total_rounds:
+        row.button("Resume", icon=":material/play_arrow:", key="resume_button",
+                   on_click=lambda: state.get_runner().resume(info.run_id),
+                   help="Queue the run again; it continues from its last finished round.")
+    if row.button("Run again with changes", icon=":material/edit:", key="again_button",
+                  help="Open New run with this run's settings filled in."):
+        state.run_again(info.config.model_dump())
+
+
+def _charts(store, info) -> None:
+    rid, total = info.run_id, info.total_rounds
+    rounds = store.rounds_frame(rid)
+    clients = store.clients_frame(rid)
+    split = store.partition_frame(rid)
+    class_names = DATASETS.get(info.config.dataset).info.class_names if info.config.dataset in DATASETS else None
+
+    st.subheader("Global model")
+    a, b = st.columns(2)
+    with a:
+        _chart(charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart")
+    with b:
+        _chart(charts.loss_chart(rounds, total), "loss", "loss_chart")
+
+    st.subheader("Clients")
+    a, b = st.columns(2)
+    with a:
+        _chart(charts.client_loss_chart(clients, total), "client_loss", "client_loss_chart")
+    with b:
+        _chart(charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart")
+
+    st.subheader("Data")
+    a, b = st.columns(2)
+    with a:
+        _chart(charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap")
+    with b:
+        _chart(charts.partition_bars(split, class_names), "partition_bars", "partition_bars")
+    _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
+
+    st.subheader("Participation")
+    _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
+
+
+def _downloads(store, info) -> None:
+    rid = info.run_id
+    st.subheader("Settings and results")
+    cols = st.container(horizontal=True)
+    cols.download_button("Rounds (CSV)", lambda: store.rounds_frame(rid).to_csv(index=False), f"{rid}-rounds.csv", "text/csv",
+                            on_click="ignore", icon=":material/download:", key="dl_rounds")
+    cols.download_button("Clients (CSV)", lambda: store.clients_frame(rid).to_csv(index=False), f"{rid}-clients.csv", "text/csv",
+                            on_click="ignore", icon=":material/download:", key="dl_clients")
+    cols.download_button("Partition (CSV)", lambda: store.partition_frame(rid).to_csv(index=False), f"{rid}-partition.csv", "text/csv",
+                            on_click="ignore", icon=":material/download:", key="dl_partition")
+    cols.download_button("Config (JSON)", info.config.to_json(), f"{rid}-config.json", "application/json",
+                            on_click="ignore", icon=":material/download:", key="dl_config")
+
+    def everything() -> str:
+        latest = store.get_run(rid) or info
+        return results_json(latest, store.rounds_frame(rid), store.clients_frame(rid), store.partition_frame(rid))
+
+    cols.download_button("Everything (JSON)", everything, f"{rid}-results.json", "application/json",
+                            on_click="ignore", icon=":material/download:", key="dl_all")
+    with st.expander("Full configuration", expanded=False):
+        st.json(info.config.model_dump(mode="json"))
+
+
+def _poll_seconds(info) -> float:
+    """Poll slower for big runs, whose frames take longer to read and draw."""
+    rows = info.config.clients_per_round_resolved * max(info.rounds_done, 1)
+    return state.POLL_SECONDS if rows < 20_000 else 3.0
+
+
+store = state.get_store()
+run_id = st.query_params.get("run")
+info = store.get_run(run_id) if run_id else None
+
+if info is None:
+    st.title("Run")
+    _pick_run(store)
+    st.stop()
+
+st.title(info.name)
+st.caption(f"{describe_config(info.config)}  \nRun {info.run_id} · started from the {info.source} · created "
+           f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}")
+live = info.status not in FINISHED
+
+
+@st.fragment(run_every=_poll_seconds(info) if live else None)
+def live_view(run_id: str, was_live: bool) -> None:
+    current = store.get_run(run_id)
+    if current is None:
+        st.warning("This run has been deleted.")
+        return
+    if was_live and current.status in FINISHED:
+        st.rerun()  # redraw once as a finished run, which stops the polling
+    if not was_live and current.status not in FINISHED:
+        st.rerun()  # resumed elsewhere: start polling
+    _controls(current)
+    _charts(store, current)
+
+
+live_view(info.run_id, live)
+_downloads(store, info)

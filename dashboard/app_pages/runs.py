@@ -1,0 +1,113 @@
+"""Runs: every stored run in one table, and what can be done with one (open, cancel, resume,
+run again with changes, delete) or several (compare).
+
+The table re-reads the store every two seconds while any run is queued or running, so statuses
+and progress move without a reload. Selecting a row picks that run for the buttons below.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import state
+from dashboard.tables import ACTIVE, run_labels, runs_table
+
+PICK = "runs_pick"  # the selectbox of the run the buttons act on
+APPLIED = "runs_table_applied"  # the table selection last copied into PICK
+CONFIRM = "runs_confirm_delete"  # the run id awaiting a delete confirmation
+
+
+def _sync_pick_with_table(table_ids: list[str]) -> None:
+    """A newly selected table row becomes the picked run (before the selectbox is drawn)."""
+    rows = st.session_state.get("runs_table", {}).get("selection", {}).get("rows", [])
+    selected = table_ids[rows[0]] if rows and rows[0] < len(table_ids) else None
+    if selected and selected != st.session_state.get(APPLIED):
+        st.session_state[PICK] = selected
+    st.session_state[APPLIED] = selected
+
+
+def _actions(store, runs) -> None:
+    labels = run_labels(runs)
+    ids = [r.run_id for r in runs]
+    if st.session_state.get(PICK) not in ids:
+        st.session_state.pop(PICK, None)
+    picked = st.selectbox(
+        "Selected run", ids, key=PICK, format_func=lambda rid: f"{labels[rid]} ({rid})",
+        help="Click a row in the table, or choose the run here.",
+    )
+    info = next((r for r in runs if r.run_id == picked), None)
+    if info is None:
+        return
+    cols = st.columns(5)
+    if cols[0].button("Open", icon=":material/open_in_new:", type="primary", key="open_button", width="stretch"):
+        state.open_run(info.run_id)
+    if cols[1].button("Run again with changes", icon=":material/edit:", key="again_button", width="stretch",
+                      help="Open New run with this run's settings filled in."):
+        state.run_again(info.config.model_dump())
+    if info.status in ACTIVE:
+        cols[2].button("Cancel", icon=":material/stop_circle:", key="cancel_button", width="stretch",
+                       disabled=info.cancel_requested, help="Stop the run after the round in progress.",
+                       on_click=lambda: state.get_runner().cancel(info.run_id))
+    elif info.status in ("cancelled", "interrupted", "failed") and info.rounds_done < info.total_rounds:
+        cols[2].button("Resume", icon=":material/play_arrow:", key="resume_button", width="stretch",
+                       help="Queue the run again; it continues from its last finished round.",
+                       on_click=lambda: state.get_runner().resume(info.run_id))
+    if cols[3].button("Delete", icon=":material/delete:", key="delete_button", width="stretch",
+                      disabled=info.status in ACTIVE,
+                      help="Cancel the run first." if info.status in ACTIVE else "Delete the run and all its results."):
+        st.session_state[CONFIRM] = info.run_id
+    if cols[4].button("Compare…", icon=":material/compare_arrows:", key="compare_button", width="stretch",
+                      help="Open Compare with this run and the runs just before it."):
+        start = ids.index(info.run_id)
+        st.session_state[state.COMPARE_IDS] = ids[start:start + 3]
+        st.switch_page(state.COMPARE_PAGE)
+
+    if st.session_state.get(CONFIRM) == info.run_id:
+        st.warning(f"Delete **{labels[info.run_id]}** ({info.run_id}) and all its results? This cannot be undone.")
+        yes, no, _ = st.columns([1, 1, 4])
+        if yes.button("Yes, delete it", type="primary", key="confirm_delete"):
+            store.delete_run(info.run_id)
+            st.session_state.pop(CONFIRM, None)
+            st.session_state.pop(PICK, None)
+            st.toast(f"Deleted {labels[info.run_id]}.")
+            st.rerun()
+        if no.button("Keep it", key="keep_run"):
+            st.session_state.pop(CONFIRM, None)
+            st.rerun()
+
+
+st.title("Runs")
+st.caption("Every run on this server, newest first. Select a row to open, repeat, compare or delete it.")
+store = state.get_store()
+any_active = any(r.status in ACTIVE for r in store.list_runs())
+
+
+@st.fragment(run_every=2.0 if any_active else None)
+def runs_view(was_active: bool) -> None:
+    runs = store.list_runs()
+    if not runs:
+        st.info("No runs yet: start one on the New run page.")
+        st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
+        return
+    if was_active and not any(r.status in ACTIVE for r in runs):
+        st.rerun()  # everything finished: draw once more and stop polling
+    table = runs_table(runs)
+    _sync_pick_with_table(table["id"].tolist())
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="runs_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={
+            "id": st.column_config.TextColumn("id", width="small"),
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "final accuracy": st.column_config.NumberColumn("final accuracy", format="percent"),
+            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )
+    _actions(store, runs)
+
+
+runs_view(any_active)

@@ -1,0 +1,200 @@
+"""The New run form, built from the engine rather than written by hand.
+
+Each `ExperimentConfig` field becomes one widget whose kind, bounds and help text come from the
+field itself (`model_fields`: its type, its ge/gt/le/lt constraints, its description); the
+choices of dataset, split, model, aggregation and attack come from the engine's registries,
+and under each choice only the fields that entry reads (`Entry.params`) are shown. A field
+that no section places and no registry entry claims still gets a widget under "Advanced", so
+a new engine setting can never be missing from the form. Hidden fields keep the value the form
+started from. Widget keys are ``cfg.<field>``.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+import annotated_types as at
+import streamlit as st
+from pydantic.fields import FieldInfo
+
+from flcore.config import ExperimentConfig
+from flcore.registry import Registry
+
+from dashboard.tables import field_label, registries
+
+KEY_PREFIX = "cfg."
+
+# Registry-backed choices: field -> registry.
+CHOICES: dict[str, Registry[Any]] = registries()
+
+# Fields each section always shows (registry choices add their entry's params after them).
+SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("Data", "dataset", ()),
+    ("Split over clients", "partition", ("num_clients",)),
+    ("Each round", None, ("clients_per_round", "client_fraction", "rounds")),
+    ("Local training on each client", "model", ("local_epochs", "batch_size", "lr", "momentum", "weight_decay", "prox_mu")),
+    ("Aggregation on the server", "strategy", ()),
+    ("Attack", "attack", ()),
+)
+ADVANCED = ("name", "seed", "data_seed", "executor", "chunk_size", "device")
+
+# What an empty optional field means, shown inside it.
+PLACEHOLDERS = {
+    "clients_per_round": "from the fraction",
+    "server_lr": "the strategy's default",
+    "krum_byzantine": "from the attack fraction",
+    "multi_krum_m": "all but the assumed attackers",
+    "attack_scale": "the attack's default",
+    "data_seed": "same as the seed",
+    "chunk_size": "automatic",
+}
+STEPS = {
+    "alpha": 0.1, "quantity_sigma": 0.1, "synthetic_alpha": 0.1, "synthetic_beta": 0.1,
+    "client_fraction": 0.05, "lr": 0.01, "momentum": 0.05, "weight_decay": 0.0001, "prox_mu": 0.01,
+    "server_lr": 0.1, "server_momentum": 0.05, "beta1": 0.01, "beta2": 0.001, "tau": 0.001,
+    "trim_beta": 0.05, "attack_fraction": 0.05, "attack_scale": 0.5,
+}
+# A value the widget starts at when it appears and the form still holds the config default,
+# because the config default alone is refused (an attack needs some malicious clients).
+APPEAR_WITH = {"attack_fraction": 0.2}
+
+
+def _kind(annotation: Any) -> tuple[type, bool, tuple[Any, ...]]:
+    """(base type, optional, literal choices) of a field annotation."""
+    optional = False
+    args = typing.get_args(annotation)
+    if type(None) in args:  # X | None
+        optional = True
+        annotation = next(a for a in args if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = typing.get_args(annotation)
+        return type(choices[0]), optional, choices
+    return annotation, optional, ()
+
+
+def bounds(info: FieldInfo) -> tuple[float | None, float | None]:
+    """The (low, high) limits of a numeric field; strict limits are included here and refused
+    by the engine with its own message if the user types them."""
+    low = high = None
+    for m in info.metadata:
+        if isinstance(m, at.Ge):
+            low = m.ge
+        elif isinstance(m, at.Gt):
+            low = m.gt
+        elif isinstance(m, at.Le):
+            high = m.le
+        elif isinstance(m, at.Lt):
+            high = m.lt
+    return low, high
+
+
+def _number(name: str, info: FieldInfo, kind: type, optional: bool, value: Any, key: str, label: str) -> Any:
+    low, high = bounds(info)
+    if kind is int:
+        return st.number_input(
+            label, min_value=None if low is None else int(low), max_value=None if high is None else int(high),
+            value=None if value is None else int(value), step=1, key=key, help=info.description,
+            placeholder=PLACEHOLDERS.get(name, "automatic") if optional else None,
+        )
+    return st.number_input(
+        label, min_value=None if low is None else float(low), max_value=None if high is None else float(high),
+        value=None if value is None else float(value), step=STEPS.get(name, 0.01), format="%g", key=key,
+        help=info.description, placeholder=PLACEHOLDERS.get(name, "automatic") if optional else None,
+    )
+
+
+def field_widget(name: str, value: Any) -> Any:
+    """One widget for config field `name`, starting at `value`; returns what the user chose."""
+    info = ExperimentConfig.model_fields[name]
+    key, label = KEY_PREFIX + name, field_label(name)
+    if name in CHOICES:
+        registry = CHOICES[name]
+        names = registry.names()
+        chosen = st.selectbox(
+            label, names, index=names.index(value) if value in names else 0, key=key,
+            format_func=lambda n: registry.entry(n).label, help=info.description,
+        )
+        st.caption(registry.entry(chosen).description)
+        return chosen
+    kind, optional, choices = _kind(info.annotation)
+    if choices:
+        return st.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key, help=info.description)
+    if kind is bool:
+        return st.toggle(label, value=bool(value), key=key, help=info.description)
+    if kind in (int, float):
+        return _number(name, info, kind, optional, value, key, label)
+    max_chars = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
+    return st.text_input(label, value="" if value is None else str(value), key=key, help=info.description, max_chars=max_chars)
+
+
+def placed_fields() -> set[str]:
+    """Fields the sections place, or that some registry entry claims as a parameter."""
+    placed = set(ADVANCED) | set(CHOICES)
+    for _, _, fields in SECTIONS:
+        placed.update(fields)
+    for registry in CHOICES.values():
+        for entry in registry.entries():
+            placed.update(entry.params)
+    return placed
+
+
+def leftover_fields() -> list[str]:
+    placed = placed_fields()
+    return [f for f in ExperimentConfig.model_fields if f not in placed]
+
+
+class Form:
+    """Renders the form; `values` is the chosen config (as a dict), `slots` a place under each
+    shown widget for that field's problem."""
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        defaults = ExperimentConfig().model_dump()
+        self.start = {**defaults, **start}
+        self.values = dict(self.start)
+        self.slots: dict[str, Any] = {}
+        self._defaults = defaults
+
+    def field(self, name: str) -> None:
+        if name in self.slots:  # already shown in an earlier section
+            return
+        value = self.values[name]
+        if name in APPEAR_WITH and value == self._defaults[name] and KEY_PREFIX + name not in st.session_state:
+            value = APPEAR_WITH[name]
+        self.values[name] = field_widget(name, value)
+        self.slots[name] = st.empty()
+
+    def grid(self, names: Iterable[str], columns: int = 2) -> None:
+        names = [n for n in names if n not in self.slots]
+        if not names:
+            return
+        cols = st.columns(columns)
+        for i, name in enumerate(names):
+            with cols[i % columns]:
+                self.field(name)
+
+    def render(self) -> dict[str, Any]:
+        for title, choice, fields in SECTIONS:
+            with st.container(border=True):
+                st.markdown(f"**{title}**")
+                if choice:
+                    self.field(choice)
+                    params = CHOICES[choice].entry(self.values[choice]).params
+                else:
+                    params = ()
+                self.grid([*fields, *params])
+        with st.expander("Advanced: name, seeds, hardware"):
+            self.grid([*ADVANCED, *leftover_fields()])
+        return self.values
+
+    def show_problems(self, problems: list[str]) -> list[str]:
+        """Put each problem under the widget of the field it names; return those not placed."""
+        unplaced = []
+        for problem in problems:
+            name = problem.split("=", 1)[0].split(" ", 1)[0].strip()
+            if name in self.slots:
+                self.slots[name].error(problem)
+            else:
+                unplaced.append(problem)
+        return unplaced

@@ -1,0 +1,84 @@
+"""What the pages share: the store, the one runner per server process, page paths, UI state.
+
+Every chart and table reads a `RunStore` (opened on the path in $FLCORE_STORE, or the default);
+`st.session_state` holds only UI state: the config a "run again with changes" prefills
+(`PREFILL`), the form's last values (`FORM_VALUES`) and the runs picked for a comparison
+(`COMPARE_IDS`). The `Runner` is created once per server process with `st.cache_resource`, keyed
+by the store path, and started at once so runs queued before a restart are picked up; its
+worker processes do the training, never the web server.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+if TYPE_CHECKING:
+    from flcore.runner import Runner
+    from flcore.store import RunStore
+
+# Pages, as paths relative to app.py (what st.switch_page takes).
+NEW_RUN_PAGE = "app_pages/new_run.py"
+RUN_PAGE = "app_pages/run.py"
+RUNS_PAGE = "app_pages/runs.py"
+COMPARE_PAGE = "app_pages/compare.py"
+
+# Session-state keys (UI state only).
+PREFILL = "prefill_config"  # dict of config values New run should start from, set by "run again"
+FORM_VALUES = "form_values"  # the New run form's values, kept while the user visits other pages
+COMPARE_IDS = "compare_ids"  # run ids the Compare page starts with
+
+POLL_SECONDS = 1.0  # how often a page showing an active run re-reads the store
+
+
+def store_path() -> str:
+    from flcore.store import default_store_path
+
+    return str(default_store_path())
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> "RunStore":
+    from flcore.store import RunStore
+
+    return RunStore(path)
+
+
+def get_store() -> "RunStore":
+    """The run store for this server's $FLCORE_STORE."""
+    return _store(store_path())
+
+
+def _max_workers() -> int | None:
+    value = os.environ.get("FLCORE_MAX_WORKERS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def _release_runner(runner: "Runner") -> None:
+    runner.shutdown(wait=False)
+
+
+@st.cache_resource(show_spinner=False, on_release=_release_runner)
+def _runner(path: str, max_workers: int | None) -> "Runner":
+    from flcore.runner import Runner
+
+    runner = Runner(path, max_workers=max_workers)
+    runner.start()
+    return runner
+
+
+def get_runner() -> "Runner":
+    """The one background runner of this server process (started on first use)."""
+    return _runner(store_path(), _max_workers())
+
+
+def open_run(run_id: str) -> None:
+    st.switch_page(RUN_PAGE, query_params={"run": run_id})
+
+
+def run_again(config_values: dict[str, Any]) -> None:
+    """Open New run prefilled with `config_values`."""
+    st.session_state[PREFILL] = dict(config_values)
+    st.switch_page(NEW_RUN_PAGE)

@@ -1,0 +1,185 @@
+"""The New run page under AppTest, against a real store in a temporary directory."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from flcore.config import ExperimentConfig
+from flcore.data.datasets import DATASETS
+from flcore.data.partition import PARTITIONERS
+from flcore.attacks import ATTACKS
+from flcore.strategies import STRATEGIES
+
+from conftest import app, figure_titled, no_exceptions, texts
+
+FIELDS = set(ExperimentConfig.model_fields)
+
+
+def widget_keys(at) -> set[str]:
+    keys = set()
+    for kind in ("number_input", "selectbox", "toggle", "text_input", "checkbox", "slider"):
+        keys |= {w.key for w in getattr(at, kind) if w.key}
+    return {k.removeprefix("cfg.") for k in keys if k.startswith("cfg.")}
+
+
+def preview_heatmap(at):
+    return figure_titled(at, "Labels per client")
+
+
+def test_defaults_render_a_ready_form_and_a_partition_preview(store):
+    at = app().run()
+    no_exceptions(at)
+    assert at.title[0].value == "New run"
+    assert "Ready:" in texts(at) and "Digits" in texts(at)
+    assert at.selectbox(key="cfg.dataset").value == "digits"
+    assert at.selectbox(key="cfg.partition").value == "dirichlet"
+    assert at.number_input(key="cfg.num_clients").value == 10
+    assert at.number_input(key="cfg.alpha").value == 0.5
+    assert len(at.get("plotly_chart")) == 2  # heatmap and stacked bars
+    assert [m.label for m in at.metric] == ["Labels per client", "Label entropy", "Distance from the global mix", "Client size spread"]
+    assert not at.error
+
+
+def test_every_engine_setting_has_a_widget_for_some_choice(store):
+    """Each registry entry shows exactly the fields it reads, and every config field appears."""
+    at = app().run()
+    seen = widget_keys(at)
+    for field, registry in (("dataset", DATASETS), ("partition", PARTITIONERS), ("strategy", STRATEGIES), ("attack", ATTACKS)):
+        for entry in registry.entries():
+            if field == "dataset" and not entry.obj.info.offline:
+                at.selectbox(key="cfg.dataset").set_value(entry.name).run()
+            else:
+                at.selectbox(key=f"cfg.{field}").set_value(entry.name).run()
+            no_exceptions(at)
+            shown = widget_keys(at)
+            assert set(entry.params) <= shown, f"{field}={entry.name} hides {set(entry.params) - shown}"
+            seen |= shown
+        at.selectbox(key=f"cfg.{field}").set_value(ExperimentConfig.model_fields[field].default).run()
+    assert FIELDS <= seen, f"no widget for {FIELDS - seen}"
+    # and the params of other choices are hidden: FedAvg shows no Krum settings
+    at.selectbox(key="cfg.strategy").set_value("fedavg").run()
+    assert "krum_byzantine" not in widget_keys(at)
+
+
+def test_widget_bounds_and_help_come_from_the_config_fields(store):
+    at = app().run()
+    rounds = at.number_input(key="cfg.rounds")
+    info = ExperimentConfig.model_fields["rounds"]
+    assert (rounds.min, rounds.max) == (1, 10_000)
+    assert rounds.help == info.description
+    assert at.number_input(key="cfg.lr").help == ExperimentConfig.model_fields["lr"].description
+
+
+def test_the_preview_follows_alpha_clients_and_shards(store):
+    at = app().run()
+    before = preview_heatmap(at)
+    at.number_input(key="cfg.alpha").set_value(100.0).run()
+    after = preview_heatmap(at)
+    assert before["data"][0]["z"] != after["data"][0]["z"]
+    # a large alpha is close to IID: every client holds (almost) every label
+    assert at.metric[0].value.startswith(("9.", "10.0"))
+
+    at.number_input(key="cfg.num_clients").set_value(25).run()
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (25, 10)
+
+    at.selectbox(key="cfg.partition").set_value("shards").run()
+    at.number_input(key="cfg.shards_per_client").set_value(1).run()
+    no_exceptions(at)
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert ((z > 0).sum(1) <= 2).all()  # one shard of sorted labels touches at most two labels
+    assert at.metric[0].value.startswith("1.")
+
+
+def test_invalid_settings_show_the_engine_message_and_queue_nothing(store):
+    at = app().run()
+    at.number_input(key="cfg.clients_per_round").set_value(50).run()
+    message = "clients_per_round=50 exceeds num_clients=10"
+    assert any(message in e.value for e in at.error), texts(at)
+    assert sum(message in e.value for e in at.error) == 2  # under its widget and above the Run button
+    at.button(key="run_button").click().run()
+    no_exceptions(at)
+    assert store.list_runs() == []
+    assert "Nothing was queued" in texts(at)
+
+
+def test_a_split_the_data_cannot_make_is_refused_with_its_reason(store):
+    at = app().run()
+    at.number_input(key="cfg.num_clients").set_value(1000).run()  # 1,000 x 2 samples > digits' 1,438
+    no_exceptions(at)
+    assert any("min_samples_per_client" in e.value and "lower num_clients" in e.value for e in at.error)
+    at.button(key="run_button").click().run()
+    assert store.list_runs() == []
+
+
+def test_a_dataset_not_on_disk_is_not_downloaded_for_the_preview(store, tmp_path):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("mnist").run()
+    at.text_input(key="cfg.data_dir").set_value(str(tmp_path / "nothing-here")).run()
+    no_exceptions(at)
+    assert "not on this server yet" in texts(at)
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_run_queues_the_run_and_opens_its_page(store):
+    at = app().run()
+    at.number_input(key="cfg.num_clients").set_value(4).run()
+    at.number_input(key="cfg.rounds").set_value(2).run()
+    at.selectbox(key="cfg.model").set_value("logistic").run()
+    at.selectbox(key="cfg.executor").set_value("vectorized").run()
+    at.button(key="run_button").click().run()
+    no_exceptions(at)
+    (run,) = store.list_runs()
+    assert run.config.num_clients == 4 and run.config.rounds == 2 and run.source == "dashboard"
+    assert at.query_params.get("run") == run.run_id
+    assert at.title[0].value == run.name  # the Run page is open
+    # the background runner trains it; the page only reads the store
+    deadline = time.time() + 90
+    while store.get_run(run.run_id).status not in ("done", "failed") and time.time() < deadline:
+        time.sleep(0.5)
+    assert store.get_run(run.run_id).status == "done", store.get_run(run.run_id).error
+    at.run()
+    assert "Round 2 of 2" in at.get("progress")[0].proto.text
+
+
+def test_the_page_answers_quickly_while_a_run_trains(store):
+    """The web process never trains: with a run going, a widget change reruns in well under a second."""
+    at = app().run()
+    at.number_input(key="cfg.rounds").set_value(200).run()
+    at.selectbox(key="cfg.model").set_value("logistic").run()
+    at.selectbox(key="cfg.executor").set_value("vectorized").run()
+    at.button(key="run_button").click().run()
+    (run,) = store.list_runs()
+    deadline = time.time() + 60
+    while store.get_run(run.run_id).rounds_done < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert store.get_run(run.run_id).status == "running"
+
+    at.switch_page("app_pages/new_run.py").run()
+    timings = []
+    for alpha in (0.3, 0.7, 1.5):
+        start = time.perf_counter()
+        at.number_input(key="cfg.alpha").set_value(alpha).run()
+        timings.append(time.perf_counter() - start)
+        no_exceptions(at)
+    assert store.get_run(run.run_id).status == "running"
+    assert max(timings) < 1.5, f"widget changes took {timings} s while a run trained"
+    store.request_cancel(run.run_id)
+
+
+def test_reset_returns_to_the_defaults(store):
+    at = app().run()
+    at.number_input(key="cfg.num_clients").set_value(33).run()
+    at.button[0].click().run()  # "Reset to defaults"
+    assert at.number_input(key="cfg.num_clients").value == 10
+
+
+@pytest.mark.parametrize("attack", ["sign_flip"])
+def test_choosing_an_attack_starts_with_some_malicious_clients(store, attack):
+    at = app().run()
+    at.selectbox(key="cfg.attack").set_value(attack).run()
+    assert at.number_input(key="cfg.attack_fraction").value == pytest.approx(0.2)
+    assert "Ready:" in texts(at)

@@ -1,0 +1,160 @@
+"""The Run, Runs and Compare pages under AppTest, reading runs a real simulation wrote into a
+real store in a temporary directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import figure, figure_titled, no_exceptions, page, record_run, texts
+
+RUN, RUNS, COMPARE, NEW = "app_pages/run.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/new_run.py"
+
+
+@pytest.fixture
+def finished(store) -> str:
+    return record_run(store, attack="sign_flip", attack_fraction=0.34)
+
+
+# Run ----------------------------------------------------------------------------------------
+def test_a_finished_run_shows_status_progress_every_chart_and_downloads(store, finished):
+    at = page(RUN, run=finished)
+    no_exceptions(at)
+    info = store.get_run(finished)
+    assert at.title[0].value == info.name
+    assert "Round 3 of 3" in at.get("progress")[0].proto.text
+    assert "Finished" in at.success[0].value
+    titles = [figure(c)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    for title in ("Global test accuracy", "Global test loss", "Training loss per client", "Update size per client",
+                  "Labels per client", "Training samples per client", "Labels of the sampled clients", "Participation"):
+        assert any(t.startswith(title) for t in titles), f"no {title!r} chart"
+    # each chart shows what the store holds
+    accuracy = figure_titled(at, "Global test accuracy")["data"][0]
+    assert accuracy["y"] == pytest.approx(store.rounds_frame(finished)["test_accuracy"].tolist())
+    losses = figure_titled(at, "Training loss per client")["data"]
+    malicious = store.clients_frame(finished).query("malicious")["client_id"].unique()
+    assert malicious.size and {f"client {c} (malicious)" for c in malicious} <= {t["name"] for t in losses}
+    # every chart has a caption under it
+    assert len(at.caption) >= len(titles)
+    downloads = [d.proto.label for d in at.get("download_button")]
+    assert downloads == ["Rounds (CSV)", "Clients (CSV)", "Partition (CSV)", "Config (JSON)", "Everything (JSON)"]
+    assert any(j.proto.body and '"num_clients": 6' in j.proto.body for j in at.json)
+
+
+def test_a_failed_run_shows_its_stored_error_as_a_sentence(store):
+    run_id = record_run(store, stop_after=1, status="failed", error="The worker ran out of memory in round 2.")
+    at = page(RUN, run=run_id)
+    no_exceptions(at)
+    assert [e.value for e in at.error] == ["The worker ran out of memory in round 2."]
+    assert at.button(key="resume_button")
+
+
+def test_cancel_on_a_running_run_asks_the_worker_to_stop(store):
+    run_id = record_run(store, stop_after=1, status=None)  # left running after round 1
+    at = page(RUN, run=run_id)
+    no_exceptions(at)
+    assert "Round 1 of 3" in at.get("progress")[0].proto.text
+    assert len(figure_titled(at, "Global test accuracy")["data"][0]["x"]) == 1
+    at.button(key="cancel_button").click().run()
+    assert store.get_run(run_id).cancel_requested
+    assert "Cancelling" in texts(at)
+
+
+def test_the_page_follows_the_store_as_rounds_arrive(store):
+    """Nothing is held in the session: each (fragment) run redraws from what the store holds."""
+    run_id = record_run(store, stop_after=1, status=None)
+    at = page(RUN, run=run_id)
+    assert len(figure_titled(at, "Global test accuracy")["data"][0]["x"]) == 1
+    store.delete_run(run_id)
+    at.run()
+    assert "deleted" in texts(at)
+
+
+def test_an_unknown_or_missing_run_id_offers_the_stored_runs(store, finished):
+    at = page(RUN, run="nope")
+    no_exceptions(at)
+    assert "no run with id 'nope'" in texts(at)
+    pick = at.selectbox(key="run_pick")
+    assert pick.options == [f"{store.get_run(finished).name} ({finished})"]
+    pick.set_value(finished).run()
+    assert at.query_params.get("run") == finished
+    assert at.title[0].value == store.get_run(finished).name
+
+
+def test_run_again_with_changes_prefills_new_run(store):
+    run_id = record_run(store, strategy="median", num_clients=7, name="median seven")
+    at = page(RUN, run=run_id)
+    at.button(key="again_button").click().run()
+    no_exceptions(at)
+    assert at.title[0].value == "New run"
+    assert at.selectbox(key="cfg.strategy").value == "median"
+    assert at.number_input(key="cfg.num_clients").value == 7
+    assert at.number_input(key="cfg.rounds").value == 3
+    assert "median seven" in texts(at)
+
+
+# Runs ---------------------------------------------------------------------------------------
+def test_runs_lists_every_run_with_its_summary(store, finished):
+    other = record_run(store, stop_after=1, status="cancelled", strategy="krum", num_clients=5)
+    at = page(RUNS)
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert list(table["id"]) == [other, finished]  # newest first
+    for column in ("name", "dataset", "split", "strategy", "clients", "status", "progress", "final accuracy", "created"):
+        assert column in table.columns
+    assert table.loc[0, "strategy"] == "Krum" and table.loc[0, "status"] == "cancelled"
+    assert table.loc[1, "progress"] == 1.0
+
+
+def test_runs_opens_and_deletes_a_run(store, finished):
+    other = record_run(store, stop_after=1, status="cancelled")
+    at = page(RUNS)
+    at.selectbox(key="runs_pick").set_value(finished).run()
+    at.button(key="open_button").click().run()
+    no_exceptions(at)
+    assert at.query_params.get("run") == finished
+    assert at.title[0].value == store.get_run(finished).name
+
+    at = page(RUNS)
+    at.selectbox(key="runs_pick").set_value(other).run()
+    at.button(key="delete_button").click().run()
+    assert "cannot be undone" in texts(at)
+    assert store.get_run(other) is not None  # nothing deleted before the confirmation
+    at.button(key="confirm_delete").click().run()
+    no_exceptions(at)
+    assert store.get_run(other) is None
+    assert list(at.dataframe[0].value["id"]) == [finished]
+
+
+def test_runs_run_again_with_changes_prefills_new_run(store, finished):
+    at = page(RUNS)
+    at.button(key="again_button").click().run()
+    assert at.title[0].value == "New run"
+    assert at.selectbox(key="cfg.attack").value == "sign_flip"
+    assert at.number_input(key="cfg.attack_fraction").value == pytest.approx(0.34)
+
+
+def test_runs_with_no_runs_points_to_new_run(store):
+    at = page(RUNS)
+    no_exceptions(at)
+    assert "No runs yet" in texts(at)
+
+
+# Compare ------------------------------------------------------------------------------------
+def test_compare_overlays_curves_and_names_the_settings_that_differ(store, finished):
+    other = record_run(store, strategy="median", alpha=5.0)
+    at = page(COMPARE)
+    no_exceptions(at)
+    assert sorted(at.multiselect(key="compare_pick").value) == sorted([finished, other])
+    accuracy = figure_titled(at, "Test accuracy by round")
+    assert len(accuracy["data"]) == 2
+    assert figure_titled(at, "Test loss by round")
+    metrics, diff = at.dataframe[0].value, at.dataframe[1].value
+    assert len(metrics) == 2 and {"final accuracy", "best accuracy", "final loss"} <= set(metrics.columns)
+    assert {"Aggregation", "Dirichlet alpha", "Attack", "Fraction of malicious clients"} <= set(diff.index)
+    assert "Number of clients" not in diff.index
+
+
+def test_compare_with_one_run_asks_for_another(store, finished):
+    at = page(COMPARE)
+    no_exceptions(at)
+    assert "Choose a second run" in texts(at)
