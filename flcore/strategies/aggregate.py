@@ -1,0 +1,143 @@
+"""Pure aggregation math over stacked client updates (Flower's `aggregate.py` style).
+
+The combining functions take a `[n, P]` tensor whose rows are client updates (flat parameter
+vectors) and return one `[P]` vector; the server-optimizer steps of FedOpt take the parameters,
+the round's pseudo-gradient and the moments, and return new tensors. No state, no config, no
+in-place changes to their inputs: strategies call these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum_i w_i u_i / sum_i w_i (McMahan et al. 2017, weights = sample counts)."""
+    w = weights.to(device=updates.device, dtype=updates.dtype)
+    return (w[:, None] * updates).sum(0) / w.sum()
+
+
+# Robust combining rules -------------------------------------------------------------------
+
+
+def coordinate_median(updates: torch.Tensor) -> torch.Tensor:
+    """The median of each coordinate over clients (Yin et al. 2018, "Byzantine-robust
+    distributed learning: towards optimal statistical rates").
+
+    With an even number of clients this is the mean of the two middle values (torch.median
+    would return the lower one, which biases the estimate downwards).
+    """
+    n = updates.shape[0]
+    ordered = updates.sort(dim=0).values
+    if n % 2:
+        return ordered[n // 2].clone()
+    return (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def trim_count(n: int, beta: float) -> int:
+    """How many values trimmed_mean drops from each end: floor(beta * n).
+
+    A tiny tolerance keeps float noise from flooring an exact product down (0.29 * 100).
+    """
+    return math.floor(beta * n + 1e-9)
+
+
+def trimmed_mean(updates: torch.Tensor, beta: float) -> torch.Tensor:
+    """Coordinate-wise beta-trimmed mean (Yin et al. 2018): per coordinate, drop the
+    floor(beta * n) smallest and the floor(beta * n) largest values and average the rest."""
+    n = updates.shape[0]
+    k = trim_count(n, beta)
+    if 2 * k >= n:
+        raise ValueError(f"trimmed_mean with beta={beta} drops all {n} updates; need floor(beta * n) * 2 < n")
+    if k == 0:
+        return updates.mean(0)
+    return updates.sort(dim=0).values[k : n - k].mean(0)
+
+
+def krum_max_byzantine(n: int) -> int:
+    """The largest f Krum tolerates among n updates: n > 2f + 2 (Blanchard et al. 2017).
+
+    Negative when n < 3, where Krum cannot run at all.
+    """
+    return (n - 3) // 2
+
+
+def krum_scores(updates: torch.Tensor, num_byzantine: int) -> torch.Tensor:
+    """Krum score of each update (Blanchard et al. 2017, "Machine learning with adversaries:
+    Byzantine tolerant gradient descent"): the sum of squared distances to its n - f - 2
+    nearest other updates. Returns `[n]`."""
+    n = updates.shape[0]
+    f = num_byzantine
+    if f < 0 or n <= 2 * f + 2:
+        raise ValueError(f"Krum needs n > 2f + 2 updates; got n={n}, f={f}")
+    sq = (updates * updates).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * updates @ updates.T).clamp_min(0)
+    dist.fill_diagonal_(float("inf"))  # a point is not its own neighbour
+    return dist.sort(dim=1).values[:, : n - f - 2].sum(1)
+
+
+def krum_select(updates: torch.Tensor, num_byzantine: int, multi: int = 1) -> torch.Tensor:
+    """Row indices of the `multi` updates with the lowest Krum scores, best first
+    (Blanchard et al. 2017; `multi` > 1 is their Multi-Krum). Ties go to the lower index."""
+    n = updates.shape[0]
+    if not 1 <= multi <= n:
+        raise ValueError(f"Multi-Krum selects 1..{n} updates; got multi={multi}")
+    scores = krum_scores(updates, num_byzantine)
+    return torch.argsort(scores, stable=True)[:multi]
+
+
+def krum(updates: torch.Tensor, num_byzantine: int, multi: int = 1) -> torch.Tensor:
+    """Krum (multi=1) or Multi-Krum: the plain mean of the `multi` updates with the lowest
+    Krum scores, assuming at most `num_byzantine` of the n updates are malicious
+    (Blanchard et al. 2017)."""
+    return updates[krum_select(updates, num_byzantine, multi)].mean(0)
+
+
+# FedOpt server optimizers (Reddi et al. 2021, "Adaptive federated optimization", Alg. 2) ---
+# The pseudo-gradient `delta` is the combined client update (local minus global), so the
+# server moves *along* it: x + lr * step.
+
+ADAPTIVE_OPTIMIZERS = ("adagrad", "adam", "yogi")
+
+
+def server_momentum_step(
+    params: torch.Tensor, delta: torch.Tensor, m: torch.Tensor, *, lr: float, momentum: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FedAvgM (Hsu et al. 2019; Reddi et al. 2021): m = beta m + delta; x = x + lr m.
+    Returns (params, m)."""
+    m = momentum * m + delta
+    return params + lr * m, m
+
+
+def second_moment(kind: str, v: torch.Tensor, delta: torch.Tensor, beta2: float) -> torch.Tensor:
+    """The new second moment v_t of FedAdagrad, FedAdam or FedYogi (Reddi et al. 2021, Alg. 2)."""
+    d2 = delta * delta
+    if kind == "adagrad":
+        return v + d2
+    if kind == "adam":
+        return beta2 * v + (1 - beta2) * d2
+    if kind == "yogi":
+        return v - (1 - beta2) * d2 * torch.sign(v - d2)
+    raise ValueError(f"unknown adaptive server optimizer {kind!r}; choose one of: {', '.join(ADAPTIVE_OPTIMIZERS)}")
+
+
+def server_adaptive_step(
+    kind: str,
+    params: torch.Tensor,
+    delta: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    tau: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One FedAdagrad / FedAdam / FedYogi server step (Reddi et al. 2021, Algorithm 2):
+    m = beta1 m + (1 - beta1) delta; v per `kind`; x = x + lr m / (sqrt(v) + tau).
+    No bias correction, as in the paper. Returns (params, m, v)."""
+    m = beta1 * m + (1 - beta1) * delta
+    v = second_moment(kind, v, delta, beta2)
+    return params + lr * m / (v.sqrt() + tau), m, v
