@@ -1,0 +1,104 @@
+"""`python -m flcore`: outputs, determinism of the CSVs, the store record, and clean errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flcore.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--num-clients", "4", "--rounds", "2", "--partition", "iid", "--model", "logistic", "--quiet"]
+
+
+def test_run_writes_every_result_file(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", *SMALL, "--out", str(out), "--no-store"]) == 0
+    assert {p.name for p in out.iterdir()} == {"config.json", "rounds.csv", "clients.csv", "partition.csv", "timings.csv"}
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert rounds.columns[:3].tolist() == ["round", "test_loss", "test_accuracy"] and rounds["round"].tolist() == [1, 2]
+    clients = pd.read_csv(out / "clients.csv")
+    assert {"round", "client_id", "train_loss", "num_samples", "update_norm", "malicious"} <= set(clients.columns)
+    assert len(clients) == 8
+    partition = pd.read_csv(out / "partition.csv")
+    assert partition.columns.tolist() == ["client_id", "label", "count"] and partition["count"].sum() == 1438
+    assert json.loads((out / "config.json").read_text())["num_clients"] == 4
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+def test_same_config_twice_gives_identical_csvs(tmp_path):
+    for name in ("a", "b"):
+        assert main(["run", *SMALL, "--partition", "dirichlet", "--out", str(tmp_path / name), "--no-store"]) == 0
+    for f in ("rounds.csv", "clients.csv", "partition.csv", "config.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_flags_override_the_config_file(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"num_clients": 6, "rounds": 1, "lr": 0.01}))
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(cfg), "--lr", "0.2", "--clients-per-round", "0.5", "--out", str(out), "--no-store", "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["num_clients"], saved["lr"], saved["client_fraction"], saved["rounds"]) == (6, 0.2, 0.5, 1)
+
+
+def test_cli_runs_are_recorded_in_the_store(tmp_path):
+    from flcore.store import RunStore
+
+    db = tmp_path / "runs.db"
+    assert main(["run", *SMALL, "--out", str(tmp_path / "o"), "--store", str(db)]) == 0
+    (info,) = RunStore(db).list_runs()
+    assert (info.status, info.source, info.rounds_done) == ("done", "cli", 2)
+    stored = RunStore(db).rounds_frame(info.run_id)
+    written = pd.read_csv(tmp_path / "o" / "rounds.csv")
+    assert stored["test_accuracy"].tolist() == pytest.approx(written["test_accuracy"].tolist())
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "flcore", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--num-clients", "10", "--clients-per-round", "50"], "clients_per_round=50 exceeds num_clients=10"),
+        (["run", "--alpha", "-1"], "alpha='-1' is invalid"),
+        (["run", "--strategy", "fedsgd"], "strategy='fedsgd' is not a known strategy; choose one of: fedavg"),
+        (["run", "--config", "/nonexistent.json"], "--config /nonexistent.json does not exist"),
+        (["run", "--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["partition", "--partition", "dirichlet", "--alpha", "0.01", "--min-samples-per-client", "100"], "raise alpha"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_sentence_and_no_traceback(args, message, tmp_path):
+    proc = _cli(*args, env={"FLCORE_STORE": str(tmp_path / "runs.db")})
+    assert proc.returncode in (1, 2) and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if args[-1] != "100":  # a data problem found while splitting is a runtime failure (1), not usage (2)
+        assert proc.returncode == 2
+
+
+def test_list_and_partition_commands():
+    listing = _cli("list")
+    assert listing.returncode == 0
+    for name in ("digits", "dirichlet", "mlp", "fedavg", "krum", "scaffold", "sign_flip"):
+        assert name in listing.stdout
+    part = _cli("partition", "--num-clients", "3", "--partition", "shards", "--shards-per-client", "1")
+    assert part.returncode == 0 and "classes_per_client" in part.stdout
+
+
+def test_runs_and_show_read_the_store(tmp_path):
+    db = str(tmp_path / "runs.db")
+    assert main(["run", *SMALL, "--out", str(tmp_path / "o"), "--store", db]) == 0
+    runs = _cli("runs", "--store", db)
+    run_id = runs.stdout.splitlines()[1].split()[0]
+    shown = _cli("show", run_id, "--store", db)
+    assert shown.returncode == 0 and "status: done (2/2 rounds)" in shown.stdout
+    missing = _cli("show", "nope", "--store", db)
+    assert missing.returncode == 2 and "no run with id 'nope'" in missing.stderr

@@ -1,0 +1,103 @@
+"""ExperimentConfig: defaults, JSON round-trip, and one field-naming error per bad value."""
+
+import json
+
+import pytest
+from annotated_types import Ge, Gt, Le, Lt
+
+from flcore.config import ConfigError, ExperimentConfig
+
+
+def test_defaults_are_valid_and_frozen():
+    c = ExperimentConfig.create()
+    assert (c.dataset, c.partition, c.num_clients, c.model, c.strategy) == ("digits", "dirichlet", 10, "mlp", "fedavg")
+    with pytest.raises(Exception):
+        c.num_clients = 3  # type: ignore[misc]
+
+
+def test_json_round_trip_keeps_every_field(tmp_path):
+    c = ExperimentConfig.create(name="x", partition="shards", shards_per_client=3, clients_per_round=4, server_lr=0.5)
+    assert ExperimentConfig.from_json(c.to_json()) == c
+    c.save(tmp_path / "c.json")
+    assert ExperimentConfig.load(tmp_path / "c.json") == c
+    assert json.loads(c.to_json())["shards_per_client"] == 3
+
+
+def _bad_values(info):
+    """Values just outside each numeric bound the field declares."""
+    for m in info.metadata:
+        if isinstance(m, Ge):
+            yield m.ge - 1
+        elif isinstance(m, Gt):
+            yield m.gt if isinstance(m.gt, int) else m.gt - 1e-9
+        elif isinstance(m, Le):
+            yield m.le + 1
+        elif isinstance(m, Lt):
+            yield m.lt
+
+
+NUMERIC = [
+    (name, value)
+    for name, info in ExperimentConfig.model_fields.items()
+    for value in _bad_values(info)
+]
+
+
+def test_every_numeric_field_has_bounds():
+    bounded = {name for name, _ in NUMERIC}
+    numeric = {n for n, i in ExperimentConfig.model_fields.items() if "int" in str(i.annotation) or "float" in str(i.annotation)}
+    assert numeric - bounded == set()
+
+
+@pytest.mark.parametrize(("field", "value"), NUMERIC)
+def test_out_of_range_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(**{field: value})
+    assert str(err.value).startswith(f"{field}=")
+    assert repr(value) in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["dataset", "partition", "model", "strategy", "attack"])
+def test_unknown_registry_names_list_the_choices(field):
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(**{field: "nope"})
+    message = str(err.value)
+    assert message.startswith(f"{field}='nope' is not a known") and "choose one of:" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"num_clients": 10, "clients_per_round": 50}, "clients_per_round=50 exceeds num_clients=10"),
+        ({"attack": "sign_flip"}, "attack_fraction=0 must be above 0 when attack='sign_flip'"),
+        ({"attack_fraction": 0.2}, "attack_fraction=0.2 needs an attack"),
+        ({"model": "cifar_cnn"}, "model='cifar_cnn' cannot read dataset='digits'"),
+        ({"executor": "gpu"}, "executor='gpu' is invalid"),
+        ({"device": "tpu"}, "device='tpu' is invalid"),
+        ({"num_clients": "ten"}, "num_clients='ten' is invalid"),
+        ({"colour": 1}, "colour is not a setting"),
+    ],
+)
+def test_cross_field_and_type_problems(values, expected):
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(**values)
+    assert expected in str(err.value)
+
+
+def test_several_problems_are_all_reported():
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(lr=-1, rounds=0)
+    assert {p.split("=")[0] for p in err.value.problems} == {"lr", "rounds"}
+
+
+def test_clients_per_round_count_or_fraction():
+    assert ExperimentConfig.create(num_clients=20, client_fraction=0.25).clients_per_round_resolved == 5
+    assert ExperimentConfig.create(num_clients=20, clients_per_round=7).clients_per_round_resolved == 7
+    assert ExperimentConfig.create(num_clients=3, client_fraction=0.01).clients_per_round_resolved == 1
+
+
+def test_from_json_refuses_non_objects():
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        ExperimentConfig.from_json("{")
+    with pytest.raises(ConfigError, match="JSON object"):
+        ExperimentConfig.from_json("[1, 2]")
