@@ -1,0 +1,182 @@
+"""The vectorized executor gives the sequential executor's numbers.
+
+One round from the same state and seed, for every registered model, with equal and unequal
+client sizes, momentum, weight decay, FedProx, a SCAFFOLD correction and a label-flipping
+client; one simulated round for every registered strategy; and a full run's accuracy curve.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from flcore.config import ExperimentConfig
+from flcore.models import MODELS, build_model
+from flcore.simulation import Simulation
+from flcore.strategies import STRATEGIES
+from flcore.training import SequentialExecutor, VectorizedExecutor, make_executor, supports
+from flcore.training.local import ClientTask, LocalSettings, flat_params
+
+ATOL = 1e-5
+INPUT = {"logistic": (1, 8, 8), "mlp": (1, 8, 8), "cnn": (1, 8, 8), "cifar_cnn": (3, 16, 16)}
+PLAIN = LocalSettings(epochs=1, batch_size=5, lr=0.05, momentum=0.0, weight_decay=0.0, prox_mu=0.0)
+EVERYTHING = LocalSettings(epochs=2, batch_size=5, lr=0.05, momentum=0.9, weight_decay=1e-3, prox_mu=0.1)
+
+
+def problem(model_name, sizes, shape=None, seed=0):
+    shape = shape or INPUT[model_name]
+    g = torch.Generator().manual_seed(seed)
+    n = sum(sizes)
+    x = torch.randn(n, *shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    order = torch.randperm(n, generator=g)
+    cuts = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+    tasks = [ClientTask(10 + 3 * i, order[a:b]) for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(model_name, shape, 10)
+    return model, x, y, tasks
+
+
+def both(model, settings, x, y, tasks, corrections=None, chunk_size=None, round_=3):
+    start = flat_params(model)
+    seq = SequentialExecutor(model, settings, 10, seed=5).train(start, tasks, x, y, round_, corrections)
+    vec = VectorizedExecutor(model, settings, 10, seed=5, chunk_size=chunk_size).train(start, tasks, x, y, round_, corrections)
+    return seq, vec
+
+
+def assert_same(seq, vec):
+    assert torch.allclose(vec.deltas, seq.deltas, atol=ATOL), (vec.deltas - seq.deltas).abs().max()
+    assert torch.equal(vec.num_samples, seq.num_samples)
+    assert torch.equal(vec.num_steps, seq.num_steps)
+    assert torch.allclose(vec.train_loss, seq.train_loss, atol=ATOL)
+    assert torch.allclose(vec.train_accuracy, seq.train_accuracy, atol=ATOL)
+
+
+# One round, every model ---------------------------------------------------------------------
+@pytest.mark.parametrize("model_name", MODELS.names())
+@pytest.mark.parametrize("sizes", [(10, 10, 10), (7, 13, 20, 1)], ids=["equal", "unequal"])
+def test_plain_sgd_matches_sequential(model_name, sizes):
+    model, x, y, tasks = problem(model_name, sizes)
+    assert_same(*both(model, PLAIN, x, y, tasks))
+
+
+@pytest.mark.parametrize("model_name", MODELS.names())
+def test_momentum_weight_decay_prox_scaffold_and_label_flip_match_sequential(model_name):
+    model, x, y, tasks = problem(model_name, (7, 13, 20, 3))
+    tasks[1] = ClientTask(tasks[1].client_id, tasks[1].indices, flip_labels=True)
+    p = flat_params(model).numel()
+    corrections = 0.05 * torch.randn(len(tasks), p, generator=torch.Generator().manual_seed(1))
+    seq, vec = both(model, EVERYTHING, x, y, tasks, corrections, chunk_size=2)  # 2 chunks
+    assert_same(seq, vec)
+    assert seq.num_steps.tolist() == [2 * math.ceil(n / 5) for n in (7, 13, 20, 3)]
+
+
+@pytest.mark.parametrize("model_name", ["logistic", "mlp"])
+def test_flat_inputs_match_sequential(model_name):
+    model, x, y, tasks = problem(model_name, (9, 4, 12), shape=(60,))
+    assert_same(*both(model, EVERYTHING, x, y, tasks))
+
+
+def test_batch_larger_than_every_client():
+    model, x, y, tasks = problem("mlp", (3, 1, 2))
+    s = LocalSettings(epochs=3, batch_size=64, lr=0.1, momentum=0.5, weight_decay=0.0, prox_mu=0.0)
+    assert_same(*both(model, s, x, y, tasks))
+
+
+def test_chunking_does_not_change_the_result():
+    model, x, y, tasks = problem("cnn", (7, 13, 20, 3, 9))
+    start = flat_params(model)
+    whole = VectorizedExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, x, y, 1)
+    for chunk in (1, 2, 4):
+        part = VectorizedExecutor(model, EVERYTHING, 10, seed=5, chunk_size=chunk).train(start, tasks, x, y, 1)
+        assert torch.allclose(part.deltas, whole.deltas, atol=1e-6)
+        assert torch.allclose(part.train_loss, whole.train_loss, atol=1e-6)
+
+
+def test_global_parameters_are_not_written():
+    model, x, y, tasks = problem("mlp", (7, 13))
+    start = flat_params(model)
+    before = start.clone()
+    VectorizedExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, x, y, 1)
+    assert torch.equal(start, before)
+
+
+def test_the_memory_budget_bounds_the_chunk():
+    model = build_model("mlp", (1, 28, 28), 10)
+    p = flat_params(model).numel()
+    ex = VectorizedExecutor(model, EVERYTHING, 10, seed=0, memory_budget=64 * 2**20)
+    chunk = ex.clients_per_chunk((1, 28, 28), batch=10, steps=20)
+    assert 1 <= chunk and chunk * 4 * p * 4 <= 64 * 2**20  # at least 4 [chunk, P] float copies fit
+    assert VectorizedExecutor(model, EVERYTHING, 10, seed=0, memory_budget=1).clients_per_chunk((1, 28, 28), 10, 20) == 1
+    assert VectorizedExecutor(model, EVERYTHING, 10, seed=0, chunk_size=7).clients_per_chunk((1, 28, 28), 10, 20) == 7
+
+
+# Choosing the executor ----------------------------------------------------------------------
+def test_every_registered_model_is_supported_and_auto_is_the_default():
+    assert ExperimentConfig().executor == "auto"
+    for name in MODELS.names():
+        assert supports(build_model(name, INPUT[name], 10)), name
+    sim = Simulation(ExperimentConfig.create(num_clients=4, rounds=1))
+    assert isinstance(sim.executor, VectorizedExecutor)
+
+
+def test_make_executor_honours_the_setting_and_falls_back_for_unsupported_models():
+    config = ExperimentConfig.create(model="mlp")
+    model = build_model("mlp", (1, 8, 8), 10)
+    assert isinstance(make_executor(config.replace(executor="sequential"), model, 10), SequentialExecutor)
+    assert isinstance(make_executor(config.replace(executor="vectorized"), model, 10), VectorizedExecutor)
+    with_norm = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10))
+    assert not supports(with_norm)
+    assert isinstance(make_executor(config, with_norm, 10), SequentialExecutor)
+    with pytest.raises(ValueError, match="buffers"):
+        make_executor(config.replace(executor="vectorized"), with_norm, 10)
+
+
+# Inside the simulation ----------------------------------------------------------------------
+SMALL = dict(dataset="digits", partition="dirichlet", alpha=0.5, num_clients=8, clients_per_round=6, model="mlp",
+             batch_size=16, lr=0.05, momentum=0.5, weight_decay=1e-4, seed=3)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_each_strategy_gets_the_same_parameters_from_either_executor(strategy):
+    params = {}
+    for executor in ("sequential", "vectorized"):
+        sim = Simulation(ExperimentConfig.create(**SMALL, strategy=strategy, rounds=2, executor=executor))
+        state = sim.initial_state()
+        for _ in range(2):  # the second round sees SCAFFOLD's corrections and server optimizer state
+            state, _ = sim.step(state)
+        params[executor] = state.params
+    assert torch.allclose(params["vectorized"], params["sequential"], atol=1e-4)
+
+
+def test_prox_and_label_flipping_in_a_simulation_match():
+    extra = dict(prox_mu=0.1, attack="label_flip", attack_fraction=0.25, rounds=2)
+    results = {}
+    for executor in ("sequential", "vectorized"):
+        results[executor] = list(Simulation(ExperimentConfig.create(**SMALL, **extra, executor=executor)).run())
+    for seq, vec in zip(results["sequential"], results["vectorized"]):
+        assert [c.train_loss for c in vec.clients] == pytest.approx([c.train_loss for c in seq.clients], abs=1e-5)
+        assert vec.test_loss == pytest.approx(seq.test_loss, abs=1e-5)
+
+
+def test_a_full_run_has_the_same_accuracy_curve_with_either_executor():
+    config = dict(dataset="digits", partition="iid", num_clients=10, clients_per_round=5, model="mlp", rounds=5, seed=1)
+    curves = {
+        executor: [(r.test_accuracy, r.test_loss) for r in Simulation(ExperimentConfig.create(**config, executor=executor)).run()]
+        for executor in ("sequential", "vectorized")
+    }
+    for (acc_s, loss_s), (acc_v, loss_v) in zip(curves["sequential"], curves["vectorized"]):
+        assert acc_v == pytest.approx(acc_s, abs=2e-3)  # at most one test image in 360 may flip
+        assert loss_v == pytest.approx(loss_s, abs=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_the_cpu_reference():
+    model, x, y, tasks = problem("cifar_cnn", (7, 13, 20))
+    start = flat_params(model)
+    seq = SequentialExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, x, y, 1)
+    cuda_tasks = [ClientTask(t.client_id, t.indices.cuda(), t.flip_labels) for t in tasks]
+    vec = VectorizedExecutor(model.cuda(), EVERYTHING, 10, seed=5).train(start.cuda(), cuda_tasks, x.cuda(), y.cuda(), 1)
+    assert torch.allclose(vec.deltas.cpu(), seq.deltas, atol=1e-4)
