@@ -78,6 +78,10 @@ class RoundResult:
         return [{"round": self.round, **asdict(c)} for c in self.clients]
 
 
+class DivergedError(RuntimeError):
+    """The global model's parameters stopped being finite numbers."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was chosen but no CUDA GPU is available; use device='cpu' or 'auto'")
@@ -167,6 +171,11 @@ class Simulation:
         # 5. aggregate
         updates = ClientUpdates(sampled, deltas, trained.num_samples, trained.num_steps)
         state, metrics = self.strategy.aggregate(state, updates)
+        if not torch.isfinite(state.params).all():
+            raise DivergedError(
+                f"the global model diverged in round {round_} (its weights are no longer finite numbers); "
+                f"lower lr={self.config.lr} or server_lr, or use a robust strategy against attack={self.config.attack!r}"
+            )
 
         # 6. evaluate
         test_loss, test_accuracy = evaluate(self.model, state.params, self.x_test, self.y_test)

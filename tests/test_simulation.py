@@ -104,3 +104,10 @@ def test_label_flipping_hurts_and_is_marked():
     clean = run(rounds=5)
     assert flipped[-1].test_accuracy < clean[-1].test_accuracy
     assert sum(c.malicious for c in flipped[-1].clients) == 4
+
+
+def test_a_diverging_run_stops_with_a_sentence():
+    from flcore.simulation import DivergedError
+
+    with pytest.raises(DivergedError, match="diverged in round"):
+        run(rounds=5, lr=10.0, attack="scale", attack_fraction=0.3, attack_scale=1e4)
