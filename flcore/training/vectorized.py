@@ -124,7 +124,7 @@ class _Conv2d:
             self.stride, self.padding, self.dilation, False, [0, 0], a,
             [need_input_grad, True, b is not None],
         )
-        return gx, [gw.view(a, -1)] + ([gb.view(a, -1)] if b is not None else [])
+        return gx, [gw.reshape(a, -1)] + ([gb.view(a, -1)] if b is not None else [])
 
 
 class _ReLU:
@@ -168,12 +168,16 @@ class _Flatten:
         if not self.channels:
             return x, None
         batch, a = x.shape[0], x.shape[1] // self.channels
-        return x.view(batch, a, -1).transpose(0, 1), x.shape
+        # [batch, a*C, H, W] -> [a, batch, C*H*W], each client's features in (C, H, W) order
+        return x.unflatten(1, (a, self.channels)).transpose(0, 1).reshape(a, batch, -1), x.shape
 
     def backward(self, ws, shape, g, need_input_grad):
         if not self.channels:
             return g, []
-        return g.transpose(0, 1).reshape(shape), []
+        a, batch = g.shape[:2]
+        out = torch.empty(shape, device=g.device, dtype=g.dtype, memory_format=torch.channels_last)
+        out.unflatten(1, (a, self.channels)).copy_(g.view(a, batch, self.channels, *shape[2:]).transpose(0, 1))
+        return out, []
 
 
 _LAYERS = {nn.Linear: _Linear, nn.Conv2d: _Conv2d, nn.ReLU: _ReLU, nn.MaxPool2d: _MaxPool2d, nn.Flatten: _Flatten}
@@ -251,9 +255,11 @@ class VectorizedExecutor:
         if self.chunk_size is not None:
             return self.chunk_size
         s = self.settings
-        copies = 4 + (s.momentum > 0)  # params, gradient, its concatenation, correction, momentum
+        copies = 4 + (s.momentum > 0)  # params, layer gradients, their concatenation, correction, momentum
         net = self._net(sample_shape)
-        per_client = 4 * (copies * self.num_params + 3 * batch * net.activation_floats + steps * batch * (self.num_classes * 2 + 4))
+        activations = 3 * batch * net.activation_floats  # outputs kept for backward, and their gradients
+        layout = steps * batch * (2 * self.num_classes + 6)  # logits, targets, indices, labels, weights
+        per_client = 4 * (copies * self.num_params + activations + layout)
         return max(1, self.memory_budget // per_client)
 
     def train(
@@ -328,8 +334,8 @@ class VectorizedExecutor:
         indices = torch.cat([t.indices.to(device) for t in tasks])
         idx = indices[torch.from_numpy(pos).to(device)]  # [steps, clients, batch] rows of x
         labels = y[idx]
-        flips = torch.tensor([t.flip_labels for t in tasks], device=device)
-        if flips.any():
+        if any(t.flip_labels for t in tasks):
+            flips = torch.tensor([t.flip_labels for t in tasks], device=device)
             labels = torch.where(flips[None, :, None], k - 1 - labels, labels)
         valid_t = torch.from_numpy(valid).to(device)
         sample_w = torch.from_numpy(weights).to(device).unsqueeze(3)
@@ -346,9 +352,9 @@ class VectorizedExecutor:
         for step, a in enumerate(active):
             p = params[:a]
             ws = [[p[:, i:j].view(a, *shape) for i, j, shape in spans] for spans in net.offsets]
-            if net.grouped_input:
+            if net.grouped_input:  # channels-last: oneDNN's grouped convolution is fastest so
                 h = x[idx[step, :, :a]]
-                h = h.view(batch, a * h.shape[2], *h.shape[3:])
+                h = h.view(batch, a * h.shape[2], *h.shape[3:]).contiguous(memory_format=torch.channels_last)
             else:
                 h = x[idx[step, :a]].view(a, batch, -1)
             saved = []
@@ -377,4 +383,4 @@ class VectorizedExecutor:
         nll = -log_p.gather(3, labels.unsqueeze(3)).squeeze(3)
         loss_sum = (nll * valid_t).sum((0, 2))
         correct = ((logits_all.argmax(3) == labels) & valid_t).sum((0, 2)).float()
-        return params - global_params, loss_sum, correct
+        return params.sub_(global_params), loss_sum, correct
