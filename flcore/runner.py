@@ -1,0 +1,346 @@
+"""Background job manager: queued runs are trained in worker processes, never in the caller.
+
+`Runner` owns a scheduler thread that starts each queued run of the store in its own process
+(spawn context, so a worker never inherits the web server's threads or CUDA state), at most
+`max_workers` at once, oldest first; the rest wait in the queue. A worker runs `execute_run`:
+it builds the `Simulation`, stores the partition, continues from the run's checkpoint if it has
+one, and writes every round with a fresh checkpoint in one transaction. Cancelling sets a flag
+that the worker reads between rounds. A worker that raises marks its run `failed` with the
+error's message; one that dies (killed, out of memory) is seen by the scheduler and its run
+marked `interrupted`, as are runs left `running` by a server that died, when the next starts.
+Resuming an interrupted run continues from its last checkpoint and, because every round's
+randomness is a function of (seed, round), reproduces the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from flcore.config import ExperimentConfig
+from flcore.store import RunNotRunning, RunStore
+
+if TYPE_CHECKING:
+    import torch
+
+    from flcore.simulation import RoundResult
+    from flcore.strategies import ServerState
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.25  # how often the scheduler looks for finished workers and queued runs
+HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
+STALE_CHECK_S = 30.0  # how often the scheduler looks for runs whose worker vanished
+STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before killing it
+
+
+# Checkpoints -------------------------------------------------------------------------------
+def state_to_bytes(state: "ServerState") -> bytes:
+    """A ServerState (params, round, strategy tensors) as `torch.save` bytes."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"params": state.params, "round": state.round, "extra": state.extra}, buffer)
+    return buffer.getvalue()
+
+
+def state_from_bytes(blob: bytes, device: "torch.device | str" = "cpu") -> "ServerState":
+    """The ServerState saved by `state_to_bytes`, its tensors on `device`."""
+    import torch
+
+    from flcore.strategies import ServerState
+
+    saved = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+    return ServerState(params=saved["params"], round=saved["round"], extra=saved["extra"])
+
+
+# Running one run ---------------------------------------------------------------------------
+def error_message(error: BaseException) -> str:
+    """What a user reads when a run fails: flcore's own errors are sentences already."""
+    text = str(error).strip()
+    if type(error).__module__.startswith("flcore."):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None = None) -> str:
+    """Run one stored run to the end in THIS process; returns its final status. Used by worker processes and by the CLI.
+
+    The run must be queued (a new run, or one put back with `RunStore.resume`); a run in any
+    other state is left alone and its status returned, so a run is never trained twice at once.
+    """
+    if not store.claim(run_id):
+        run = store.get_run(run_id)
+        if run is None:
+            raise LookupError(f"there is no run {run_id!r} in {store.path}")
+        return run.status
+    return _execute_claimed(store, run_id, on_round)
+
+
+def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None) -> str:
+    try:
+        store.mark_running(run_id, os.getpid())
+        run = store.get_run(run_id)
+        with _Heartbeat(store, run_id):
+            if store.cancel_requested(run_id):
+                store.finish(run_id, "cancelled")
+                return "cancelled"
+            from flcore.simulation import Simulation
+
+            sim = Simulation(run.config.replace())  # validated again: registries may have changed
+            store.save_partition(run_id, sim.label_counts)
+            blob = store.load_checkpoint(run_id)
+            state = state_from_bytes(blob, sim.device) if blob is not None else None
+            store.discard_rounds_after(run_id, state.round if state is not None else 0)
+            for result in sim.run(state):
+                store.append_round(run_id, result, state_to_bytes(sim.state))
+                if on_round is not None:
+                    on_round(result)
+                if store.cancel_requested(run_id):
+                    store.finish(run_id, "cancelled")
+                    return "cancelled"
+            store.finish(run_id, "done")
+            return "done"
+    except RunNotRunning:  # cancelled, interrupted or deleted under our feet: stop quietly
+        run = store.get_run(run_id)
+        return run.status if run is not None else "cancelled"
+    except KeyboardInterrupt:
+        store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
+        raise
+    except Exception as e:
+        log.exception("run %s failed", run_id)
+        store.finish(run_id, "failed", error_message(e))
+        return "failed"
+
+
+class _Heartbeat:
+    """A thread that marks the run alive every HEARTBEAT_S, even through a long round."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"flcore-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception:  # a busy database must not kill the run; the next beat tries again
+                log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _worker_main(store_path: str, run_id: str, threads: int | None = None) -> None:
+    """Entry point of a worker process: train one claimed run."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # this process's own setting: workers must not oversubscribe the CPUs
+    _execute_claimed(RunStore(store_path), run_id, None)
+
+
+# The scheduler -----------------------------------------------------------------------------
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_max_workers() -> int:
+    """$FLCORE_MAX_WORKERS, else half the CPUs (at least one)."""
+    env = os.environ.get("FLCORE_MAX_WORKERS")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"FLCORE_MAX_WORKERS={env!r} must be a whole number of at least 1")
+        return value
+    return max(1, _cpu_count() // 2)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+_RUNNERS: "weakref.WeakSet[Runner]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:  # before multiprocessing's own exit handler kills the daemon workers
+    for runner in list(_RUNNERS):
+        runner.shutdown(wait=False)
+
+
+class Runner:
+    """Starts queued runs of one store in worker processes; one per server process."""
+
+    def __init__(
+        self,
+        store_path: str | Path | None = None,
+        max_workers: int | None = None,
+        *,
+        threads_per_worker: int | None = None,
+    ) -> None:
+        self.store = RunStore(store_path)
+        self.store_path = self.store.path
+        self.max_workers = max_workers if max_workers is not None else default_max_workers()
+        if self.max_workers < 1:
+            raise ValueError(f"max_workers={self.max_workers} must be at least 1")
+        self.threads_per_worker = threads_per_worker or max(1, _cpu_count() // self.max_workers)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # What callers do ------------------------------------------------------------------
+    def submit(self, config: ExperimentConfig, source: str = "dashboard") -> str:
+        """Queue `config` as a new run and wake the scheduler; returns the run id."""
+        run_id = self.store.create_run(config, source)
+        self._wake.set()
+        return run_id
+
+    def cancel(self, run_id: str) -> None:
+        self.store.request_cancel(run_id)
+
+    def resume(self, run_id: str) -> None:
+        """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint."""
+        self.store.resume(run_id)
+        self._wake.set()
+
+    def active(self) -> dict[str, int]:
+        """Run id -> worker pid of the runs this runner is training now."""
+        with self._lock:
+            return {run_id: p.pid for run_id, p in self._workers.items() if p.pid is not None}
+
+    # Lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduler thread (once; later calls do nothing while it runs)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        stale = self.store.mark_stale_interrupted()
+        if stale:
+            log.warning("marked %d run(s) left running by a previous server as interrupted: %s", len(stale), ", ".join(stale))
+        self._thread = threading.Thread(target=self._loop, name="flcore-runner", daemon=True)
+        self._thread.start()
+        _RUNNERS.add(self)
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop scheduling. wait=True lets running workers finish their runs; wait=False stops
+        them now and marks their runs interrupted (resumable). Queued runs stay queued."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+        with self._lock:
+            workers = dict(self._workers)
+        if not wait:
+            for proc in workers.values():
+                proc.terminate()
+            for run_id, proc in workers.items():
+                proc.join(STOP_GRACE_S)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+                self.store.mark_interrupted(
+                    run_id,
+                    "The server shut down during the run; resume it to continue from its last finished round.",
+                    (proc.pid, os.getpid()),
+                )
+        for proc in workers.values():
+            proc.join()
+        self._reap()
+
+    def __enter__(self) -> "Runner":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown(wait=False)
+
+    # The loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_stale_check = time.monotonic() + STALE_CHECK_S
+        while not self._stop.is_set():
+            try:
+                self._reap()
+                if time.monotonic() >= next_stale_check:
+                    self.store.mark_stale_interrupted()
+                    next_stale_check = time.monotonic() + STALE_CHECK_S
+                self._launch()
+            except Exception:  # e.g. the database stayed locked: log it and try again next tick
+                log.exception("the run scheduler hit an error; retrying")
+            self._wake.wait(POLL_S)
+            self._wake.clear()
+
+    def _reap(self) -> None:
+        """Forget finished workers; a run whose worker ended while it was still running is interrupted."""
+        with self._lock:
+            ended = {run_id: p for run_id, p in self._workers.items() if not p.is_alive()}
+            for run_id in ended:
+                del self._workers[run_id]
+        for run_id, proc in ended.items():
+            proc.join()
+            error = (
+                f"The worker process stopped unexpectedly ({_exit_reason(proc.exitcode)}); "
+                "resume the run to continue from its last finished round."
+            )
+            if self.store.mark_interrupted(run_id, error, (proc.pid, os.getpid())):
+                log.warning("run %s: %s", run_id, error)
+
+    def _launch(self) -> None:
+        """Start workers for the oldest queued runs while slots are free."""
+        with self._lock:
+            free = self.max_workers - len(self._workers)
+        if free <= 0:
+            return
+        for run_id in self.store.queued():
+            if free == 0 or self._stop.is_set():
+                break
+            if not self.store.claim(run_id):  # another server took it
+                continue
+            proc = self._ctx.Process(
+                target=_worker_main,
+                args=(str(self.store_path), run_id, self.threads_per_worker),
+                name=f"flcore-run-{run_id}",
+                daemon=True,
+            )
+            try:
+                proc.start()
+            except Exception as e:
+                self.store.finish(run_id, "failed", f"The worker process could not start: {error_message(e)}")
+                continue
+            with self._lock:
+                self._workers[run_id] = proc
+            try:
+                self.store.mark_running(run_id, proc.pid)
+            except RunNotRunning:  # cancelled or deleted in between; the worker notices and exits
+                pass
+            free -= 1

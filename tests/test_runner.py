@@ -1,0 +1,226 @@
+"""The runner with real spawned worker processes: completion, queueing, cancel, failure, death, resume.
+
+Workers take a few seconds to start (they import torch), so every test polls the store with a
+timeout instead of sleeping, and configs are tiny (digits, 4 clients, logistic regression).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from flcore.config import ExperimentConfig
+from flcore.runner import Runner, execute_run, state_from_bytes
+from flcore.simulation import Simulation
+from flcore.store import RunStore
+
+pytestmark = pytest.mark.timeout(180)
+WAIT_S = 60.0
+
+
+def tiny(**changes) -> ExperimentConfig:
+    base = dict(dataset="digits", num_clients=4, model="logistic", batch_size=32, rounds=3, partition="iid")
+    return ExperimentConfig.create(**{**base, **changes})
+
+
+def wait_for(check, what: str, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_status(store: RunStore, run_id: str, *statuses: str):
+    return wait_for(lambda: (r := store.get_run(run_id)) is not None and r.status in statuses and r, f"run {run_id} to be {statuses}")
+
+
+def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["wall_time_s"])
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """In-process training in the tests uses one thread, as the runner's workers are told to here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "runs.db")
+
+
+@pytest.fixture
+def make_runner(store):
+    runners = []
+
+    def make(max_workers: int = 1) -> Runner:
+        runner = Runner(store.path, max_workers=max_workers, threads_per_worker=1)
+        runner.start()
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        runner.shutdown(wait=False)
+
+
+def test_a_small_run_completes_with_every_round_stored(store, make_runner):
+    config = tiny(rounds=3)
+    run_id = make_runner().submit(config)
+    run = wait_status(store, run_id, "done", "failed")
+    assert run.status == "done", run.error
+    assert (run.rounds_done, run.progress, run.error) == (3, 1.0, None)
+    assert run.finished_at >= run.started_at >= run.created_at
+
+    rounds, clients = store.rounds_frame(run_id), store.clients_frame(run_id)
+    assert rounds["round"].tolist() == [1, 2, 3]
+    assert run.final_accuracy == rounds["test_accuracy"].iloc[-1]
+    assert clients.groupby("round")["client_id"].apply(list).tolist() == [[0, 1, 2, 3]] * 3
+    partition = store.partition_frame(run_id)
+    assert sorted(partition["client_id"].unique()) == [0, 1, 2, 3]
+    assert partition["count"].sum() == clients[clients["round"] == 1]["num_samples"].sum()
+    assert state_from_bytes(store.load_checkpoint(run_id)).round == 3
+
+
+def test_two_runs_with_one_slot_run_one_after_the_other(store, make_runner):
+    runner = make_runner(max_workers=1)
+    first, second = runner.submit(tiny(rounds=2)), runner.submit(tiny(rounds=2, seed=1))
+    seen = set()
+
+    def both_finished():
+        statuses = (store.get_run(first).status, store.get_run(second).status)
+        seen.add(statuses)
+        return all(s in ("done", "failed") for s in statuses)
+
+    wait_for(both_finished, "both runs to finish")
+    a, b = store.get_run(first), store.get_run(second)
+    assert (a.status, b.status) == ("done", "done"), (a.error, b.error)
+    assert ("running", "running") not in seen
+    assert ("running", "queued") in seen  # the second waited in the queue
+    assert b.started_at >= a.finished_at
+
+
+def test_cancel_stops_a_run_between_rounds_and_keeps_its_rounds(store, make_runner):
+    runner = make_runner(max_workers=1)
+    long_run, waiting = runner.submit(tiny(rounds=2000)), runner.submit(tiny(rounds=2))
+    runner.cancel(waiting)  # a queued run is cancelled at once and never starts
+    assert store.get_run(waiting).status == "cancelled"
+
+    wait_for(lambda: store.get_run(long_run).rounds_done >= 1, "a first round")
+    runner.cancel(long_run)
+    run = wait_status(store, long_run, "cancelled", "done", "failed", "interrupted")
+    assert run.status == "cancelled"
+    assert 1 <= run.rounds_done < 2000
+    assert store.rounds_frame(long_run)["round"].tolist() == list(range(1, run.rounds_done + 1))
+    assert store.clients_frame(long_run)["round"].max() == run.rounds_done
+    assert state_from_bytes(store.load_checkpoint(long_run)).round == run.rounds_done
+    wait_for(lambda: runner.active() == {}, "the worker to exit")
+    assert store.get_run(waiting).status == "cancelled" and store.get_run(waiting).started_at is None
+
+
+def test_a_run_whose_worker_raises_ends_failed_with_the_message(store, make_runner, tmp_path):
+    empty = tmp_path / "no-data-here"
+    empty.mkdir()
+    config = tiny(dataset="mnist", download=False, data_dir=str(empty))
+    run_id = make_runner().submit(config)
+    run = wait_status(store, run_id, "failed", "done")
+    assert run.status == "failed"
+    assert "MNIST" in run.error and "download is off" in run.error
+    assert "Traceback" not in run.error
+    assert store.rounds_frame(run_id).empty
+
+
+def test_resume_reproduces_an_uninterrupted_run(store, make_runner):
+    config = tiny(rounds=6, strategy="scaffold", client_fraction=0.5, partition="dirichlet")
+    reference = store.create_run(config, source="cli")
+    assert execute_run(store, reference) == "done"
+
+    stopped = store.create_run(config, source="cli")
+
+    def stop_after_third(result):
+        if result.round == 3:
+            store.request_cancel(stopped)
+
+    assert execute_run(store, stopped, on_round=stop_after_third) == "cancelled"
+    assert store.rounds_frame(stopped)["round"].tolist() == [1, 2, 3]
+
+    make_runner().resume(stopped)  # the worker process continues from the round-3 checkpoint
+    run = wait_status(store, stopped, "done", "failed", "interrupted")
+    assert run.status == "done", run.error
+    assert run.rounds_done == 6
+    pd.testing.assert_frame_equal(without_timings(store.rounds_frame(stopped)), without_timings(store.rounds_frame(reference)))
+    pd.testing.assert_frame_equal(store.clients_frame(stopped), store.clients_frame(reference))
+    assert execute_run(store, stopped) == "done"  # a finished run is not trained again
+
+
+def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(store, make_runner):
+    config = tiny(rounds=2000, strategy="fedadam", client_fraction=0.5)
+    runner = make_runner()
+    run_id = runner.submit(config)
+    wait_for(lambda: store.get_run(run_id).rounds_done >= 2, "two rounds")
+    os.kill(runner.active()[run_id], signal.SIGKILL)
+
+    run = wait_status(store, run_id, "interrupted", "done", "failed")
+    assert run.status == "interrupted" and "SIGKILL" in run.error
+    killed_at = run.rounds_done
+    assert store.rounds_frame(run_id)["round"].tolist() == list(range(1, killed_at + 1))
+    assert state_from_bytes(store.load_checkpoint(run_id)).round == killed_at
+
+    runner.resume(run_id)
+    wait_for(lambda: store.get_run(run_id).rounds_done >= killed_at + 2, "two more rounds")
+    runner.shutdown(wait=False)  # the server goes away: the run is interrupted again, nothing is lost
+    run = store.get_run(run_id)
+    assert run.status == "interrupted" and "shut down" in run.error
+    n = run.rounds_done
+
+    sim = Simulation(config)  # the same rounds computed in one go, in this process
+    expected = list(itertools.islice(sim.run(), n))
+    got = without_timings(store.rounds_frame(run_id))
+    want = without_timings(pd.DataFrame([r.row() for r in expected]))
+    pd.testing.assert_frame_equal(got, want[got.columns], check_dtype=False)
+    want_clients = pd.DataFrame([row for r in expected for row in r.client_rows()])
+    pd.testing.assert_frame_equal(store.clients_frame(run_id), want_clients[store.clients_frame(run_id).columns], check_dtype=False)
+
+
+def test_checkpoints_round_trip_strategy_state():
+    from flcore.runner import state_to_bytes
+    from flcore.strategies import ServerState
+
+    state = ServerState(torch.arange(4.0), round=7, extra={"control": torch.ones(4), "client_controls": {3: torch.zeros(4)}})
+    back = state_from_bytes(state_to_bytes(state))
+    assert back.round == 7 and torch.equal(back.params, state.params)
+    assert torch.equal(back.extra["control"], state.extra["control"])
+    assert list(back.extra["client_controls"]) == [3]
+
+
+def test_max_workers_default_and_setting(monkeypatch):
+    from flcore.runner import default_max_workers
+
+    monkeypatch.delenv("FLCORE_MAX_WORKERS", raising=False)
+    assert default_max_workers() >= 1
+    monkeypatch.setenv("FLCORE_MAX_WORKERS", "3")
+    assert default_max_workers() == 3
+    monkeypatch.setenv("FLCORE_MAX_WORKERS", "zero")
+    with pytest.raises(ValueError, match="FLCORE_MAX_WORKERS"):
+        default_max_workers()
+
+
+def test_execute_run_leaves_a_run_that_is_not_queued_alone(store):
+    run_id = store.create_run(tiny(), source="cli")
+    assert store.claim(run_id)  # e.g. a dashboard's runner took it first
+    assert execute_run(store, run_id) == "running"
+    assert store.rounds_frame(run_id).empty
+    with pytest.raises(LookupError, match="no run"):
+        execute_run(store, "missing")

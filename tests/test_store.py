@@ -1,0 +1,227 @@
+"""The run store on its own: statuses, one-transaction rounds, frames, staleness (no workers)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flcore import store as store_module
+from flcore.config import ExperimentConfig
+from flcore.data.partition import counts_frame
+from flcore.simulation import ClientResult, RoundResult
+from flcore.store import CLIENT_COLUMNS, FINISHED, ROUND_COLUMNS, STATUSES, RunNotRunning, RunStore, default_store_path
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "runs.db")
+
+
+@pytest.fixture
+def config():
+    return ExperimentConfig.create(dataset="digits", num_clients=3, rounds=4, model="logistic", partition="iid")
+
+
+def make_round(round_: int, clients=(0, 2), metrics=None) -> RoundResult:
+    return RoundResult(
+        round=round_,
+        sampled_clients=tuple(clients),
+        clients=tuple(
+            ClientResult(c, 10 + c, 3, 0.5 / round_ + c, 0.25 * c, 1.5 + c, malicious=c == 2) for c in clients
+        ),
+        test_loss=1.0 / round_,
+        test_accuracy=0.1 * round_,
+        wall_time_s=0.01,
+        bytes_sent=100,
+        bytes_received=200,
+        metrics={"krum_selected": 2.0} if metrics is None else metrics,
+    )
+
+
+def test_default_path_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLCORE_STORE", str(tmp_path / "x.db"))
+    assert default_store_path() == tmp_path / "x.db"
+    monkeypatch.delenv("FLCORE_STORE")
+    assert default_store_path().name == "runs.db"
+
+
+def test_the_database_is_in_wal_mode(store):
+    assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    RunStore(store.path)  # opening an existing store again is fine
+
+
+def test_a_new_run_is_queued_with_its_config(store, config):
+    run_id = store.create_run(config, source="cli")
+    run = store.get_run(run_id)
+    assert run.status == "queued" and run.config == config and run.source == "cli"
+    assert (run.rounds_done, run.total_rounds, run.progress) == (0, 4, 0.0)
+    assert run.name == "digits · iid · fedavg · 3 clients"
+    assert run.error is None and run.started_at is None and run.final_accuracy is None
+    assert store.get_run("nope") is None
+    assert STATUSES[0] == "queued" and set(FINISHED) < set(STATUSES)
+
+
+def test_runs_list_newest_first_and_queue_oldest_first(store, config):
+    ids = [store.create_run(config.replace(name=f"r{i}")) for i in range(3)]
+    assert [r.run_id for r in store.list_runs()] == ids[::-1]
+    assert store.queued() == ids
+    assert store.claim(ids[0]) and not store.claim(ids[0])  # only one claimant wins
+    assert store.queued() == ids[1:]
+
+
+def test_a_round_is_stored_with_its_clients_and_checkpoint(store, config):
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    store.append_round(run_id, make_round(1), checkpoint=b"state-1")
+    store.append_round(run_id, make_round(2, metrics={}), checkpoint=b"state-2")
+
+    rounds = store.rounds_frame(run_id)
+    assert list(rounds.columns) == [*ROUND_COLUMNS, "krum_selected"]
+    assert rounds["round"].tolist() == [1, 2]
+    assert rounds["test_accuracy"].tolist() == [0.1, 0.2]
+    assert rounds["mean_train_loss"].tolist() == [make_round(1).row()["mean_train_loss"], make_round(2).row()["mean_train_loss"]]
+    assert rounds["krum_selected"].iloc[0] == 2.0 and np.isnan(rounds["krum_selected"].iloc[1])
+
+    clients = store.clients_frame(run_id)
+    assert list(clients.columns) == list(CLIENT_COLUMNS)
+    expected = pd.DataFrame([row for r in (1, 2) for row in make_round(r, metrics={}).client_rows()])[list(CLIENT_COLUMNS)]
+    pd.testing.assert_frame_equal(clients, expected, check_dtype=False)
+    assert clients["malicious"].dtype == bool and clients["malicious"].tolist() == [False, True, False, True]
+
+    run = store.get_run(run_id)
+    assert (run.rounds_done, run.progress, run.final_accuracy) == (2, 0.5, 0.2)
+    assert store.load_checkpoint(run_id) == b"state-2"
+
+
+def test_a_round_is_one_transaction(store, config):
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    store.append_round(run_id, make_round(1), checkpoint=b"state-1")
+    with pytest.raises(sqlite3.IntegrityError):  # the second client row collides: nothing of round 2 stays
+        store.append_round(run_id, make_round(2, clients=(0, 0)), checkpoint=b"state-2")
+    assert store.rounds_frame(run_id)["round"].tolist() == [1]
+    assert store.clients_frame(run_id)["round"].unique().tolist() == [1]
+    assert store.get_run(run_id).rounds_done == 1
+    assert store.load_checkpoint(run_id) == b"state-1"
+
+
+def test_rounds_are_refused_once_a_run_is_no_longer_running(store, config):
+    run_id = store.create_run(config)
+    with pytest.raises(RunNotRunning):  # still queued
+        store.append_round(run_id, make_round(1))
+    store.claim(run_id)
+    store.finish(run_id, "interrupted", "gone")
+    with pytest.raises(RunNotRunning):
+        store.append_round(run_id, make_round(1))
+    assert store.rounds_frame(run_id).empty and list(store.rounds_frame(run_id).columns) == list(ROUND_COLUMNS)
+
+
+def test_cancel_a_queued_run_at_once_and_flag_a_running_one(store, config):
+    queued, running = store.create_run(config), store.create_run(config)
+    store.claim(running)
+    store.request_cancel(queued)
+    store.request_cancel(running)
+    assert store.get_run(queued).status == "cancelled" and store.get_run(queued).finished_at is not None
+    assert store.get_run(running).status == "running" and store.cancel_requested(running)
+    store.finish(running, "cancelled")
+    store.request_cancel(running)  # a finished run stays as it is
+    assert store.get_run(running).status == "cancelled"
+
+
+def test_finish_records_status_and_error(store, config):
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    store.finish(run_id, "failed", "MNIST is not in /x and download is off.")
+    run = store.get_run(run_id)
+    assert run.status == "failed" and run.error.startswith("MNIST") and run.finished_at >= run.started_at
+    with pytest.raises(ValueError, match="does not end a run"):
+        store.finish(run_id, "running")
+
+
+def test_resume_requeues_and_keeps_rounds(store, config):
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    store.append_round(run_id, make_round(1), checkpoint=b"s1")
+    store.request_cancel(run_id)
+    store.finish(run_id, "cancelled")
+    store.resume(run_id)
+    run = store.get_run(run_id)
+    assert run.status == "queued" and not run.cancel_requested and run.error is None and run.rounds_done == 1
+    assert store.rounds_frame(run_id)["round"].tolist() == [1] and store.load_checkpoint(run_id) == b"s1"
+    store.resume(run_id)  # resuming a queued run changes nothing
+    assert store.queued() == [run_id]
+
+
+def test_discarding_rounds_past_a_checkpoint(store, config):
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    for r in (1, 2, 3):
+        store.append_round(run_id, make_round(r))
+    store.discard_rounds_after(run_id, 1)
+    assert store.rounds_frame(run_id)["round"].tolist() == [1]
+    assert store.clients_frame(run_id)["round"].unique().tolist() == [1]
+    assert (store.get_run(run_id).rounds_done, store.get_run(run_id).final_accuracy) == (1, 0.1)
+
+
+def test_partition_frame(store, config):
+    run_id = store.create_run(config)
+    empty = store.partition_frame(run_id)
+    assert empty.empty and list(empty.columns) == ["client_id", "label", "count"]
+    counts = np.array([[3, 0, 1], [0, 2, 5]])
+    store.save_partition(run_id, counts)
+    pd.testing.assert_frame_equal(store.partition_frame(run_id), counts_frame(counts))
+    np.testing.assert_array_equal(store.label_counts(run_id), counts)
+
+
+def test_delete_removes_every_row(store, config):
+    run_id, other = store.create_run(config), store.create_run(config)
+    store.claim(run_id)
+    store.save_partition(run_id, np.ones((3, 2)))
+    store.append_round(run_id, make_round(1), checkpoint=b"s")
+    store.delete_run(run_id)
+    assert store.get_run(run_id) is None and [r.run_id for r in store.list_runs()] == [other]
+    assert store.rounds_frame(run_id).empty and store.clients_frame(run_id).empty
+    assert store.partition_frame(run_id).empty and store.load_checkpoint(run_id) is None
+    with pytest.raises(RunNotRunning):  # a worker still on it stops
+        store.append_round(run_id, make_round(2))
+
+
+def test_stale_runs_are_interrupted_but_live_ones_are_not(store, config, monkeypatch):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone, alive = store.create_run(config), store.create_run(config)
+    for run_id, pid in ((gone, dead.pid), (alive, os.getpid())):
+        store.claim(run_id)
+        store.mark_running(run_id, pid)
+
+    assert store.mark_stale_interrupted() == [gone]
+    assert store.get_run(gone).status == "interrupted" and "resume" in store.get_run(gone).error
+    assert store.get_run(alive).status == "running"  # e.g. another server's live worker
+
+    monkeypatch.setattr(store_module, "STALE_AFTER_S", -1.0)  # its heartbeat is now too old
+    assert store.mark_stale_interrupted() == [alive]
+
+
+def test_threads_write_concurrently(store, config):
+    ids = [store.create_run(config) for _ in range(4)]
+    for run_id in ids:
+        store.claim(run_id)
+
+    def write(run_id):
+        for r in range(1, 21):
+            store.append_round(run_id, make_round(r))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [store.get_run(i).rounds_done for i in ids] == [20] * 4
+    assert all(len(store.clients_frame(i)) == 40 for i in ids)
