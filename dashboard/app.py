@@ -15,23 +15,32 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
     sys.path.insert(0, str(ROOT))
 
-import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+def main() -> None:
+    import streamlit as st
 
-st.set_page_config(page_title="Federated learning simulator", page_icon=":material/hub:", layout="wide")
+    from dashboard import state
 
-pages = [
-    st.Page(state.NEW_RUN_PAGE, title="New run", icon=":material/add_circle:", url_path="new", default=True),
-    st.Page(state.RUNS_PAGE, title="Runs", icon=":material/list:", url_path="runs"),
-    st.Page(state.RUN_PAGE, title="Run", icon=":material/monitoring:", url_path="run"),
-    st.Page(state.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-]
-page = st.navigation(pages)
-with st.sidebar:
-    st.caption("Federated learning simulator: runs train in the background; close the tab and come back any time.")
-try:
-    state.get_runner()
-except Exception as err:  # the page still shows stored runs; submitting will say what is wrong
-    st.sidebar.error(f"The background runner could not start: {err}")
-page.run()
+    st.set_page_config(page_title="Federated learning simulator", page_icon=":material/hub:", layout="wide")
+    pages = [
+        st.Page(state.NEW_RUN_PAGE, title="New run", icon=":material/add_circle:", url_path="new", default=True),
+        st.Page(state.RUNS_PAGE, title="Runs", icon=":material/list:", url_path="runs"),
+        st.Page(state.RUN_PAGE, title="Run", icon=":material/monitoring:", url_path="run"),
+        st.Page(state.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    ]
+    page = st.navigation(pages)
+    with st.sidebar:
+        st.caption("Federated learning simulator: runs train in the background; close the tab and come back any time.")
+    try:
+        state.get_runner()
+    except Exception as err:  # the pages still show stored runs; submitting says what is wrong
+        st.sidebar.error(f"The background runner could not start: {err}")
+    page.run()
+
+
+# Streamlit runs this file as __main__. A worker process started with the spawn method imports
+# it again as __mp_main__ (Streamlit registers the script as the main module); the guard, and
+# the imports inside main(), keep that import from drawing pages, starting a second runner
+# inside the worker, or even importing Streamlit there.
+if __name__ == "__main__":
+    main()

@@ -39,10 +39,10 @@ CAPTIONS = {
 }
 
 _CLIENT_PALETTE = (
-    "#2E91E5", "#E15F99", "#1CA71C", "#DA16FF", "#B68100", "#750D86", "#EB663B", "#511CFB",
-    "#00A08B", "#FB00D1", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7",
-    "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#222A2A", "#B2828D", "#FC0080", "#FB0D0D",
-)  # Plotly's Dark24, red moved last: red marks malicious clients
+    "#2E91E5", "#E15F99", "#1CA71C", "#B68100", "#750D86", "#EB663B", "#00A08B", "#222A2A",
+    "#DA16FF", "#6C7C32", "#511CFB", "#862A16", "#778AAE", "#FB00D1", "#A777F1", "#620042",
+    "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#B2828D", "#FC0080", "#FB0D0D",
+)  # Plotly's Dark24, reordered so the first ten differ most; red comes last: it marks malicious clients
 _LABEL_PALETTE = ("#4C78A8", "#F58518", "#E45756", "#72B7B2", "#54A24B", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC")
 _RUN_PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52")
 MALICIOUS_COLOR = "#D62728"
@@ -310,7 +310,7 @@ def sampled_labels_chart(
     title = "Labels of the sampled clients, and what the server has seen so far"
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     _layout(fig, title, "Round", "Training samples of the sampled clients", legend_title="Label / share")
-    fig.update_yaxes(title_text="Share seen so far", secondary_y=True, range=[0, 1.05], tickformat=".0%", showgrid=False)
+    fig.update_yaxes(title_text="Share seen so far", secondary_y=True, range=[0, 1.05], tickformat=".0%", dtick=0.25, showgrid=False)
     if clients.empty or partition.empty:
         _round_axis(fig, total_rounds)
         return _waiting(fig, "Waiting for the first round…")

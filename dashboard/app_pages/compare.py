@@ -23,7 +23,7 @@ if not runs:
     st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
     st.stop()
 
-labels = run_labels(runs)
+choices = {r.run_id: f"{r.name} ({r.run_id})" for r in runs}
 ids = [r.run_id for r in runs]
 if state.COMPARE_IDS in st.session_state:  # sent here from the Runs page
     st.session_state[PICK] = [i for i in st.session_state.pop(state.COMPARE_IDS) if i in ids]
@@ -32,7 +32,7 @@ if PICK not in st.session_state:
     st.session_state[PICK] = finished[:2] or ids[:2]
 st.session_state[PICK] = [i for i in st.session_state[PICK] if i in ids]
 picked = st.multiselect(
-    "Runs to compare", ids, key=PICK, format_func=lambda rid: f"{labels[rid]} ({rid})",
+    "Runs to compare", ids, key=PICK, format_func=choices.get,
     placeholder="Choose two or more runs",
 )
 if not picked:

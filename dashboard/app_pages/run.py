@@ -15,7 +15,7 @@ from flcore.data.datasets import DATASETS
 from flcore.store import FINISHED
 
 from dashboard import charts, state
-from dashboard.tables import describe_config, format_duration, results_json, run_labels, time_left
+from dashboard.tables import describe_config, format_duration, results_json, time_left
 
 STATUS_TEXT = {
     "queued": "Queued: it starts as soon as a worker is free.",
@@ -37,10 +37,10 @@ def _pick_run(store) -> str | None:
         st.info("No runs yet: start one on the New run page.")
         st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
         return None
-    labels = run_labels(runs)
+    names = {r.run_id: f"{r.name} ({r.run_id}, {r.status})" for r in runs}
     chosen = st.selectbox(
         "Run", [r.run_id for r in runs], index=None, placeholder="Choose a run to open",
-        format_func=lambda rid: f"{labels[rid]} ({rid})", key="run_pick",
+        format_func=names.get, key="run_pick",
     )
     if chosen:
         st.query_params["run"] = chosen
@@ -99,6 +99,19 @@ def _charts(store, info) -> None:
     split = store.partition_frame(rid)
     class_names = DATASETS.get(info.config.dataset).info.class_names if info.config.dataset in DATASETS else None
 
+    if rounds.empty and info.status in ("queued", "running"):
+        # Nothing to plot yet: a light page while the worker starts, so the browser and the
+        # server spend no CPU redrawing empty charts that the worker could use instead.
+        st.info("Waiting for the first round: the charts appear as soon as it is stored.", icon=":material/hourglass_top:")
+        if not split.empty:
+            st.subheader("Data")
+            a, b = st.columns(2)
+            with a:
+                _chart(charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap")
+            with b:
+                _chart(charts.partition_bars(split, class_names), "partition_bars", "partition_bars")
+        return
+
     st.subheader("Global model")
     a, b = st.columns(2)
     with a:
@@ -149,8 +162,11 @@ def _downloads(store, info) -> None:
 
 
 def _poll_seconds(info) -> float:
-    """Poll slower for big runs, whose frames take longer to read and draw."""
-    rows = info.config.clients_per_round_resolved * max(info.rounds_done, 1)
+    """Poll fast until the first round is in (it should appear at once), slower for big runs,
+    whose frames take longer to read and draw."""
+    if info.rounds_done == 0:
+        return state.POLL_SECONDS / 2
+    rows = info.config.clients_per_round_resolved * info.rounds_done
     return state.POLL_SECONDS if rows < 20_000 else 3.0
 
 
@@ -166,22 +182,21 @@ if info is None:
 st.title(info.name)
 st.caption(f"{describe_config(info.config)}  \nRun {info.run_id} · started from the {info.source} · created "
            f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}")
-live = info.status not in FINISHED
+interval = _poll_seconds(info) if info.status not in FINISHED else None
 
 
-@st.fragment(run_every=_poll_seconds(info) if live else None)
-def live_view(run_id: str, was_live: bool) -> None:
+@st.fragment(run_every=interval)
+def live_view(run_id: str, interval: float | None) -> None:
     current = store.get_run(run_id)
     if current is None:
         st.warning("This run has been deleted.")
         return
-    if was_live and current.status in FINISHED:
-        st.rerun()  # redraw once as a finished run, which stops the polling
-    if not was_live and current.status not in FINISHED:
-        st.rerun()  # resumed elsewhere: start polling
+    wanted = _poll_seconds(current) if current.status not in FINISHED else None
+    if wanted != interval:
+        st.rerun()  # finished (stop polling), resumed (start), or a new pace: redraw the page once
     _controls(current)
     _charts(store, current)
 
 
-live_view(info.run_id, live)
+live_view(info.run_id, interval)
 _downloads(store, info)

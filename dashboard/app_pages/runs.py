@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import state
-from dashboard.tables import ACTIVE, run_labels, runs_table
+from dashboard.tables import ACTIVE, runs_table
 
 PICK = "runs_pick"  # the selectbox of the run the buttons act on
 APPLIED = "runs_table_applied"  # the table selection last copied into PICK
@@ -27,12 +27,13 @@ def _sync_pick_with_table(table_ids: list[str]) -> None:
 
 
 def _actions(store, runs) -> None:
-    labels = run_labels(runs)
+    names = {r.run_id: r.name for r in runs}
+    statuses = {r.run_id: r.status for r in runs}
     ids = [r.run_id for r in runs]
     if st.session_state.get(PICK) not in ids:
         st.session_state.pop(PICK, None)
     picked = st.selectbox(
-        "Selected run", ids, key=PICK, format_func=lambda rid: f"{labels[rid]} ({rid})",
+        "Selected run", ids, key=PICK, format_func=lambda rid: f"{names[rid]} ({rid}, {statuses[rid]})",
         help="Click a row in the table, or choose the run here.",
     )
     info = next((r for r in runs if r.run_id == picked), None)
@@ -63,13 +64,13 @@ def _actions(store, runs) -> None:
         st.switch_page(state.COMPARE_PAGE)
 
     if st.session_state.get(CONFIRM) == info.run_id:
-        st.warning(f"Delete **{labels[info.run_id]}** ({info.run_id}) and all its results? This cannot be undone.")
+        st.warning(f"Delete **{info.name}** ({info.run_id}) and all its results? This cannot be undone.")
         yes, no, _ = st.columns([1, 1, 4])
         if yes.button("Yes, delete it", type="primary", key="confirm_delete"):
             store.delete_run(info.run_id)
             st.session_state.pop(CONFIRM, None)
             st.session_state.pop(PICK, None)
-            st.toast(f"Deleted {labels[info.run_id]}.")
+            st.toast(f"Deleted {info.name} ({info.run_id}).")
             st.rerun()
         if no.button("Keep it", key="keep_run"):
             st.session_state.pop(CONFIRM, None)
@@ -102,7 +103,8 @@ def runs_view(was_active: bool) -> None:
         selection_mode="single-row",
         column_config={
             "id": st.column_config.TextColumn("id", width="small"),
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
+            "rounds": None,  # the progress column says it
             "final accuracy": st.column_config.NumberColumn("final accuracy", format="percent"),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
         },

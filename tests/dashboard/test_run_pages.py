@@ -74,7 +74,7 @@ def test_an_unknown_or_missing_run_id_offers_the_stored_runs(store, finished):
     no_exceptions(at)
     assert "no run with id 'nope'" in texts(at)
     pick = at.selectbox(key="run_pick")
-    assert pick.options == [f"{store.get_run(finished).name} ({finished})"]
+    assert pick.options == [f"{store.get_run(finished).name} ({finished}, done)"]
     pick.set_value(finished).run()
     assert at.query_params.get("run") == finished
     assert at.title[0].value == store.get_run(finished).name

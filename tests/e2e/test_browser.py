@@ -1,0 +1,156 @@
+"""The dashboard end to end: a real server, a real browser, real background runs.
+
+A user submits a small run from New run, watches the round counter grow and the accuracy chart
+reach the last round, reloads and still sees the finished run; then starts a run with the
+default settings, sees its first round charted within a few seconds, and cancels it. Each page
+is saved as a screenshot under test-output/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+RUN_LIMIT_S = 150  # a 3-round run on a loaded 2-core machine, worker start-up included
+FIRST_ROUND_LIMIT_S = 15  # from pressing Run (default settings) to round 1 on the accuracy chart
+
+# The rounds drawn on the accuracy chart, read from Plotly's own figure data (typed arrays decoded).
+ACCURACY_X = """() => {
+  const values = (x) => {
+    if (!x) return [];
+    if (Array.isArray(x) || ArrayBuffer.isView(x)) return Array.from(x).map(Number);
+    const a = x._inputArray;
+    if (!a) return [];
+    const n = Object.keys(a).filter((k) => /^[0-9]+$/.test(k)).length;
+    return Array.from({length: n}, (_, i) => Number(a[i]));
+  };
+  for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const title = el.layout && el.layout.title ? (el.layout.title.text ?? el.layout.title) : '';
+    if (String(title).includes('Global test accuracy')) {
+      return el.data && el.data.length ? values(el.data[0].x) : [];
+    }
+  }
+  return null;
+}"""
+CONTENT_HEIGHT = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  return main ? main.scrollHeight : document.body.scrollHeight;
+}"""
+
+
+def wait_for_app(page, text: str) -> None:
+    """Wait until the page shows `text` (Streamlit renders after its websocket connects)."""
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=60_000)
+
+
+def shoot(page, path) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main block, so grow the
+    window until it holds all of it (charts below the fold grow once they are drawn)."""
+    page.mouse.move(1, 1)  # no tooltip over the page
+    height = 0
+    for _ in range(5):
+        new = max(1000, min(int(page.evaluate(CONTENT_HEIGHT)) + 80, 9000))
+        if new == height:
+            break
+        height = new
+        page.set_viewport_size({"width": 1500, "height": height})
+        page.wait_for_timeout(1200)  # let Plotly redraw at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1500, "height": 1000})
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.locator('[data-testid="stNumberInput"]').filter(has=page.get_by_text(label, exact=True))
+    field = box.locator("input")
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def round_counter(page) -> tuple[int, int] | None:
+    bar = page.locator('[data-testid="stProgress"]')
+    if not bar.count():
+        return None
+    match = re.search(r"Round (\d+) of (\d+)", bar.first.inner_text())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def accuracy_rounds(page) -> list[float]:
+    return page.evaluate(ACCURACY_X) or []
+
+
+def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, page, browser, screenshots):
+    page.goto(server + "/")
+    wait_for_app(page, "Ready:")
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # the partition preview
+    shoot(page, screenshots / "01-new-run.png")
+
+    set_number(page, "Rounds", 3)
+    wait_for_app(page, "· 3 rounds")
+    page.locator(".st-key-run_button button").first.click()
+    page.wait_for_url(re.compile(r"/run\?run=[0-9a-f]+"), timeout=30_000)
+    run_url = page.url
+
+    seen = []
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while time.monotonic() < deadline:
+        counter = round_counter(page)
+        if counter:
+            assert counter[1] == 3
+            if not seen or counter[0] != seen[-1]:
+                seen.append(counter[0])
+            if counter[0] == 3:
+                break
+        page.wait_for_timeout(250)
+    assert seen and seen[-1] == 3, f"the round counter reached only {seen} in {RUN_LIMIT_S} s"
+    assert len(seen) >= 2 and seen == sorted(seen), f"the round counter did not grow: {seen}"
+    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length && Math.max(...x) === 3; }}", timeout=30_000)
+    wait_for_app(page, "Finished.")
+    shoot(page, screenshots / "02-run-finished.png")
+
+    page.reload()
+    wait_for_app(page, "Round 3 of 3")
+    wait_for_app(page, "Finished.")
+    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length === 3; }}", timeout=30_000)
+
+    other = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()  # another browser, same URL
+    try:
+        other.goto(run_url)
+        wait_for_app(other, "Round 3 of 3")
+    finally:
+        other.context.close()
+
+
+def test_default_settings_chart_the_first_round_quickly_and_a_run_can_be_cancelled(server, page, screenshots):
+    page.goto(server + "/")
+    wait_for_app(page, "Ready:")
+    page.locator(".st-key-run_button button").first.click()
+    pressed = time.monotonic()
+    page.wait_for_url(re.compile(r"/run\?run=[0-9a-f]+"), timeout=30_000)
+    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length >= 1; }}", timeout=60_000)
+    first_round_s = time.monotonic() - pressed
+    print(f"\nfirst round charted {first_round_s:.1f} s after pressing Run")
+    assert first_round_s < FIRST_ROUND_LIMIT_S, f"the first round appeared {first_round_s:.1f} s after Run"
+    shoot(page, screenshots / "03-run-in-progress.png")
+
+    counter = round_counter(page)
+    assert counter is not None and counter[1] == 20 and counter[0] < 20
+    page.locator(".st-key-cancel_button button").first.click()
+    wait_for_app(page, "Cancelled.")
+    assert round_counter(page)[0] < 20
+    shoot(page, screenshots / "04-run-cancelled.png")
+
+
+def test_runs_and_compare_pages(server, page, screenshots):
+    page.goto(server + "/runs")
+    wait_for_app(page, "Selected run")
+    page.locator('[data-testid="stDataFrame"]').wait_for()
+    shoot(page, screenshots / "05-runs.png")
+
+    page.goto(server + "/compare")
+    wait_for_app(page, "Final metrics")
+    page.locator(".js-plotly-plot").nth(1).wait_for()
+    shoot(page, screenshots / "06-compare.png")
