@@ -259,6 +259,8 @@ class VectorizedExecutor:
         net = self._net(sample_shape)
         activations = 3 * batch * net.activation_floats  # outputs kept for backward, and their gradients
         layout = steps * batch * (2 * self.num_classes + 6)  # logits, targets, indices, labels, weights
+        if not net.grouped_input:  # dense inputs are gathered for the whole chunk at once
+            layout += steps * batch * math.prod(sample_shape)
         per_client = 4 * (copies * self.num_params + activations + layout)
         return max(1, self.memory_budget // per_client)
 
@@ -343,26 +345,31 @@ class VectorizedExecutor:
         target_w = torch.zeros(num_steps, width, batch, k, device=device).scatter_(3, labels.unsqueeze(3), sample_w)
         if net.grouped_input:
             idx = idx.transpose(1, 2).contiguous()  # [steps, batch, clients]: gathers [batch, clients, ...]
+        else:
+            inputs = x[idx].view(num_steps, width, batch, -1)  # one gather for the chunk
         logits_all = torch.zeros(num_steps, width, batch, k, device=device)
 
         params = global_params.unsqueeze(0).repeat(width, 1)  # [clients, P], one row per client
         momentum = torch.zeros_like(params) if s.momentum else None
         decay = s.weight_decay + s.prox_mu
         prox_anchor = s.prox_mu * global_params if s.prox_mu else None
-        for step, a in enumerate(active):
-            p = params[:a]
-            ws = [[p[:, i:j].view(a, *shape) for i, j, shape in spans] for spans in net.offsets]
+        full = [[params[:, i:j].view(width, *shape) for i, j, shape in spans] for spans in net.offsets]
+        per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0), *([] if net.grouped_input else [inputs.unbind(0)]))
+        for step, (a, (w_s, t_s, logits_s, *x_s)) in enumerate(zip(active, per_step)):
+            # Clients [0, a) still train at this step; slicing is skipped while all of them do.
+            cut = (lambda t: t) if a == width else (lambda t: t[:a])  # noqa: E731
+            p, ws = cut(params), [[cut(w) for w in layer] for layer in full]
             if net.grouped_input:  # channels-last: oneDNN's grouped convolution is fastest so
                 h = x[idx[step, :, :a]]
                 h = h.view(batch, a * h.shape[2], *h.shape[3:]).contiguous(memory_format=torch.channels_last)
             else:
-                h = x[idx[step, :a]].view(a, batch, -1)
+                h = cut(x_s[0])
             saved = []
             for layer, wl in zip(net.layers, ws):
                 h, keep = layer.forward(wl, h)
                 saved.append(keep)
-            logits_all[step, :a] = h
-            g = torch.softmax(h, 2).mul_(sample_w[step, :a]).sub_(target_w[step, :a])
+            cut(logits_s).copy_(h)
+            g = torch.softmax(h, 2).mul_(cut(w_s)).sub_(cut(t_s))
             grads = []
             for i in range(len(net.layers) - 1, -1, -1):
                 g, gw = net.layers[i].backward(ws[i], saved[i], g, i > 0)
@@ -374,9 +381,9 @@ class VectorizedExecutor:
             if prox_anchor is not None:
                 g.sub_(prox_anchor)
             if corr is not None:
-                g.add_(corr[:a])
+                g.add_(cut(corr))
             if momentum is not None:
-                g = momentum[:a].mul_(s.momentum).add_(g)
+                g = cut(momentum).mul_(s.momentum).add_(g)
             p.sub_(g, alpha=s.lr)
 
         log_p = torch.log_softmax(logits_all, 3)
