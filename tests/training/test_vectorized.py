@@ -106,11 +106,15 @@ def test_global_parameters_are_not_written():
 def test_the_memory_budget_bounds_the_chunk():
     model = build_model("mlp", (1, 28, 28), 10)
     p = flat_params(model).numel()
-    ex = VectorizedExecutor(model, EVERYTHING, 10, seed=0, memory_budget=64 * 2**20)
-    chunk = ex.clients_per_chunk((1, 28, 28), batch=10, steps=20)
-    assert 1 <= chunk and chunk * 4 * p * 4 <= 64 * 2**20  # at least 4 [chunk, P] float copies fit
-    assert VectorizedExecutor(model, EVERYTHING, 10, seed=0, memory_budget=1).clients_per_chunk((1, 28, 28), 10, 20) == 1
-    assert VectorizedExecutor(model, EVERYTHING, 10, seed=0, chunk_size=7).clients_per_chunk((1, 28, 28), 10, 20) == 7
+    budget = 64 * 2**20
+    on = lambda device, **kw: VectorizedExecutor(model, EVERYTHING, 10, seed=0, **kw).clients_per_chunk(  # noqa: E731
+        (1, 28, 28), batch=10, steps=20, device=device
+    )
+    chunk = on("cuda", memory_budget=budget)
+    assert 1 < chunk and chunk * 5 * p * 4 <= budget  # five [chunk, P] float copies fit
+    assert on("cuda", memory_budget=1) == 1
+    assert on("cpu", memory_budget=budget) <= chunk  # the CPU also keeps the state near the cache
+    assert on("cpu", chunk_size=7) == on("cuda", chunk_size=7) == 7
 
 
 # Choosing the executor ----------------------------------------------------------------------
