@@ -1,12 +1,15 @@
 """Vectorized local training: all clients of a round as one batched computation.
 
 The sequential executor (`local.py`) trains one `nn.Module` per client with `torch.optim.SGD`.
-This executor gives the same numbers, but keeps every client's parameters as one row of a
-`[clients, P]` matrix and runs one forward and one backward pass per local step for all of
-them: linear layers become batched matmuls over stacked weights (`torch.baddbmm`), convolutions
-become one grouped convolution (client c's channels form group c), and the backward pass is
-written out layer by layer with ATen's own backward kernels, so no autograd graph, no
-per-client module, DataLoader or optimizer object exists inside a round.
+This executor gives the same numbers, but stacks the clients' copies of each parameter along a
+leading dimension (`[clients, *shape]`) and runs one forward and one backward pass per local
+step for all of them: linear layers become batched matmuls over stacked weights
+(`torch.baddbmm`), convolutions become one grouped convolution (client c's channels form group
+c), and the backward pass is written out layer by layer with ATen's own backward kernels, so no
+autograd graph, no per-client module, DataLoader or optimizer object exists inside a round.
+Each client reads its own batches from the data tensors where they lie (CPU or CUDA).
+(`torch.func.vmap` over `functional_call` is the other way to batch; on the CPU it measured
+3.4x slower on a logistic-regression round, see benchmarks/README.md.)
 
 Equivalence with the sequential reference, for the same seed:
 
@@ -343,7 +346,7 @@ class VectorizedExecutor:
         return pos, valid, weights.astype(np.float32), active.tolist()
 
     def _train_chunk(self, net, global_params, tasks, x, y, round_, corr):
-        s, device, k = self.settings, global_params.device, self.num_classes
+        s, device, classes = self.settings, global_params.device, self.num_classes
         pos, valid, weights, active = self._layout(tasks, round_)
         num_steps, width, batch = pos.shape
         indices = torch.cat([t.indices.to(device) for t in tasks])
@@ -351,16 +354,16 @@ class VectorizedExecutor:
         labels = y[idx]
         if any(t.flip_labels for t in tasks):
             flips = torch.tensor([t.flip_labels for t in tasks], device=device)
-            labels = torch.where(flips[None, :, None], k - 1 - labels, labels)
+            labels = torch.where(flips[None, :, None], classes - 1 - labels, labels)
         valid_t = torch.from_numpy(valid).to(device)
         sample_w = torch.from_numpy(weights).to(device).unsqueeze(3)
         # d loss / d logits = softmax * w - onehot * w: the target part is known before training
-        target_w = torch.zeros(num_steps, width, batch, k, device=device).scatter_(3, labels.unsqueeze(3), sample_w)
+        target_w = torch.zeros(num_steps, width, batch, classes, device=device).scatter_(3, labels.unsqueeze(3), sample_w)
         if net.grouped_input:
             idx = idx.transpose(1, 2).contiguous()  # [steps, batch, clients]: gathers [batch, clients, ...]
         else:
             inputs = x[idx].view(num_steps, width, batch, -1)  # one gather for the chunk
-        logits_all = torch.zeros(num_steps, width, batch, k, device=device)
+        logits_all = torch.zeros(num_steps, width, batch, classes, device=device)
 
         # One stacked tensor per parameter, [clients, *shape]; row c is client c's copy.
         cuts = np.cumsum([0] + [math.prod(shape) for shape in net.shapes]).tolist()
