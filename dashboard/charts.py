@@ -96,7 +96,12 @@ def _round_axis(fig: go.Figure, total_rounds: int | None, last_round: int | None
         fig.update_xaxes(range=[0.5, end + 0.5])
     fig.update_xaxes(tickformat="d", rangemode="tozero")
     if end and end <= 20:
-        fig.update_xaxes(dtick=1)
+        fig.update_xaxes(tickmode="array", tickvals=list(range(1, end + 1)))
+
+
+def _rows_height(rows: int) -> int:
+    """Height of a chart with one row per client: readable rows, but never a wall."""
+    return max(380, min(700, 12 * rows + 140))
 
 
 def _waiting(fig: go.Figure, message: str) -> go.Figure:
@@ -196,7 +201,7 @@ def client_metric_chart(
         _round_axis(fig, total_rounds, last)
         return fig
 
-    _layout(fig, title, "Round", "Client", height=max(380, min(900, 12 * len(ids) + 120)))
+    _layout(fig, title, "Round", "Client", height=_rows_height(len(ids)))
     grid = clients.pivot_table(index="client_id", columns="round", values=column, aggfunc="mean")
     fig.add_trace(
         go.Heatmap(
@@ -257,7 +262,7 @@ def partition_heatmap(partition: pd.DataFrame, class_names: Sequence[str] | None
     counts = _counts_matrix(partition, len(class_names) if class_names else None)
     k, c = counts.shape
     names = _label_names(c, class_names)
-    _layout(fig, "Labels per client (training samples)", "Label", "Client", height=max(360, min(900, 14 * k + 140)))
+    _layout(fig, "Labels per client (training samples)", "Label", "Client", height=_rows_height(k))
     fig.add_trace(
         go.Heatmap(
             z=counts, x=names, y=list(range(k)), colorscale="Blues", colorbar={"title": {"text": "Samples", "side": "right"}},
@@ -286,7 +291,7 @@ def partition_bars(partition: pd.DataFrame, class_names: Sequence[str] | None = 
     if shown < k:
         title += f" (first {shown} of {k} clients)"
     _layout(fig, title, "Client", "Training samples", legend_title="Label")
-    x = [str(i) for i in range(shown)]
+    x = list(range(shown))
     for label in range(c):
         fig.add_trace(
             go.Bar(
@@ -295,7 +300,10 @@ def partition_bars(partition: pd.DataFrame, class_names: Sequence[str] | None = 
             )
         )
     fig.update_layout(barmode="stack", bargap=0.15)
-    fig.update_xaxes(type="category", tickmode="array", tickvals=x, ticktext=_client_ticks(range(shown), shown <= MANY_CLIENTS))
+    if shown <= MANY_CLIENTS:
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=_client_ticks(x, True))
+    else:  # too many for a label each: let Plotly space the client numbers
+        fig.update_xaxes(tickformat="d", range=[-0.5, shown - 0.5])
     return fig
 
 
@@ -353,8 +361,7 @@ def sampled_labels_chart(
 def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: int | None = None, max_marks: int = MAX_MARKS) -> go.Figure:
     """Which clients were sampled in which round: one mark per (client, round) in the client's colour."""
     fig = go.Figure()
-    height = max(320, min(900, 14 * num_clients + 140))
-    _layout(fig, "Participation: clients sampled in each round", "Round", "Client", height=height)
+    _layout(fig, "Participation: clients sampled in each round", "Round", "Client", height=_rows_height(num_clients))
     fig.update_yaxes(autorange="reversed")
     if clients.empty:
         _round_axis(fig, total_rounds)

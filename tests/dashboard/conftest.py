@@ -1,32 +1,16 @@
-"""Fixtures for the dashboard tests: a real run store in a temporary directory, runs written into
-it by a real (small) simulation, and the app under `streamlit.testing.v1.AppTest`.
+"""Fixtures for the dashboard tests: a real run store in a temporary directory.
 
 `store` points $FLCORE_STORE at a fresh SQLite file for the test and tears down whatever the app
 started against it (the runner cached by `st.cache_resource`, and any run still going).
-`record_run` runs a `Simulation` in this process and writes its rounds through the store's own
-worker API, so the pages read exactly what a worker would have written, without waiting for one.
+Helpers that write runs and read pages are in `dashboard_helpers.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
-from flcore.config import ExperimentConfig
-from flcore.simulation import Simulation
 from flcore.store import RunStore
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-APP_TIMEOUT = 60  # seconds; the first run of a process imports torch and the engine
-
-# A run that takes well under a second per round on one CPU core.
-SMALL = {"num_clients": 6, "rounds": 3, "model": "logistic", "batch_size": 32, "executor": "vectorized"}
 
 
 @pytest.fixture
@@ -41,76 +25,3 @@ def store(tmp_path, monkeypatch) -> RunStore:
         if info.status in ("queued", "running"):
             run_store.request_cancel(info.run_id)
     st.cache_resource.clear()  # releases (shuts down) the runner the app started on this store
-
-
-def record_run(store: RunStore, stop_after: int | None = None, status: str | None = "done", error: str | None = None, **changes) -> str:
-    """Store a run of a small config (plus `changes`) as a worker would, round by round.
-
-    `stop_after` rounds are stored (all by default); `status` ends the run (None leaves it running).
-    """
-    config = ExperimentConfig.create(**{**SMALL, **changes})
-    run_id = store.create_run(config)
-    assert store.claim(run_id)
-    sim = Simulation(config)
-    store.save_partition(run_id, sim.label_counts)
-    for result in sim.run():
-        if stop_after is not None and result.round > stop_after:
-            break
-        store.append_round(run_id, result)
-    if status is not None:
-        store.finish(run_id, status, error)
-    return run_id
-
-
-def app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
-
-
-def page(path: str, **query) -> AppTest:
-    """The app opened on page `path` (e.g. "app_pages/run.py") with `query` in its URL."""
-    at = app()
-    at.run()
-    at.switch_page(path)
-    at.query_params.update(query)
-    return at.run()
-
-
-def texts(at: AppTest) -> str:
-    """Everything the page wrote as text (markdown, captions, alerts, titles), joined."""
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error", "text"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def no_exceptions(at: AppTest) -> None:
-    assert not at.exception, [e.message for e in at.exception]
-
-
-def charts_on(at: AppTest) -> list:
-    return list(at.get("plotly_chart"))
-
-
-def figure(chart) -> dict:
-    """A drawn plotly_chart's figure as a dict, typed arrays decoded to nested lists."""
-    def decode(value):
-        if isinstance(value, dict) and "bdata" in value and "dtype" in value:
-            flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-            shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
-            return flat.reshape(shape).tolist()
-        if isinstance(value, dict):
-            return {k: decode(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [decode(v) for v in value]
-        return value
-
-    return decode(json.loads(chart.proto.spec))
-
-
-def figure_titled(at: AppTest, title: str) -> dict:
-    """The figure on the page whose title starts with `title`."""
-    for chart in charts_on(at):
-        fig = figure(chart)
-        if fig["layout"].get("title", {}).get("text", "").startswith(title):
-            return fig
-    raise AssertionError(f"no chart titled {title!r}")

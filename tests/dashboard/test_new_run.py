@@ -13,7 +13,7 @@ from flcore.data.partition import PARTITIONERS
 from flcore.attacks import ATTACKS
 from flcore.strategies import STRATEGIES
 
-from conftest import app, figure_titled, no_exceptions, texts
+from dashboard_helpers import app, figure_titled, no_exceptions, texts
 
 FIELDS = set(ExperimentConfig.model_fields)
 

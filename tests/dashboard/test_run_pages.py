@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import figure, figure_titled, no_exceptions, page, record_run, texts
+from dashboard_helpers import figure, figure_titled, no_exceptions, page, record_run, texts
 
 RUN, RUNS, COMPARE, NEW = "app_pages/run.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/new_run.py"
 
