@@ -60,6 +60,8 @@ def unsupported_reason(model: nn.Module) -> str | None:
     """Why the vectorized executor cannot train `model`, or None when it can."""
     if not isinstance(model, nn.Sequential):
         return f"it handles nn.Sequential models only, not {type(model).__name__}"
+    if not any(True for _ in model.parameters()):
+        return "the model has no parameters to train"
     if any(True for _ in model.buffers()):
         return "the model has buffers (e.g. BatchNorm statistics), which are state outside the parameters"
     for layer in model:
