@@ -246,7 +246,7 @@ def main() -> None:
         print(json.dumps(scale_child(args.scale_child, args.scale_rounds)))
         return
     reps = max(3, args.reps)
-    rounds = {"A": 20, "B": 1, "C": 2} if args.quick else {"A": 100, "B": 10, "C": 5}
+    rounds = {"A": 20, "B": 1, "C": 3} if args.quick else {"A": 100, "B": 10, "C": 5}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, median of {reps}{', quick' if args.quick else ''}")
 
