@@ -39,40 +39,39 @@ def _actions(store, runs) -> None:
     info = next((r for r in runs if r.run_id == picked), None)
     if info is None:
         return
-    cols = st.columns(5)
-    if cols[0].button("Open", icon=":material/open_in_new:", type="primary", key="open_button", width="stretch"):
+    row = st.container(horizontal=True)
+    if row.button("Open", icon=":material/open_in_new:", type="primary", key="open_button"):
         state.open_run(info.run_id)
-    if cols[1].button("Run again with changes", icon=":material/edit:", key="again_button", width="stretch",
-                      help="Open New run with this run's settings filled in."):
+    if row.button("Run again with changes", icon=":material/edit:", key="again_button",
+                  help="Open New run with this run's settings filled in."):
         state.run_again(info.config.model_dump())
     if info.status in ACTIVE:
-        cols[2].button("Cancel", icon=":material/stop_circle:", key="cancel_button", width="stretch",
-                       disabled=info.cancel_requested, help="Stop the run after the round in progress.",
-                       on_click=lambda: state.get_runner().cancel(info.run_id))
+        row.button("Cancel", icon=":material/stop_circle:", key="cancel_button",
+                   disabled=info.cancel_requested, help="Stop the run after the round in progress.",
+                   on_click=lambda: state.get_runner().cancel(info.run_id))
     elif info.status in ("cancelled", "interrupted", "failed") and info.rounds_done < info.total_rounds:
-        cols[2].button("Resume", icon=":material/play_arrow:", key="resume_button", width="stretch",
-                       help="Queue the run again; it continues from its last finished round.",
-                       on_click=lambda: state.get_runner().resume(info.run_id))
-    if cols[3].button("Delete", icon=":material/delete:", key="delete_button", width="stretch",
-                      disabled=info.status in ACTIVE,
-                      help="Cancel the run first." if info.status in ACTIVE else "Delete the run and all its results."):
-        st.session_state[CONFIRM] = info.run_id
-    if cols[4].button("Compare…", icon=":material/compare_arrows:", key="compare_button", width="stretch",
-                      help="Open Compare with this run and the runs just before it."):
+        row.button("Resume", icon=":material/play_arrow:", key="resume_button",
+                   help="Queue the run again; it continues from its last finished round.",
+                   on_click=lambda: state.get_runner().resume(info.run_id))
+    if row.button("Compare…", icon=":material/compare_arrows:", key="compare_button",
+                  help="Open Compare with this run and the runs just before it."):
         start = ids.index(info.run_id)
         st.session_state[state.COMPARE_IDS] = ids[start:start + 3]
         st.switch_page(state.COMPARE_PAGE)
+    if row.button("Delete", icon=":material/delete:", key="delete_button", disabled=info.status in ACTIVE,
+                  help="Cancel the run first." if info.status in ACTIVE else "Delete the run and all its results."):
+        st.session_state[CONFIRM] = info.run_id
 
     if st.session_state.get(CONFIRM) == info.run_id:
         st.warning(f"Delete **{info.name}** ({info.run_id}) and all its results? This cannot be undone.")
-        yes, no, _ = st.columns([1, 1, 4])
-        if yes.button("Yes, delete it", type="primary", key="confirm_delete"):
+        confirm = st.container(horizontal=True)
+        if confirm.button("Yes, delete it", type="primary", key="confirm_delete"):
             store.delete_run(info.run_id)
             st.session_state.pop(CONFIRM, None)
             st.session_state.pop(PICK, None)
             st.toast(f"Deleted {info.name} ({info.run_id}).")
             st.rerun()
-        if no.button("Keep it", key="keep_run"):
+        if confirm.button("Keep it", key="keep_run"):
             st.session_state.pop(CONFIRM, None)
             st.rerun()
 
@@ -97,12 +96,12 @@ def runs_view(was_active: bool) -> None:
     st.dataframe(
         table,
         hide_index=True,
-        width="stretch",
+        
         key="runs_table",
         on_select="rerun",
         selection_mode="single-row",
         column_config={
-            "id": st.column_config.TextColumn("id", width="small"),
+            "id": None,  # the selected run's id shows below the table
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
             "rounds": None,  # the progress column says it
             "final accuracy": st.column_config.NumberColumn("final accuracy", format="percent"),

@@ -48,6 +48,16 @@ def test_a_failed_run_shows_its_stored_error_as_a_sentence(store):
     assert at.button(key="resume_button")
 
 
+def test_resume_queues_a_cancelled_run_again(store):
+    run_id = record_run(store, stop_after=1, status="cancelled")
+    at = page(RUN, run=run_id)
+    assert "Cancelled" in at.warning[0].value
+    at.button(key="resume_button").click().run()
+    no_exceptions(at)
+    assert store.get_run(run_id).status in ("queued", "running", "done")
+    assert "Cancelled" not in texts(at)
+
+
 def test_cancel_on_a_running_run_asks_the_worker_to_stop(store):
     run_id = record_run(store, stop_after=1, status=None)  # left running after round 1
     at = page(RUN, run=run_id)
