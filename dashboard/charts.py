@@ -44,6 +44,7 @@ _CLIENT_PALETTE = (
     "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#B2828D", "#FC0080", "#FB0D0D",
 )  # Plotly's Dark24, reordered so the first ten differ most; red comes last: it marks malicious clients
 _LABEL_PALETTE = ("#4C78A8", "#F58518", "#E45756", "#72B7B2", "#54A24B", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC")
+_RUN_DASHES = ("solid", "dash", "dot", "dashdot")  # runs with identical curves stay visible
 _RUN_PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52")
 MALICIOUS_COLOR = "#D62728"
 
@@ -416,7 +417,8 @@ def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Fig
         rows = rows.sort_values("round")
         fig.add_trace(
             go.Scatter(
-                x=rows["round"], y=rows[metric], mode="lines+markers", name=str(run), line={"color": run_color(i), "width": 2},
+                x=rows["round"], y=rows[metric], mode="lines+markers", name=str(run),
+                line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
                 marker={"size": 4}, hovertemplate=f"{run}<br>round %{{x}}<br>%{{y:{'.1%' if accuracy else '.3f'}}}<extra></extra>",
             )
         )

@@ -92,8 +92,16 @@ def _controls(info) -> None:
         state.run_again(info.config.model_dump())
 
 
+def _round_span(info) -> int | None:
+    """How many rounds the round axes span: the whole run while it is going (so the curves grow
+    into a fixed frame), unless that would squeeze the first rounds into a sliver; else None
+    (fit the rounds stored)."""
+    active = info.status in ("queued", "running")
+    return info.total_rounds if active and info.total_rounds <= 100 else None
+
+
 def _charts(store, info) -> None:
-    rid, total = info.run_id, info.total_rounds
+    rid, total = info.run_id, _round_span(info)
     rounds = store.rounds_frame(rid)
     clients = store.clients_frame(rid)
     split = store.partition_frame(rid)

@@ -148,4 +148,5 @@ def test_compare_chart_draws_one_curve_per_run_in_its_own_colour():
     fig = charts.compare_chart(curves, "test_loss")
     assert [t.name for t in fig.data] == ["fedavg", "krum"]
     assert fig.data[0].line.color != fig.data[1].line.color
+    assert fig.data[0].line.dash != fig.data[1].line.dash  # identical curves stay visible
     assert fig.layout.yaxis.title.text.startswith("Test loss")
