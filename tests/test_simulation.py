@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flcore.config import ExperimentConfig
-from flcore.simulation import Simulation, sample_clients
+from flcore.simulation import DivergedError, Simulation, sample_clients
 
 BASE = dict(dataset="digits", partition="iid", num_clients=10, model="mlp", strategy="fedavg", seed=0)
 
@@ -92,10 +92,15 @@ def test_fedprox_with_mu_zero_is_fedavg_and_mu_pulls_updates_towards_the_global_
 def test_robust_aggregation_survives_sign_flipping_where_fedavg_fails(clean_iid):
     attacked = dict(rounds=20, attack="sign_flip", attack_fraction=0.3)
     clean = clean_iid[-1].test_accuracy
-    fedavg = run(**attacked)
+    fedavg = []
+    try:  # the attackers drag plain averaging to chance accuracy, and here on to infinite weights
+        for result in Simulation(ExperimentConfig.create(**BASE, **attacked)).run():
+            fedavg.append(result)
+    except DivergedError:
+        pass
     median = run(strategy="median", **attacked)
     assert sum(c.malicious for c in fedavg[0].clients) == 3
-    assert fedavg[-1].test_accuracy < clean - 0.3
+    assert max(r.test_accuracy for r in fedavg[-3:]) < clean - 0.3  # it had collapsed before diverging
     assert median[-1].test_accuracy >= clean - 0.05
 
 
@@ -107,7 +112,5 @@ def test_label_flipping_hurts_and_is_marked():
 
 
 def test_a_diverging_run_stops_with_a_sentence():
-    from flcore.simulation import DivergedError
-
     with pytest.raises(DivergedError, match="diverged in round"):
         run(rounds=5, lr=10.0, attack="scale", attack_fraction=0.3, attack_scale=1e4)
