@@ -19,6 +19,16 @@ from flcore.training import SequentialExecutor, VectorizedExecutor, make_executo
 from flcore.training.local import ClientTask, LocalSettings, flat_params
 
 ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny; on a shared 2-core machine two OpenMP threads mostly wait on each
+    other (tests/training took 187 s with 2 threads under load, 15 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 INPUT = {"logistic": (1, 8, 8), "mlp": (1, 8, 8), "cnn": (1, 8, 8), "cifar_cnn": (3, 16, 16)}
 PLAIN = LocalSettings(epochs=1, batch_size=5, lr=0.05, momentum=0.0, weight_decay=0.0, prox_mu=0.0)
 EVERYTHING = LocalSettings(epochs=2, batch_size=5, lr=0.05, momentum=0.9, weight_decay=1e-3, prox_mu=0.1)
@@ -139,15 +149,21 @@ def test_make_executor_honours_the_setting_and_falls_back_for_unsupported_models
 
 
 # Inside the simulation ----------------------------------------------------------------------
+# Few local steps: over long runs a ReLU input within ~1e-7 of zero can take either side in two
+# float summation orders, which moves one step's gradient by one unit's contribution (seen with
+# the cnn on digits after 25 steps). That is float rounding, not a difference in the algorithm.
 SMALL = dict(dataset="digits", partition="dirichlet", alpha=0.5, num_clients=8, clients_per_round=6, model="mlp",
-             batch_size=16, lr=0.05, momentum=0.5, weight_decay=1e-4, seed=3)
+             local_epochs=1, batch_size=32, lr=0.05, momentum=0.5, weight_decay=1e-4, prox_mu=0.01, seed=3)
+DIGIT_MODELS = [m for m in MODELS.names() if MODELS.get(m).unsupported((1, 8, 8)) is None]
 
 
+@pytest.mark.parametrize("model", DIGIT_MODELS)
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-def test_each_strategy_gets_the_same_parameters_from_either_executor(strategy):
+def test_each_strategy_gets_the_same_parameters_from_either_executor(strategy, model):
     params = {}
     for executor in ("sequential", "vectorized"):
-        sim = Simulation(ExperimentConfig.create(**SMALL, strategy=strategy, rounds=2, executor=executor))
+        config = ExperimentConfig.create(**{**SMALL, "model": model}, strategy=strategy, rounds=2, executor=executor)
+        sim = Simulation(config)
         state = sim.initial_state()
         for _ in range(2):  # the second round sees SCAFFOLD's corrections and server optimizer state
             state, _ = sim.step(state)
@@ -156,7 +172,7 @@ def test_each_strategy_gets_the_same_parameters_from_either_executor(strategy):
 
 
 def test_prox_and_label_flipping_in_a_simulation_match():
-    extra = dict(prox_mu=0.1, attack="label_flip", attack_fraction=0.25, rounds=2)
+    extra = dict(attack="label_flip", attack_fraction=0.25, rounds=2)
     results = {}
     for executor in ("sequential", "vectorized"):
         results[executor] = list(Simulation(ExperimentConfig.create(**SMALL, **extra, executor=executor)).run())
