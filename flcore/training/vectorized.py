@@ -208,6 +208,11 @@ class _Net:
     grouped_input: bool  # images enter as [batch, clients * channels, H, W]
     activation_floats: int  # activation values per sample, summed over layers
 
+    @property
+    def first_weighted(self) -> int:
+        """The first layer with weights: backpropagation stops there."""
+        return next(i for i, slots in enumerate(self.weights) if slots)
+
 
 def _compile(model: nn.Sequential, sample_shape: tuple[int, ...]) -> _Net:
     grouped = len(sample_shape) == 3 and not isinstance(model[0], nn.Flatten)
@@ -263,7 +268,9 @@ class VectorizedExecutor:
             self._nets[sample_shape] = _compile(self.model, sample_shape)
         return self._nets[sample_shape]
 
-    def clients_per_chunk(self, sample_shape: tuple[int, ...], batch: int, steps: int, device: torch.device | str = "cpu") -> int:
+    def clients_per_chunk(
+        self, sample_shape: tuple[int, ...], batch: int, steps: int, device: torch.device | str = "cpu"
+    ) -> int:
         """`chunk_size`, or how many clients' working copies fit in `memory_budget` (and, on
         the CPU, how many clients' parameter state fits in `CPU_CHUNK_STATE`)."""
         if self.chunk_size is not None:
@@ -360,7 +367,8 @@ class VectorizedExecutor:
         valid_t = torch.from_numpy(valid).to(device)
         sample_w = torch.from_numpy(weights).to(device).unsqueeze(3)
         # d loss / d logits = softmax * w - onehot * w: the target part is known before training
-        target_w = torch.zeros(num_steps, width, batch, classes, device=device).scatter_(3, labels.unsqueeze(3), sample_w)
+        target_w = torch.zeros(num_steps, width, batch, classes, device=device)
+        target_w.scatter_(3, labels.unsqueeze(3), sample_w)
         if net.grouped_input:
             idx = idx.transpose(1, 2).contiguous()  # [steps, batch, clients]: gathers [batch, clients, ...]
         else:
@@ -373,11 +381,13 @@ class VectorizedExecutor:
         params = [w.expand(width, *w.shape).clone() for w in global_w]
         grads = [torch.empty_like(w) for w in params]
         momentum = [torch.zeros_like(w) for w in params] if s.momentum else None
-        corrections = None if corr is None else [corr[:, i:j].view(width, *sh) for i, j, sh in zip(cuts, cuts[1:], net.shapes)]
+        spans = list(zip(cuts, cuts[1:], net.shapes))
+        corrections = None if corr is None else [corr[:, i:j].view(width, *shape) for i, j, shape in spans]
         anchors = [s.prox_mu * w for w in global_w] if s.prox_mu else None
         decay = s.weight_decay + s.prox_mu
 
-        per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0), *([] if net.grouped_input else [inputs.unbind(0)]))
+        dense_inputs = [] if net.grouped_input else [inputs.unbind(0)]
+        per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0), *dense_inputs)
         for step, (a, (w_s, t_s, logits_s, *x_s)) in enumerate(zip(active, per_step)):
             # Clients [0, a) still train at this step; slicing is skipped while all of them do.
             cut = (lambda t: t) if a == width else (lambda t: t[:a])  # noqa: E731
@@ -393,9 +403,9 @@ class VectorizedExecutor:
                 saved.append(keep)
             cut(logits_s).copy_(h)
             g = torch.softmax(h, 2).mul_(cut(w_s)).sub_(cut(t_s))
-            for i in range(len(net.layers) - 1, -1, -1):
-                slots = net.weights[i]
-                g = net.layers[i].backward([ps[k] for k in slots], saved[i], g, i > 0, [gs[k] for k in slots])
+            for i in range(len(net.layers) - 1, net.first_weighted - 1, -1):
+                slots, need_input_grad = net.weights[i], i > net.first_weighted
+                g = net.layers[i].backward([ps[k] for k in slots], saved[i], g, need_input_grad, [gs[k] for k in slots])
             # PyTorch SGD: d = grad + prox + correction + wd * w; buf = m buf + d; w -= lr buf
             for k, (w, d) in enumerate(zip(ps, gs)):
                 if decay:
