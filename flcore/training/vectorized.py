@@ -9,7 +9,7 @@ c), and the backward pass is written out layer by layer with ATen's own backward
 autograd graph, no per-client module, DataLoader or optimizer object exists inside a round.
 Each client reads its own batches from the data tensors where they lie (CPU or CUDA).
 (`torch.func.vmap` over `functional_call` is the other way to batch; on the CPU it measured
-3.7x slower on workload A of `benchmarks/engine.py --vmap`, see benchmarks/README.md.)
+about 4x slower on workload A of `benchmarks/engine.py --vmap`, see benchmarks/README.md.)
 
 Equivalence with the sequential reference, for the same seed:
 
