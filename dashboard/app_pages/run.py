@@ -112,12 +112,7 @@ def _charts(store, info) -> None:
         # server spend no CPU redrawing empty charts that the worker could use instead.
         st.info("Waiting for the first round: the charts appear as soon as it is stored.", icon=":material/hourglass_top:")
         if not split.empty:
-            st.subheader("Data")
-            a, b = st.columns(2)
-            with a:
-                _chart(charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap")
-            with b:
-                _chart(charts.partition_bars(split, class_names), "partition_bars", "partition_bars")
+            _partition_charts(split, class_names)
         return
 
     st.subheader("Global model")
@@ -134,16 +129,20 @@ def _charts(store, info) -> None:
     with b:
         _chart(charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart")
 
+    _partition_charts(split, class_names)
+    _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
+
+    st.subheader("Participation")
+    _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
+
+
+def _partition_charts(split, class_names) -> None:
     st.subheader("Data")
     a, b = st.columns(2)
     with a:
         _chart(charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap")
     with b:
         _chart(charts.partition_bars(split, class_names), "partition_bars", "partition_bars")
-    _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
-
-    st.subheader("Participation")
-    _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
 
 
 def _downloads(store, info) -> None:

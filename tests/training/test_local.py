@@ -17,16 +17,6 @@ from flcore.training.local import ClientTask, LocalSettings, SequentialExecutor,
 SHAPE = (1, 4, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny; on a shared 2-core machine two OpenMP threads mostly wait on each
-    other (tests/training took 187 s with 2 threads under load, 15 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def settings(**kw):
     return LocalSettings(**{**dict(epochs=1, batch_size=5, lr=0.1, momentum=0.0, weight_decay=0.0, prox_mu=0.0), **kw})
 

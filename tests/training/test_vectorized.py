@@ -21,14 +21,6 @@ from flcore.training.local import ClientTask, LocalSettings, flat_params
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny; on a shared 2-core machine two OpenMP threads mostly wait on each
-    other (tests/training took 187 s with 2 threads under load, 15 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 INPUT = {"logistic": (1, 8, 8), "mlp": (1, 8, 8), "cnn": (1, 8, 8), "cifar_cnn": (3, 16, 16)}
 PLAIN = LocalSettings(epochs=1, batch_size=5, lr=0.05, momentum=0.0, weight_decay=0.0, prox_mu=0.0)
 EVERYTHING = LocalSettings(epochs=2, batch_size=5, lr=0.05, momentum=0.9, weight_decay=1e-3, prox_mu=0.1)
