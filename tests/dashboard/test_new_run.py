@@ -145,8 +145,18 @@ def test_run_queues_the_run_and_opens_its_page(store):
     assert "Round 2 of 2" in at.get("progress")[0].proto.text
 
 
-def test_the_page_answers_quickly_while_a_run_trains(store):
-    """The web process never trains: with a run going, a widget change reruns in well under a second."""
+def test_the_page_answers_while_a_run_trains_because_it_never_trains(store, monkeypatch):
+    """With a run going, widget changes rerun the page while the run advances in its worker.
+
+    The web process must never train: here any call of the round loop in this process fails,
+    while the spawned worker (a fresh interpreter) trains normally. How fast the page answers
+    is measured by benchmarks/dashboard.py, not asserted here."""
+    from flcore.simulation import Simulation
+
+    def trained_in_the_web_process(*args, **kwargs):
+        raise AssertionError("the web server process ran a training round")
+
+    monkeypatch.setattr(Simulation, "step", trained_in_the_web_process)
     at = app().run()
     at.number_input(key="cfg.rounds").set_value(200).run()
     at.selectbox(key="cfg.model").set_value("logistic").run()
@@ -159,14 +169,16 @@ def test_the_page_answers_quickly_while_a_run_trains(store):
     assert store.get_run(run.run_id).status == "running"
 
     at.switch_page("app_pages/new_run.py").run()
-    timings = []
+    before = store.get_run(run.run_id).rounds_done
     for alpha in (0.3, 0.7, 1.5):
-        start = time.perf_counter()
         at.number_input(key="cfg.alpha").set_value(alpha).run()
-        timings.append(time.perf_counter() - start)
         no_exceptions(at)
-    assert store.get_run(run.run_id).status == "running"
-    assert max(timings) < 1.5, f"widget changes took {timings} s while a run trained"
+        assert at.number_input(key="cfg.alpha").value == alpha
+    deadline = time.time() + 60
+    while store.get_run(run.run_id).rounds_done <= before and time.time() < deadline:
+        time.sleep(0.2)
+    info = store.get_run(run.run_id)
+    assert info.status == "running" and info.rounds_done > before  # the worker kept training meanwhile
     store.request_cancel(run.run_id)
 
 

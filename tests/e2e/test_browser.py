@@ -2,7 +2,8 @@
 
 A user submits a small run from New run, watches the round counter grow and the accuracy chart
 reach the last round, reloads and still sees the finished run; starts a run with the default
-settings and sees its first round charted within a few seconds; and cancels a long run. Each
+settings and sees its first round charted (the seconds are printed; benchmarks/dashboard.py
+measures them); and cancels a long run. Each
 page is saved as a screenshot under test-output/screenshots/.
 """
 
@@ -16,7 +17,6 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 RUN_LIMIT_S = 150  # a 3-round run on a loaded 2-core machine, worker start-up included
-FIRST_ROUND_LIMIT_S = 15  # from pressing Run (default settings) to round 1 on the accuracy chart
 
 # The rounds drawn on the accuracy chart, read from Plotly's own figure data (typed arrays decoded).
 ACCURACY_X = """() => {
@@ -124,7 +124,9 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
         other.context.close()
 
 
-def test_default_settings_chart_the_first_round_within_seconds(server, page, screenshots):
+def test_default_settings_chart_the_first_round(server, page, screenshots):
+    """One click on Run with the defaults charts round 1 without a reload. The seconds it takes
+    are printed here and measured by benchmarks/dashboard.py, not asserted."""
     page.goto(server + "/")
     wait_for_app(page, "Ready:")
     page.locator(".st-key-run_button button").first.click()
@@ -133,7 +135,6 @@ def test_default_settings_chart_the_first_round_within_seconds(server, page, scr
     page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length >= 1; }}", timeout=60_000)
     first_round_s = time.monotonic() - pressed
     print(f"\nfirst round charted {first_round_s:.1f} s after pressing Run")
-    assert first_round_s < FIRST_ROUND_LIMIT_S, f"the first round appeared {first_round_s:.1f} s after Run"
     counter = round_counter(page)
     assert counter is not None and counter[1] == 20
     shoot(page, screenshots / "03-run-in-progress.png")
