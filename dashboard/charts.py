@@ -131,36 +131,33 @@ def _malicious_ids(clients: pd.DataFrame) -> set[int]:
 # Global metrics ------------------------------------------------------------------------------
 def accuracy_chart(rounds: pd.DataFrame, total_rounds: int | None = None) -> go.Figure:
     """Global test accuracy by round, as a percentage, over the whole run's length."""
-    fig = go.Figure()
-    _layout(fig, "Global test accuracy", "Round", "Test accuracy")
+    fig = _global_metric_chart(rounds, total_rounds, "test_accuracy", "Global test accuracy", "Test accuracy", 0, "%{y:.1%}")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    if rounds.empty:
-        _round_axis(fig, total_rounds)
-        return _waiting(fig, "Waiting for the first round…")
-    fig.add_trace(
-        go.Scatter(
-            x=rounds["round"], y=rounds["test_accuracy"], mode="lines+markers", name="test accuracy",
-            line={"color": run_color(0), "width": 3}, hovertemplate="round %{x}<br>accuracy %{y:.1%}<extra></extra>",
-        )
-    )
-    _round_axis(fig, total_rounds, int(rounds["round"].max()))
     return fig
 
 
 def loss_chart(rounds: pd.DataFrame, total_rounds: int | None = None) -> go.Figure:
     """Global test loss by round."""
+    fig = _global_metric_chart(rounds, total_rounds, "test_loss", "Global test loss", "Test loss (cross-entropy)", 1, "%{y:.3f}")
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def _global_metric_chart(rounds, total_rounds, column, title, y_title, color, y_format) -> go.Figure:
+    """One global metric by round: a line over the rounds stored, on the run's round axis."""
     fig = go.Figure()
-    _layout(fig, "Global test loss", "Round", "Test loss (cross-entropy)")
+    _layout(fig, title, "Round", y_title)
     if rounds.empty:
         _round_axis(fig, total_rounds)
         return _waiting(fig, "Waiting for the first round…")
+    name = column.replace("_", " ")
     fig.add_trace(
         go.Scatter(
-            x=rounds["round"], y=rounds["test_loss"], mode="lines+markers", name="test loss",
-            line={"color": run_color(1), "width": 3}, hovertemplate="round %{x}<br>loss %{y:.3f}<extra></extra>",
+            x=rounds["round"], y=rounds[column], mode="lines+markers", name=name,
+            line={"color": run_color(color), "width": 3},
+            hovertemplate=f"round %{{x}}<br>{name.split()[-1]} {y_format}<extra></extra>",
         )
     )
-    fig.update_yaxes(rangemode="tozero")
     _round_axis(fig, total_rounds, int(rounds["round"].max()))
     return fig
 
