@@ -62,17 +62,13 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         raw = getattr(args, name, None)
         if raw is None:
             continue
-        if isinstance(raw, str) and raw.lower() in NONE_WORDS and _accepts_none(info):
+        if isinstance(raw, str) and raw.lower() in NONE_WORDS and info.default is None:
             values[name] = None
         elif name == "clients_per_round" and isinstance(raw, str) and "." in raw:
             values.update(clients_per_round=None, client_fraction=raw)  # a fraction of all clients
         else:
             values[name] = raw
     return ExperimentConfig.create(**values)
-
-
-def _accepts_none(info) -> bool:
-    return info.default is None
 
 
 # Commands -------------------------------------------------------------------------------
@@ -99,14 +95,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_partition(args: argparse.Namespace) -> int:
-    from flcore import seeding
     from flcore.data.datasets import load_dataset
-    from flcore.data.partition import heterogeneity, label_counts, partition
+    from flcore.data.partition import heterogeneity, label_counts, run_split
 
     config = config_from_args(args)
     data = load_dataset(config)
     labels = data.y_train.numpy()
-    parts = partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+    parts = run_split(labels, config)
     counts = label_counts(labels, parts, data.info.num_classes)
     stats = heterogeneity(counts)
     table = pd.DataFrame(counts, columns=[f"label_{c}" for c in range(counts.shape[1])])

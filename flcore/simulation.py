@@ -30,7 +30,7 @@ from flcore import seeding
 from flcore.attacks import ATTACKS, malicious_clients
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
-from flcore.data.partition import heterogeneity, label_counts, partition
+from flcore.data.partition import counts_frame, label_counts, run_split
 from flcore.models import build_model
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
 from flcore.training import ClientTask, evaluate, make_executor
@@ -106,7 +106,7 @@ class Simulation:
         self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
 
         labels = data.y_train.numpy()
-        self.parts = partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+        self.parts = run_split(labels, config)
         self.label_counts = label_counts(labels, self.parts, data.info.num_classes)
         self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.parts]
 
@@ -126,12 +126,7 @@ class Simulation:
 
     # Describing the split -----------------------------------------------------------
     def partition_frame(self) -> pd.DataFrame:
-        from flcore.data.partition import counts_frame
-
         return counts_frame(self.label_counts)
-
-    def heterogeneity(self):
-        return heterogeneity(self.label_counts)
 
     # The loop -----------------------------------------------------------------------
     def initial_state(self) -> ServerState:

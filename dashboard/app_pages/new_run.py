@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from flcore import seeding
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.data.datasets import DATASETS, DatasetUnavailable, load_dataset
-from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, partition
+from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split
 
 from dashboard import charts, state
 from dashboard.form import KEY_PREFIX, Form
@@ -57,7 +56,7 @@ def preview_counts(preview_json: str) -> np.ndarray:
     """Clients x classes counts of the split the run will make (same partitioner and seed)."""
     config = ExperimentConfig.from_json(preview_json)
     labels = labels_for(config)
-    parts = partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+    parts = run_split(labels, config)
     return label_counts(labels, parts, DATASETS.get(config.dataset).info.num_classes)
 
 

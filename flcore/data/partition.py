@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
+from flcore import seeding
 from flcore.registry import Registry
 
 if TYPE_CHECKING:
@@ -40,6 +41,14 @@ def partition(labels: np.ndarray, config: "ExperimentConfig", rng: np.random.Gen
         )
     parts = PARTITIONERS.get(config.partition)(labels, k, config, rng)
     return [np.sort(p).astype(np.int64) for p in parts]
+
+
+def run_split(labels: np.ndarray, config: "ExperimentConfig") -> list[np.ndarray]:
+    """The split a run with `config` trains on: its partitioner, drawn from the data seed.
+
+    The simulation, the CLI's `partition` command and the dashboard's preview all call this,
+    so a preview always shows exactly the split the run will make."""
+    return partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
 
 
 @PARTITIONERS.register("iid", label="IID", description="Shuffle and deal out evenly: every client sees every label.")
