@@ -115,19 +115,16 @@ def _charts(store, info) -> None:
             _partition_charts(split, class_names)
         return
 
-    st.subheader("Global model")
-    a, b = st.columns(2)
-    with a:
-        _chart(charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart")
-    with b:
-        _chart(charts.loss_chart(rounds, total), "loss", "loss_chart")
-
-    st.subheader("Clients")
-    a, b = st.columns(2)
-    with a:
-        _chart(charts.client_loss_chart(clients, total), "client_loss", "client_loss_chart")
-    with b:
-        _chart(charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart")
+    _chart_pair(
+        "Global model",
+        (charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart"),
+        (charts.loss_chart(rounds, total), "loss", "loss_chart"),
+    )
+    _chart_pair(
+        "Clients",
+        (charts.client_loss_chart(clients, total), "client_loss", "client_loss_chart"),
+        (charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart"),
+    )
 
     _partition_charts(split, class_names)
     _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
@@ -136,13 +133,20 @@ def _charts(store, info) -> None:
     _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
 
 
+def _chart_pair(title: str, left: tuple, right: tuple) -> None:
+    """A section: its title, then two (figure, caption key, widget key) charts side by side."""
+    st.subheader(title)
+    for column, chart in zip(st.columns(2), (left, right)):
+        with column:
+            _chart(*chart)
+
+
 def _partition_charts(split, class_names) -> None:
-    st.subheader("Data")
-    a, b = st.columns(2)
-    with a:
-        _chart(charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap")
-    with b:
-        _chart(charts.partition_bars(split, class_names), "partition_bars", "partition_bars")
+    _chart_pair(
+        "Data",
+        (charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap"),
+        (charts.partition_bars(split, class_names), "partition_bars", "partition_bars"),
+    )
 
 
 def _downloads(store, info) -> None:
