@@ -55,9 +55,15 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_store(tmp_path_factory) -> Path:
+    """The run store file of the `server` fixture's dashboard (empty at the start)."""
+    return tmp_path_factory.mktemp("e2e-store") / "runs.db"
+
+
+@pytest.fixture(scope="module")
+def server(server_store):
     """The base URL of a dashboard server with an empty store of its own."""
-    store = tmp_path_factory.mktemp("e2e-store") / "runs.db"
+    store = server_store
     port = _free_port()
     log_path = ROOT / "test-output" / "e2e-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
