@@ -1,8 +1,13 @@
 """Background job manager: queued runs are trained in worker processes, never in the caller.
 
-`Runner` owns a scheduler thread that starts each queued run of the store in its own process
-(spawn context, so a worker never inherits the web server's threads or CUDA state), at most
-`max_workers` at once, oldest first; the rest wait in the queue. A worker runs `execute_run`:
+`Runner` owns a scheduler thread that starts each queued run of the store in its own process, at
+most `max_workers` at once, oldest first; the rest wait in the queue. Workers start warm: they
+are forked from a forkserver that the runner starts with the server and that has imported
+torch and flcore once (`flcore.warm`), so a run's first round is stored a fraction of a second
+after it is queued, not after a new interpreter has imported torch. The forkserver is a fresh
+interpreter, not a fork of the web server, so a worker never inherits the server's threads or
+CUDA state; where forkserver does not exist (Windows) workers are spawned. Each worker applies
+the `CpuBudget` (its torch threads and a lower priority) before it trains. A worker runs `execute_run`:
 it builds the `Simulation`, stores the partition, continues from the run's checkpoint if it has
 one, and writes every round with a fresh checkpoint in one transaction. Cancelling sets a flag
 that the worker reads between rounds. A worker that raises marks its run `failed` with the
@@ -18,14 +23,17 @@ import atexit
 import io
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import socket
 import threading
 import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from flcore.budget import CpuBudget
 from flcore.config import ExperimentConfig
 from flcore.store import RunNotRunning, RunStore
 
@@ -37,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.25  # how often the scheduler looks for finished workers and queued runs
+POLL_S = 0.25  # how often the scheduler looks for runs queued by other processes (it wakes at once for its own)
 HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
 STALE_CHECK_S = 30.0  # how often the scheduler looks for runs whose worker vanished
 STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before killing it
@@ -86,9 +94,11 @@ def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"]
     return _execute_claimed(store, run_id, on_round)
 
 
-def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None) -> str:
+def _execute_claimed(
+    store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None, worker: dict | None = None
+) -> str:
     try:
-        store.mark_running(run_id, os.getpid())
+        store.mark_running(run_id, os.getpid(), worker)
         run = store.get_run(run_id)
         with _Heartbeat(store, run_id):
             if store.cancel_requested(run_id):
@@ -146,35 +156,42 @@ class _Heartbeat:
         self._thread.join()
 
 
-def _worker_main(store_path: str, run_id: str, threads: int | None = None) -> None:
-    """Entry point of a worker process: train one claimed run."""
-    if threads:
-        import torch
+def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: str) -> None:
+    """Entry point of a worker process: apply the CPU budget, then train one claimed run."""
+    from flcore import warm  # already imported in a forked worker; in a spawned one, before torch
 
-        torch.set_num_threads(threads)  # this process's own setting: workers must not oversubscribe the CPUs
-    _execute_claimed(RunStore(store_path), run_id, None)
+    settings = budget.apply()
+    worker = {
+        "pid": os.getpid(),
+        "parent_pid": os.getppid(),  # the forkserver's, not the web server's, for a forked worker
+        "start_method": start_method,
+        "warm": warm.LOADED_BY != os.getpid(),  # imported by the forkserver, not by this process
+        "python_threads": threading.active_count(),  # 1: no thread of the server came along
+        "cuda_initialized": warm.torch.cuda.is_initialized(),  # False: a run that wants CUDA starts it itself
+        **settings,
+    }
+    _execute_claimed(RunStore(store_path), run_id, None, worker)
 
 
 # The scheduler -----------------------------------------------------------------------------
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+PRELOAD = ["flcore.warm"]
+
+
+def worker_context(start_method: str | None = None) -> multiprocessing.context.BaseContext:
+    """How workers start: `forkserver` (warm, preloaded with `flcore.warm`) where it exists, else `spawn`."""
+    if start_method is None:
+        start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if start_method not in ("forkserver", "spawn"):
+        raise ValueError(f"start_method={start_method!r} is not supported; choose 'forkserver' or 'spawn'")
+    ctx = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
 
 
 def default_max_workers() -> int:
-    """$FLCORE_MAX_WORKERS, else half the CPUs (at least one)."""
-    env = os.environ.get("FLCORE_MAX_WORKERS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"FLCORE_MAX_WORKERS={env!r} must be a whole number of at least 1")
-        return value
-    return max(1, _cpu_count() // 2)
+    """$FLCORE_MAX_WORKERS, else what the CPU budget gives this machine."""
+    return CpuBudget.plan().max_workers
 
 
 def _exit_reason(code: int | None) -> str:
@@ -204,17 +221,17 @@ class Runner:
         max_workers: int | None = None,
         *,
         threads_per_worker: int | None = None,
+        start_method: str | None = None,
     ) -> None:
         self.store = RunStore(store_path)
         self.store_path = self.store.path
-        self.max_workers = max_workers if max_workers is not None else default_max_workers()
-        if self.max_workers < 1:
-            raise ValueError(f"max_workers={self.max_workers} must be at least 1")
-        self.threads_per_worker = threads_per_worker or max(1, _cpu_count() // self.max_workers)
-        self._ctx = multiprocessing.get_context("spawn")
+        self.budget = CpuBudget.plan(max_workers=max_workers, threads=threads_per_worker)
+        self.max_workers = self.budget.max_workers
+        self._ctx = worker_context(start_method)
+        self.start_method = self._ctx.get_start_method()
         self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake_r = self._wake_w = None  # a socket pair while the scheduler runs: a byte wakes it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -222,7 +239,7 @@ class Runner:
     def submit(self, config: ExperimentConfig, source: str = "dashboard") -> str:
         """Queue `config` as a new run and wake the scheduler; returns the run id."""
         run_id = self.store.create_run(config, source)
-        self._wake.set()
+        self._nudge()
         return run_id
 
     def cancel(self, run_id: str) -> None:
@@ -231,7 +248,7 @@ class Runner:
     def resume(self, run_id: str) -> None:
         """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint."""
         self.store.resume(run_id)
-        self._wake.set()
+        self._nudge()
 
     def active(self) -> dict[str, int]:
         """Run id -> worker pid of the runs this runner is training now."""
@@ -244,6 +261,12 @@ class Runner:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        if self.start_method == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()  # it imports flcore.warm now, while nobody waits for a run
         stale = self.store.mark_stale_interrupted()
         if stale:
             log.warning("marked %d run(s) left running by a previous server as interrupted: %s", len(stale), ", ".join(stale))
@@ -255,9 +278,11 @@ class Runner:
         """Stop scheduling. wait=True lets running workers finish their runs; wait=False stops
         them now and marks their runs interrupted (resumable). Queued runs stay queued."""
         self._stop.set()
-        self._wake.set()
+        self._nudge()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+            for sock in (self._wake_r, self._wake_w):
+                sock.close()
         self._thread = None
         with self._lock:
             workers = dict(self._workers)
@@ -297,8 +322,22 @@ class Runner:
                 self._launch()
             except Exception:  # e.g. the database stayed locked: log it and try again next tick
                 log.exception("the run scheduler hit an error; retrying")
-            self._wake.wait(POLL_S)
-            self._wake.clear()
+            self._sleep()
+
+    def _nudge(self) -> None:
+        """Wake the scheduler now (a run was queued or resumed, or it should stop)."""
+        try:
+            self._wake_w.send(b"!")
+        except (AttributeError, OSError):  # not started, closed at shutdown, or already full of wake-ups
+            pass
+
+    def _sleep(self) -> None:
+        """Wait until a worker ends (its sentinel), a nudge, or POLL_S for runs queued elsewhere."""
+        with self._lock:
+            sentinels = [p.sentinel for p in self._workers.values()]
+        ready = multiprocessing.connection.wait([*sentinels, self._wake_r], timeout=POLL_S)
+        if self._wake_r in ready:
+            self._wake_r.recv(4096)
 
     def _reap(self) -> None:
         """Forget finished workers; a run whose worker ended while it was still running is interrupted."""
@@ -328,7 +367,7 @@ class Runner:
                 continue
             proc = self._ctx.Process(
                 target=_worker_main,
-                args=(str(self.store_path), run_id, self.threads_per_worker),
+                args=(str(self.store_path), run_id, self.budget, self.start_method),
                 name=f"flcore-run-{run_id}",
                 daemon=True,
             )

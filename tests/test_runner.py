@@ -224,3 +224,77 @@ def test_execute_run_leaves_a_run_that_is_not_queued_alone(store):
     assert store.rounds_frame(run_id).empty
     with pytest.raises(LookupError, match="no run"):
         execute_run(store, "missing")
+
+
+# Warm workers and the CPU budget ----------------------------------------------------------------
+def test_a_run_starts_in_a_warm_worker_that_inherited_nothing_it_should_not(store, make_runner):
+    """The worker is forked from the forkserver, which imported flcore and torch once: it needs
+    no new interpreter, and it starts with one thread (none of the server's), no CUDA state,
+    the budget's torch threads and a lower priority."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform has no forkserver; workers are spawned there (tested below)")
+    runner = make_runner()
+    assert runner.start_method == "forkserver"
+    run_id = runner.submit(tiny(rounds=2))
+    run = wait_status(store, run_id, "done", "failed")
+    assert run.status == "done", run.error
+    worker = run.worker
+    assert worker["start_method"] == "forkserver"
+    assert worker["warm"] is True  # flcore.warm was imported by another process: the forkserver
+    assert worker["pid"] != os.getpid()
+    assert worker["parent_pid"] != os.getpid()  # forked from the forkserver, a fresh interpreter, not from us
+    assert worker["python_threads"] == 1  # the server's (here: the test's) threads did not come along
+    assert worker["cuda_initialized"] is False
+    assert (worker["threads"], worker["interop_threads"]) == (runner.budget.threads, 1)
+    assert worker["nice"] >= runner.budget.nice
+
+
+def test_a_spawned_worker_works_where_there_is_no_forkserver(store):
+    runner = Runner(store.path, max_workers=1, threads_per_worker=1, start_method="spawn")
+    with runner:
+        run_id = runner.submit(tiny(rounds=1))
+        run = wait_status(store, run_id, "done", "failed")
+    assert run.status == "done", run.error
+    assert run.worker["start_method"] == "spawn" and run.worker["warm"] is False
+    with pytest.raises(ValueError, match="start_method='fork'"):
+        Runner(store.path, start_method="fork")
+
+
+def test_the_cpu_budget_keeps_a_core_for_the_server_and_splits_the_rest(monkeypatch):
+    from flcore.budget import CpuBudget
+
+    for name in ("FLCORE_MAX_WORKERS", "FLCORE_WORKER_THREADS", "FLCORE_WORKER_NICE"):
+        monkeypatch.delenv(name, raising=False)
+    plans = {cores: CpuBudget.plan(cores=cores) for cores in (1, 2, 4, 8, 16)}
+    assert [(b.max_workers, b.threads) for b in plans.values()] == [(1, 1), (1, 1), (1, 3), (3, 2), (7, 2)]
+    for cores, budget in plans.items():
+        assert budget.max_workers * budget.threads <= max(1, cores - 1)  # never more threads than the spare cores
+        assert budget.nice == 10
+    assert "2 cores: 1 run at a time, 1 torch thread each, at nice 10" == plans[2].describe()
+
+    monkeypatch.setenv("FLCORE_WORKER_THREADS", "4")
+    monkeypatch.setenv("FLCORE_WORKER_NICE", "0")
+    assert (CpuBudget.plan(cores=2).threads, CpuBudget.plan(cores=2).nice) == (4, 0)
+    assert CpuBudget.plan(cores=2, threads=2).threads == 2  # an argument wins over the environment
+    monkeypatch.setenv("FLCORE_WORKER_NICE", "25")
+    with pytest.raises(ValueError, match=r"FLCORE_WORKER_NICE='25' must be a whole number from 0 to 19"):
+        CpuBudget.plan()
+    with pytest.raises(ValueError, match="max_workers=0 must be at least 1"):
+        CpuBudget.plan(max_workers=0, nice=0)
+
+
+def test_the_budget_sets_torch_threads_and_priority_in_the_process_that_applies_it():
+    """`apply` runs in a fresh process here, as in a worker (it lowers that process's priority)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from flcore.budget import CpuBudget; import torch, json, os;"
+        "print(json.dumps(CpuBudget(cores=2, max_workers=1, threads=2, nice=5).apply()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    applied = __import__("json").loads(out)
+    assert applied["threads"] == 2 and applied["interop_threads"] == 1
+    assert applied["nice"] >= 5
