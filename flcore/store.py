@@ -50,7 +50,11 @@ CLIENT_COLUMNS = (
 )  # fmt: skip
 PARTITION_COLUMNS = ("client_id", "label", "count")
 
-_SCHEMA = """
+# The schema, as the migrations that build it: MIGRATIONS[k] takes a store from version k to k + 1
+# (PRAGMA user_version holds a store's version). A shipped migration is never edited; a change to
+# the schema is a new migration at the end, and tests/test_store_upgrade.py opens a store made by
+# the first release with today's code.
+_V1 = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id           TEXT PRIMARY KEY,
     name             TEXT NOT NULL,
@@ -105,11 +109,19 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     state  BLOB NOT NULL      -- torch.save of the ServerState after `round`
 );
 """
-_SCHEMA_VERSION = 1
+MIGRATIONS: tuple[str, ...] = (
+    _V1,
+    # 2: what the worker process was given (start method, threads, niceness), as JSON
+    "ALTER TABLE runs ADD COLUMN worker_json TEXT;",
+)
 _RUN_FIELDS = (
     "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
-    "finished_at, final_accuracy, cancel_requested, source"
+    "finished_at, final_accuracy, cancel_requested, source, worker_json"
 )
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used; the message says why and what to do."""
 
 
 class RunNotRunning(RuntimeError):
@@ -139,6 +151,7 @@ class RunInfo:
     final_accuracy: float | None
     cancel_requested: bool
     source: str
+    worker: dict | None = None  # what its worker process was given: start method, threads, niceness
 
     @property
     def progress(self) -> float:
@@ -179,6 +192,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of `script`, one at a time."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]!r}")
+
+
 def _float(value) -> float | None:
     return None if value is None else float(value)
 
@@ -192,8 +217,27 @@ class RunStore:
         self._local = threading.local()
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
-        if conn.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+        if self.version() != len(MIGRATIONS):
+            self._migrate()
+
+    def version(self) -> int:
+        """The schema version of the store file."""
+        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        """Bring the file to the latest schema, one migration after another, in one transaction
+        (taken up front, so two processes opening an old store at once migrate it once)."""
+        with self._write() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"the run store {self.path} was written by a newer flcore (schema {version}, this one reads up to "
+                    f"{len(MIGRATIONS)}); upgrade flcore, or point FLCORE_STORE at another file"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in _statements(script):
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -212,6 +256,10 @@ class RunStore:
         if conn is None or pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # In WAL mode, NORMAL syncs at checkpoints instead of at every commit: a killed process
+            # (worker, server) still loses nothing; a power cut may lose the last rounds, never half
+            # of one, and never a checkpoint without its rounds. It keeps a run from waiting on the disk.
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -256,10 +304,10 @@ class RunStore:
 
     @staticmethod
     def _info(row: tuple) -> RunInfo:
-        (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source) = row
+        (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker) = row
         return RunInfo(
             run_id, name, _parse_config(config_json), status, rounds_done, total, error,
-            created, started, finished, acc, bool(cancel), source,
+            created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None,
         )  # fmt: skip
 
     def delete_run(self, run_id: str) -> None:
@@ -284,12 +332,14 @@ class RunStore:
             )
             return cur.rowcount == 1
 
-    def mark_running(self, run_id: str, pid: int) -> None:
-        """Record the process working on a claimed run; raise RunNotRunning if it is not running."""
+    def mark_running(self, run_id: str, pid: int, worker: dict | None = None) -> None:
+        """Record the process working on a claimed run (and, from a worker, what it was given);
+        raise RunNotRunning if the run is not running."""
         with self._write() as c:
             cur = c.execute(
-                "UPDATE runs SET pid = ?, host = ?, heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
-                (pid, socket.gethostname(), time.time(), run_id),
+                "UPDATE runs SET pid = ?, host = ?, heartbeat_at = ?, worker_json = COALESCE(?, worker_json) "
+                "WHERE run_id = ? AND status = 'running'",
+                (pid, socket.gethostname(), time.time(), None if worker is None else json.dumps(worker), run_id),
             )
             if cur.rowcount != 1:
                 raise RunNotRunning(f"run {run_id} is not running")
@@ -432,10 +482,33 @@ class RunStore:
                 (round_, run_id, round_, run_id),
             )
 
-    def rounds_frame(self, run_id: str) -> pd.DataFrame:
-        """One row per round: the global numbers, then the strategy's metrics as extra columns."""
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the file (a round's rows arrive together or not at all)."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def results(self, run_id: str, after: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """`rounds_frame` and `clients_frame` of the rounds past `after`, from one snapshot."""
+        with self._snapshot():
+            return self.rounds_frame(run_id, after), self.clients_frame(run_id, after)
+
+    def round_wall_time(self, run_id: str, round_: int) -> float | None:
+        """The stored wall time of one round (None if it is not stored): a cheap fingerprint that
+        changes when a resumed run stores that round again."""
+        rows = self._query("SELECT wall_time_s FROM rounds WHERE run_id = ? AND round = ?", (run_id, round_))
+        return rows[0][0] if rows else None
+
+    def rounds_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
+        """One row per round (those past round `after`): the global numbers, then the strategy's
+        metrics as extra columns."""
         rows = self._query(
-            f"SELECT {', '.join(ROUND_COLUMNS)}, metrics_json FROM rounds WHERE run_id = ? ORDER BY round", (run_id,)
+            f"SELECT {', '.join(ROUND_COLUMNS)}, metrics_json FROM rounds WHERE run_id = ? AND round > ? ORDER BY round",
+            (run_id, after),
         )
         frame = pd.DataFrame([r[:-1] for r in rows], columns=list(ROUND_COLUMNS))
         frame = frame.astype({
@@ -445,10 +518,11 @@ class RunStore:
         metrics = pd.DataFrame([json.loads(r[-1]) for r in rows], index=frame.index)
         return pd.concat([frame, metrics], axis=1) if len(metrics.columns) else frame
 
-    def clients_frame(self, run_id: str) -> pd.DataFrame:
-        """One row per sampled client per round."""
+    def clients_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
+        """One row per sampled client per round (of the rounds past `after`)."""
         rows = self._query(
-            f"SELECT {', '.join(CLIENT_COLUMNS)} FROM client_rounds WHERE run_id = ? ORDER BY round, client_id", (run_id,)
+            f"SELECT {', '.join(CLIENT_COLUMNS)} FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
+            (run_id, after),
         )
         frame = pd.DataFrame(rows, columns=list(CLIENT_COLUMNS))
         return frame.astype({
