@@ -18,11 +18,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 MANY_CLIENTS = 20  # above this many clients, per-client lines become a heatmap
 MAX_BARS = 100  # the stacked bar chart of a partition shows at most this many clients
 MAX_MARKS = 4000  # the participation chart switches from marks to a heatmap above this many
+# What a browser is sent, whatever the size of the run: a line has at most MAX_POINTS points
+# (longer runs are thinned evenly, the last round always kept), a heatmap at most MAX_COLUMNS
+# rounds by MAX_ROWS clients (more are averaged in equal bins, and the title says so), a bar
+# chart over rounds at most MAX_ROUND_BARS bars. More than that is more than a chart has pixels.
+MAX_POINTS = 600
+MAX_COLUMNS = 240
+MAX_ROWS = 200
+MAX_ROUND_BARS = 120
 
 # The one line under each chart, saying what to look for.
 CAPTIONS = {
@@ -86,6 +93,7 @@ def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, legend_ti
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         hovermode="closest",
+        uirevision="keep",  # a user's zoom survives the redraw after each new round
     )
     return fig
 
@@ -128,6 +136,49 @@ def _malicious_ids(clients: pd.DataFrame) -> set[int]:
     return set(clients.loc[clients["malicious"].astype(bool), "client_id"].astype(int))
 
 
+def thin(frame: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """At most `max_points` rows, evenly spaced, always with the first and the last."""
+    if len(frame) <= max_points:
+        return frame
+    keep = np.unique(np.linspace(0, len(frame) - 1, max_points).round().astype(np.int64))
+    return frame.iloc[keep]
+
+
+def bin_width(count: int, limit: int) -> int:
+    """How many consecutive items share a bin so that `count` items fill at most `limit` bins."""
+    return max(1, -(-count // limit))
+
+
+def _binned_sums(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray | None, shape: tuple[int, int], widths: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grids of the sum of `values` (or of ones) and of the number of entries at
+    (rows // row width, cols // column width), for a `shape` grid binned by `widths`."""
+    binned = (-(-shape[0] // widths[0]), -(-shape[1] // widths[1]))
+    cell = (rows // widths[0]) * binned[1] + cols // widths[1]
+    counts = np.bincount(cell, minlength=binned[0] * binned[1]).reshape(binned)
+    sums = counts if values is None else np.bincount(cell, weights=values, minlength=binned[0] * binned[1]).reshape(binned)
+    return sums, counts
+
+
+def _binned_mean(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], widths: tuple[int, int]) -> np.ndarray:
+    """A grid of the mean of `values` in each bin; NaN where a bin is empty."""
+    sums, counts = _binned_sums(rows, cols, values, shape, widths)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / counts).astype(np.float32)
+
+
+def _bin_centers(width: int, bins: int, first: int) -> np.ndarray:
+    """The middle of each bin of `width` consecutive integers starting at `first`."""
+    return first + width * np.arange(bins) + (width - 1) / 2
+
+
+def _binned_note(row_width: int, col_width: int, rows: str) -> str:
+    parts = [f"{row_width} {rows}" if row_width > 1 else "", f"{col_width} rounds" if col_width > 1 else ""]
+    parts = [p for p in parts if p]
+    return f" (each cell: mean over {' x '.join(parts)})" if parts else ""
+
+
 # Global metrics ------------------------------------------------------------------------------
 def accuracy_chart(rounds: pd.DataFrame, total_rounds: int | None = None) -> go.Figure:
     """Global test accuracy by round, as a percentage, over the whole run's length."""
@@ -151,9 +202,10 @@ def _global_metric_chart(rounds, total_rounds, column, title, y_title, color, y_
         _round_axis(fig, total_rounds)
         return _waiting(fig, "Waiting for the first round…")
     name = column.replace("_", " ")
+    shown = thin(rounds)
     fig.add_trace(
         go.Scatter(
-            x=rounds["round"], y=rounds[column], mode="lines+markers", name=name,
+            x=shown["round"], y=shown[column], mode="lines+markers" if len(shown) <= 100 else "lines", name=name,
             line={"color": run_color(color), "width": 3},
             hovertemplate=f"round %{{x}}<br>{name.split()[-1]} {y_format}<extra></extra>",
         )
@@ -186,7 +238,7 @@ def client_metric_chart(
     if len(ids) <= max_lines:
         _layout(fig, title, "Round", y_title, legend_title="Client")
         for cid in ids:
-            rows = clients[clients["client_id"] == cid].sort_values("round")
+            rows = thin(clients[clients["client_id"] == cid].sort_values("round"))
             bad = cid in malicious
             fig.add_trace(
                 go.Scatter(
@@ -199,21 +251,32 @@ def client_metric_chart(
         _round_axis(fig, total_rounds, last)
         return fig
 
-    _layout(fig, title, "Round", "Client", height=_rows_height(len(ids)))
-    grid = clients.pivot_table(index="client_id", columns="round", values=column, aggfunc="mean")
+    # One row per client that took part (in id order), one column per round; bins past the limits.
+    row_of = {cid: i for i, cid in enumerate(ids)}
+    rows = clients["client_id"].astype(int).map(row_of).to_numpy()
+    cols = clients["round"].astype(int).to_numpy() - 1
+    widths = (bin_width(len(ids), MAX_ROWS), bin_width(last, MAX_COLUMNS))
+    z = _binned_mean(rows, cols, clients[column].to_numpy(dtype=np.float64), (len(ids), last), widths)
+    if widths == (1, 1):
+        y, x, hover = list(ids), np.arange(1, last + 1), "client %{y}<br>round %{x}<br>"
+    else:  # a row is a group of clients, named by its first and last; a column the middle of its rounds
+        groups = [ids[i : i + widths[0]] for i in range(0, len(ids), widths[0])]
+        y = [f"{g[0]}–{g[-1]}" if len(g) > 1 else str(g[0]) for g in groups]
+        x, hover = _bin_centers(widths[1], z.shape[1], 1), "clients %{y}<br>rounds around %{x:.0f}<br>"
+    _layout(fig, title + _binned_note(*widths, "clients"), "Round", "Client", height=_rows_height(len(y)))
     fig.add_trace(
         go.Heatmap(
-            z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(), colorscale="Viridis",
-            colorbar={"title": {"text": y_title, "side": "right"}},
-            hovertemplate="client %{y}<br>round %{x}<br>" + y_title.lower() + " %{z:.3g}<extra></extra>",
+            z=z, x=x, y=y, colorscale="Viridis", colorbar={"title": {"text": y_title, "side": "right"}},
+            hovertemplate=hover + y_title.lower() + " %{z:.3g}<extra></extra>",
         )
     )
     if malicious:
-        bad = sorted(malicious)
+        bad = sorted({y[row_of[c] // widths[0]] for c in malicious if c in row_of}, key=y.index)
         fig.add_trace(
             go.Scatter(
                 x=[0.2] * len(bad), y=bad, mode="markers", name="malicious client",
-                marker={"symbol": "x", "color": MALICIOUS_COLOR, "size": 8}, hovertemplate="client %{y} is malicious<extra></extra>",
+                marker={"symbol": "x", "color": MALICIOUS_COLOR, "size": 8},
+                hovertemplate=("client %{y} is malicious" if widths[0] == 1 else "clients %{y} include a malicious one") + "<extra></extra>",
             )
         )
         fig.update_layout(legend={"orientation": "h", "y": -0.18})
@@ -252,7 +315,7 @@ def _client_ticks(ids: Sequence[int], colored: bool) -> list[str]:
 
 
 def partition_heatmap(partition: pd.DataFrame, class_names: Sequence[str] | None = None) -> go.Figure:
-    """Clients x labels heatmap of training-sample counts."""
+    """Clients x labels heatmap of training-sample counts (clients summed in groups past MAX_ROWS)."""
     fig = go.Figure()
     if partition.empty:
         _layout(fig, "Labels per client", "Label", "Client")
@@ -260,12 +323,20 @@ def partition_heatmap(partition: pd.DataFrame, class_names: Sequence[str] | None
     counts = _counts_matrix(partition, len(class_names) if class_names else None)
     k, c = counts.shape
     names = _label_names(c, class_names)
-    _layout(fig, "Labels per client (training samples)", "Label", "Client", height=_rows_height(k))
+    width = bin_width(k, MAX_ROWS)
+    title = "Labels per client (training samples)"
+    if width > 1:  # groups of `width` consecutive clients, summed
+        counts = np.add.reduceat(counts, np.arange(0, k, width), axis=0)
+        y = [f"{i}–{min(i + width, k) - 1}" for i in range(0, k, width)]
+        title = f"Labels per group of {width} clients (training samples)"
+    else:
+        y = list(range(k))
+    _layout(fig, title, "Label", "Client", height=_rows_height(len(y)))
     fig.add_trace(
         go.Heatmap(
-            z=counts, x=names, y=list(range(k)), colorscale="Blues", colorbar={"title": {"text": "Samples", "side": "right"}},
+            z=counts, x=names, y=y, colorscale="Blues", colorbar={"title": {"text": "Samples", "side": "right"}},
             texttemplate="%{z}" if k <= MANY_CLIENTS and c <= 12 else None,
-            hovertemplate="client %{y}<br>label %{x}<br>%{z} samples<extra></extra>",
+            hovertemplate=("client" if width == 1 else "clients") + " %{y}<br>label %{x}<br>%{z} samples<extra></extra>",
         )
     )
     fig.update_xaxes(type="category")
@@ -311,55 +382,81 @@ def sampled_labels_chart(
     class_names: Sequence[str] | None = None,
     total_rounds: int | None = None,
 ) -> go.Figure:
-    """Per round: labels held by the sampled clients (stacked bars), and the cumulative share
-    of clients, labels and training samples seen so far (lines, right axis)."""
+    """Per round: labels held by the sampled clients (stacked bars; rounds averaged in bins past
+    MAX_ROUND_BARS), and the cumulative share of clients, labels and training samples seen so far
+    (lines, right axis)."""
     title = "Labels of the sampled clients, and what the server has seen so far"
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = go.Figure()
     _layout(fig, title, "Round", "Training samples of the sampled clients", legend_title="Label / share")
-    fig.update_yaxes(title_text="Share seen so far", secondary_y=True, range=[0, 1.05], tickformat=".0%", dtick=0.25, showgrid=False)
+    fig.update_layout(yaxis2={
+        "title": {"text": "Share seen so far"}, "overlaying": "y", "side": "right", "range": [0, 1.05],
+        "tickformat": ".0%", "dtick": 0.25, "showgrid": False,
+    })  # fmt: skip
     if clients.empty or partition.empty:
         _round_axis(fig, total_rounds)
         return _waiting(fig, "Waiting for the first round…")
     counts = _counts_matrix(partition, len(class_names) if class_names else None)
     k, c = counts.shape
     names = _label_names(c, class_names)
-    sampled = clients.groupby("round")["client_id"].apply(lambda s: sorted(set(s.astype(int)))).sort_index()
-    rounds = sampled.index.to_numpy()
-    per_round = np.stack([counts[ids].sum(0) for ids in sampled])  # rounds x classes
+    ids = clients["client_id"].astype(int).to_numpy()
+    rounds = clients["round"].astype(int).to_numpy()
+    inside = ids < k
+    ids, rounds = ids[inside], rounds[inside]
+    last = int(rounds.max())
+    held = counts[ids]  # labels held by each sampled client, row by row
+    per_round = np.stack([np.bincount(rounds - 1, weights=held[:, j], minlength=last) for j in range(c)], axis=1)
+    present_rounds = np.unique(rounds)
+
+    width = bin_width(last, MAX_ROUND_BARS)
+    if width > 1:  # the mean over each bin of rounds
+        starts = np.arange(0, last, width)
+        bar_x = _bin_centers(width, len(starts), 1)
+        bar_y = np.add.reduceat(per_round, starts, axis=0) / np.diff(np.append(starts, last))[:, None]
+        title += f" (bars: mean over {width} rounds)"
+        fig.update_layout(title_text=title)
+    else:
+        bar_x, bar_y = present_rounds, per_round[present_rounds - 1]
     for label in range(c):
         fig.add_trace(
             go.Bar(
-                x=rounds, y=per_round[:, label], name=names[label], marker_color=label_color(label), opacity=0.85,
-                hovertemplate=f"round %{{x}}<br>label {names[label]}: %{{y}} samples<extra></extra>",
-            ),
-            secondary_y=False,
+                x=bar_x, y=bar_y[:, label], name=names[label], marker_color=label_color(label), opacity=0.85,
+                hovertemplate=f"round %{{x:.0f}}<br>label {names[label]}: %{{y:.0f}} samples<extra></extra>",
+            )
         )
-    seen = np.zeros(k, dtype=bool)
-    clients_seen, labels_seen, samples_seen = [], [], []
-    total_samples = max(int(counts.sum()), 1)
+
+    # The round each client was first sampled in; what is seen by round r is what came before it.
+    first = np.full(k, last + 1)
+    np.minimum.at(first, ids, rounds)
+    seen = first <= last
+    by_round = np.stack([np.bincount(first[seen], weights=counts[seen, j], minlength=last + 1) for j in range(c)], axis=1)
+    labels_by_round = np.cumsum(by_round, axis=0)[1:]  # [r-1]: labels held by clients seen by round r
     present = max(int((counts.sum(0) > 0).sum()), 1)
-    for ids in sampled:
-        seen[[i for i in ids if i < k]] = True
-        clients_seen.append(seen.mean())
-        labels_seen.append((counts[seen].sum(0) > 0).sum() / present)
-        samples_seen.append(counts[seen].sum() / total_samples)
-    for name, values, dash in (("clients seen", clients_seen, "solid"), ("labels seen", labels_seen, "dash"), ("samples seen", samples_seen, "dot")):
+    lines = pd.DataFrame({
+        "round": np.arange(1, last + 1),
+        "clients seen": np.cumsum(np.bincount(first[seen], minlength=last + 1))[1:] / max(k, 1),
+        "labels seen": (labels_by_round > 0).sum(1) / present,
+        "samples seen": labels_by_round.sum(1) / max(int(counts.sum()), 1),
+    }).iloc[present_rounds - 1]  # fmt: skip
+    lines = thin(lines)
+    for name, dash in (("clients seen", "solid"), ("labels seen", "dash"), ("samples seen", "dot")):
         fig.add_trace(
             go.Scatter(
-                x=rounds, y=values, name=name, mode="lines+markers", line={"color": "#333", "dash": dash, "width": 2},
-                hovertemplate=f"round %{{x}}<br>{name}: %{{y:.0%}}<extra></extra>",
-            ),
-            secondary_y=True,
+                x=lines["round"], y=lines[name], name=name, mode="lines+markers" if len(lines) <= 100 else "lines",
+                line={"color": "#333", "dash": dash, "width": 2}, hovertemplate=f"round %{{x}}<br>{name}: %{{y:.0%}}<extra></extra>",
+                yaxis="y2",
+            )
         )
     fig.update_layout(barmode="stack", bargap=0.2, height=460, legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
-    _round_axis(fig, total_rounds, int(rounds.max()))
+    _round_axis(fig, total_rounds, last)
     return fig
 
 
 def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: int | None = None, max_marks: int = MAX_MARKS) -> go.Figure:
-    """Which clients were sampled in which round: one mark per (client, round) in the client's colour."""
+    """Which clients were sampled in which round: one mark per (client, round) in the client's
+    colour; a client x round heatmap above `max_marks` marks (binned past MAX_ROWS x MAX_COLUMNS,
+    each cell then the share of its client-rounds that took part)."""
     fig = go.Figure()
-    _layout(fig, "Participation: clients sampled in each round", "Round", "Client", height=_rows_height(num_clients))
+    _layout(fig, "Participation: clients sampled in each round", "Round", "Client", height=_rows_height(min(num_clients, MAX_ROWS)))
     fig.update_yaxes(autorange="reversed")
     if clients.empty:
         _round_axis(fig, total_rounds)
@@ -387,13 +484,20 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
         if num_clients <= MANY_CLIENTS:
             fig.update_yaxes(tickmode="array", tickvals=list(range(num_clients)), ticktext=_client_ticks(range(num_clients), True))
     else:
-        grid = np.zeros((num_clients, last), dtype=np.int8)
-        grid[clients["client_id"].astype(int).to_numpy(), clients["round"].astype(int).to_numpy() - 1] = 1
+        widths = (bin_width(num_clients, MAX_ROWS), bin_width(last, MAX_COLUMNS))
+        rows, cols = clients["client_id"].astype(int).to_numpy(), clients["round"].astype(int).to_numpy() - 1
+        sampled, _ = _binned_sums(rows, cols, None, (num_clients, last), widths)
+        share = sampled / (widths[0] * widths[1])  # of the bin's client-rounds, those that took part
+        binned = widths != (1, 1)
+        fig.update_layout(title_text="Participation: clients sampled in each round" + _binned_note(*widths, "clients"))
         fig.add_trace(
             go.Heatmap(
-                z=grid, x=np.arange(1, last + 1), y=np.arange(num_clients), colorscale=[[0, "#F4F4F4"], [1, "#2E91E5"]],
-                showscale=False, hovertemplate="client %{y}<br>round %{x}<br>sampled: %{z}<extra></extra>",
-            )
+                z=share.astype(np.float32), x=_bin_centers(widths[1], share.shape[1], 1), y=_bin_centers(widths[0], share.shape[0], 0),
+                colorscale=[[0, "#F4F4F4"], [1, "#2E91E5"]], showscale=binned, zmin=0, zmax=1,
+                colorbar={"title": {"text": "Share sampled", "side": "right"}, "tickformat": ".0%"},
+                hovertemplate=("client %{y}<br>round %{x}<br>sampled: %{z}" if not binned
+                               else "clients around %{y:.0f}<br>rounds around %{x:.0f}<br>share sampled: %{z:.0%}") + "<extra></extra>",
+            )  # fmt: skip
         )
     _round_axis(fig, total_rounds, last)
     return fig
@@ -411,7 +515,7 @@ def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Fig
     if curves.empty:
         return _waiting(fig, "Pick runs that have finished at least one round")
     for i, (run, rows) in enumerate(curves.groupby("run", sort=False)):
-        rows = rows.sort_values("round")
+        rows = thin(rows.sort_values("round"))
         fig.add_trace(
             go.Scatter(
                 x=rows["round"], y=rows[metric], mode="lines+markers", name=str(run),
@@ -422,3 +526,31 @@ def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Fig
     _round_axis(fig, None, int(curves["round"].max()))
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
     return fig
+
+
+def warm_up() -> None:
+    """Build (and serialize) one figure of every kind from a tiny made-up run.
+
+    Plotly imports the validators of each trace type on first use, which made the first Run
+    page after a server start take about a second more of server CPU, taken from the run it
+    showed. The server calls this in the background when it starts."""
+    import plotly.io as pio
+
+    from flcore.data.partition import counts_frame
+
+    rounds = pd.DataFrame({"round": [1, 2], "test_loss": [1.0, 0.5], "test_accuracy": [0.5, 0.7], "wall_time_s": [0.1, 0.1]})
+    clients = pd.DataFrame({
+        "round": [1, 1, 2, 2], "client_id": [0, 1, 0, 1], "train_loss": [1.0, 2.0, 0.5, 1.5],
+        "update_norm": [1.0, 1.0, 0.5, 0.5], "malicious": [False, True, False, True],
+    })  # fmt: skip
+    partition = counts_frame(np.array([[3, 1], [0, 4]]))
+    figures = [
+        accuracy_chart(rounds, 2), loss_chart(rounds, 2), client_loss_chart(clients, 2),
+        client_metric_chart(clients, "update_norm", "t", "y", 2, max_lines=1), partition_heatmap(partition),
+        partition_bars(partition), sampled_labels_chart(clients, partition, None, 2),
+        participation_chart(clients, 2, 2), participation_chart(clients, 2, 2, max_marks=1),
+        compare_chart(rounds.assign(run="a")),
+    ]  # fmt: skip
+    for fig in figures:
+        pio.to_json(fig, validate=False)
+

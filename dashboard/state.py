@@ -11,6 +11,8 @@ worker processes do the training, never the web server.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -29,8 +31,6 @@ COMPARE_PAGE = "app_pages/compare.py"
 PREFILL = "prefill_config"  # dict of config values New run should start from, set by "run again"
 FORM_VALUES = "form_values"  # the New run form's values, kept while the user visits other pages
 COMPARE_IDS = "compare_ids"  # run ids the Compare page starts with
-
-POLL_SECONDS = 1.0  # how often a page showing an active run re-reads the store
 
 
 def store_path() -> str:
@@ -62,16 +62,38 @@ def _release_runner(runner: "Runner") -> None:
 
 @st.cache_resource(show_spinner=False, on_release=_release_runner)
 def _runner(path: str, max_workers: int | None) -> "Runner":
+    import torch
+
     from flcore.runner import Runner
 
+    from dashboard import charts
+
+    torch.set_num_threads(1)  # this process draws pages; the CPU budget's threads belong to the workers
     runner = Runner(path, max_workers=max_workers)
     runner.start()
+    threading.Thread(target=charts.warm_up, name="flcore-chart-warm-up", daemon=True).start()
     return runner
 
 
 def get_runner() -> "Runner":
     """The one background runner of this server process (started on first use)."""
     return _runner(store_path(), _max_workers())
+
+
+FIRST_ROUND_WAIT_S = 0.6  # how long Run waits for a started run's first round before opening its page
+
+
+def wait_for_first_round(store: "RunStore", run_id: str, timeout: float = FIRST_ROUND_WAIT_S) -> None:
+    """Return once the run has a round stored, has ended, is still queued (no worker was free,
+    so nothing will come soon), or `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = store.get_run(run_id)
+        if info is None or info.rounds_done > 0 or info.status not in ("queued", "running"):
+            return
+        if info.status == "queued" and time.monotonic() > deadline - timeout + 0.1:
+            return  # the runner had no free worker: the run waits in the queue
+        time.sleep(0.02)
 
 
 def open_run(run_id: str) -> None:

@@ -1,7 +1,8 @@
 """Compare: several runs side by side: their accuracy and loss curves overlaid, a table of
 final metrics, and the settings in which they differ.
 
-Runs still going are re-read every two seconds, so a comparison can be watched as it forms.
+While a chosen run is still going, the page checks the chosen runs' progress every two seconds
+and redraws when it changed, so a comparison can be watched as it forms.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, live, state
+from dashboard.frames import run_frames
 from dashboard.tables import ACTIVE, config_differences, final_metrics, run_labels
 
 PICK = "compare_pick"
@@ -38,16 +40,17 @@ picked = st.multiselect(
 if not picked:
     st.info("Choose at least one run above.")
     st.stop()
-any_active = any(r.status in ACTIVE for r in runs if r.run_id in picked)
+COMPARE_POLL_S = 2.0
 
 
-@st.fragment(run_every=2.0 if any_active else None)
-def comparison(run_ids: list[str], was_active: bool) -> None:
-    chosen = [r for r in store.list_runs() if r.run_id in run_ids]
-    if was_active and not any(r.status in ACTIVE for r in chosen):
-        st.rerun()
+def fingerprint(run_ids: list[str]) -> tuple:
+    return tuple(live.run_fingerprint(store.get_run(rid)) for rid in run_ids)
+
+
+def comparison(run_ids: list[str]) -> None:
+    chosen = [r for r in runs if r.run_id in run_ids]
     names = run_labels(chosen)
-    rounds = {r.run_id: store.rounds_frame(r.run_id) for r in chosen}
+    rounds = {r.run_id: run_frames(store, r.run_id).rounds for r in chosen}
     curves = pd.concat(
         [frame.assign(run=names[rid]) for rid, frame in rounds.items() if not frame.empty] or [pd.DataFrame(columns=["run", "round", "test_accuracy", "test_loss"])],
         ignore_index=True,
@@ -85,4 +88,9 @@ def comparison(run_ids: list[str], was_active: bool) -> None:
         st.dataframe(diff, width="stretch")
 
 
-comparison(picked, any_active)
+comparison(picked)
+live.rerun_when_changed(
+    lambda: fingerprint(picked),
+    fingerprint(picked),
+    COMPARE_POLL_S if any(r.status in ACTIVE for r in runs if r.run_id in picked) else None,
+)

@@ -169,17 +169,27 @@ with preview_box:
 problems += [p for p in split_problems if p not in problems]
 form.show_problems(problems)
 
+@st.fragment
+def run_button(config: ExperimentConfig | None, problems: list[str]) -> None:
+    """The Run button. A click reruns only this fragment (the form above is not drawn again):
+    it queues the run, waits a moment for its first round when a worker took it at once (so the
+    Run page opens with the first point drawn), and opens the Run page."""
+    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", width="stretch", key="run_button")
+    if clicked and config is not None and not problems:
+        with st.spinner("Starting the run…"):
+            runner = state.get_runner()
+            run_id = runner.submit(config)
+            state.wait_for_first_round(runner.store, run_id)
+        st.session_state.pop(PREFILLED_FROM, None)
+        state.open_run(run_id)
+    elif clicked:
+        st.warning("Nothing was queued: fix the settings listed above first.")
+
+
 with action:
     if problems:
         st.markdown("**Not ready to run yet.** Fix these settings:")
         st.error("\n".join(f"- {p}" for p in problems))
     else:
         st.markdown(f"**Ready:** {describe_config(config)}")
-    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", width="stretch", key="run_button")
-    if clicked and config is not None and not problems:
-        with st.spinner("Queueing the run…"):
-            run_id = state.get_runner().submit(config)
-        st.session_state.pop(PREFILLED_FROM, None)
-        state.open_run(run_id)
-    elif clicked:
-        st.warning("Nothing was queued: fix the settings listed above first.")
+    run_button(config, problems)

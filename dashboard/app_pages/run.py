@@ -1,9 +1,12 @@
 """Run: one run, named by the URL (`?run=<id>`), drawn from the store and redrawn every round.
 
-While the run is queued or running, the live part of the page is a fragment that re-reads the
-store every `state.POLL_SECONDS` (`st.fragment(run_every=...)`), so the charts grow round by
-round without reloading the page; when the run finishes the page reruns once and stops polling.
-Everything drawn comes from the store, so a reload or another browser shows the same run.
+The page draws the run once from the store. While it is queued or running, a fragment checks
+the run's status and rounds done a few times a second (`live.rerun_when_changed`) and reruns
+the page only when they changed, so the charts grow round by round without a reload, and a
+check that finds nothing new costs the browser and the server next to nothing. A finished run's
+page registers no timer. The run's frames are read incrementally (`frames.run_frames`), and the
+charts send the browser a bounded amount whatever the run's size. Everything drawn comes from
+the store, so a reload or another browser shows the same run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import streamlit as st
 from flcore.data.datasets import DATASETS
 from flcore.store import FINISHED
 
-from dashboard import charts, state
+from dashboard import charts, live, state
+from dashboard.frames import run_frames
 from dashboard.tables import describe_config, format_duration, results_json, time_left
 
 STATUS_TEXT = {
@@ -100,58 +104,60 @@ def _round_span(info) -> int | None:
     return info.total_rounds if active and info.total_rounds <= 100 else None
 
 
-def _charts(store, info) -> None:
-    rid, total = info.run_id, _round_span(info)
-    rounds = store.rounds_frame(rid)
-    clients = store.clients_frame(rid)
-    split = store.partition_frame(rid)
-    class_names = DATASETS.get(info.config.dataset).info.class_names if info.config.dataset in DATASETS else None
+TAB_KEY = "run_tab"
 
+
+def _charts(store, info) -> None:
+    """The run's charts, in tabs; only the open tab is drawn (and redrawn as rounds arrive)."""
+    total = _round_span(info)
+    frames = run_frames(store, info.run_id)
+    rounds, clients, split = frames.rounds, frames.clients, frames.partition
+    class_names = DATASETS.get(info.config.dataset).info.class_names if info.config.dataset in DATASETS else None
     if rounds.empty and info.status in ("queued", "running"):
         # Nothing to plot yet: a light page while the worker starts, so the browser and the
-        # server spend no CPU redrawing empty charts that the worker could use instead.
+        # server spend no CPU drawing empty charts that the worker could use instead.
         st.info("Waiting for the first round: the charts appear as soon as it is stored.", icon=":material/hourglass_top:")
-        if not split.empty:
-            _partition_charts(split, class_names)
+        with st.expander("Settings and downloads"):
+            _downloads(store, info)
         return
 
-    _chart_pair(
-        "Global model",
-        (charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart"),
-        (charts.loss_chart(rounds, total), "loss", "loss_chart"),
-    )
-    _chart_pair(
-        "Clients",
-        (charts.client_loss_chart(clients, total), "client_loss", "client_loss_chart"),
-        (charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart"),
-    )
+    def global_model() -> None:
+        _chart_pair(
+            (charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart"),
+            (charts.loss_chart(rounds, total), "loss", "loss_chart"),
+        )
 
-    _partition_charts(split, class_names)
-    _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
+    def per_client() -> None:
+        _chart_pair(
+            (charts.client_loss_chart(clients, total), "client_loss", "client_loss_chart"),
+            (charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart"),
+        )
+        _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
 
-    st.subheader("Participation")
-    _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
+    def data() -> None:
+        _chart_pair(
+            (charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap"),
+            (charts.partition_bars(split, class_names), "partition_bars", "partition_bars"),
+        )
+        _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
+
+    sections = {"Global model": global_model, "Clients": per_client, "Data": data, "Settings and downloads": lambda: _downloads(store, info)}
+    for tab, draw in zip(st.tabs(list(sections), key=TAB_KEY, on_change="rerun"), sections.values()):
+        if tab.open:
+            with tab:
+                draw()
 
 
-def _chart_pair(title: str, left: tuple, right: tuple) -> None:
-    """A section: its title, then two (figure, caption key, widget key) charts side by side."""
-    st.subheader(title)
+def _chart_pair(left: tuple, right: tuple) -> None:
+    """Two (figure, caption key, widget key) charts side by side."""
     for column, chart in zip(st.columns(2), (left, right)):
         with column:
             _chart(*chart)
 
 
-def _partition_charts(split, class_names) -> None:
-    _chart_pair(
-        "Data",
-        (charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap"),
-        (charts.partition_bars(split, class_names), "partition_bars", "partition_bars"),
-    )
-
-
 def _downloads(store, info) -> None:
     rid = info.run_id
-    st.subheader("Settings and results")
+    st.caption("Everything this run stored, to keep or to analyse elsewhere, and the exact settings that produced it.")
     cols = st.container(horizontal=True)
     cols.download_button("Rounds (CSV)", lambda: store.rounds_frame(rid).to_csv(index=False), f"{rid}-rounds.csv", "text/csv",
                             on_click="ignore", icon=":material/download:", key="dl_rounds")
@@ -168,17 +174,8 @@ def _downloads(store, info) -> None:
 
     cols.download_button("Everything (JSON)", everything, f"{rid}-results.json", "application/json",
                             on_click="ignore", icon=":material/download:", key="dl_all")
-    with st.expander("Full configuration", expanded=False):
-        st.json(info.config.model_dump(mode="json"))
-
-
-def _poll_seconds(info) -> float:
-    """Poll fast until the first round is in (it should appear at once), slower for big runs,
-    whose frames take longer to read and draw."""
-    if info.rounds_done == 0:
-        return state.POLL_SECONDS / 2
-    rows = info.config.clients_per_round_resolved * info.rounds_done
-    return state.POLL_SECONDS if rows < 20_000 else 3.0
+    st.markdown("**Full configuration**")
+    st.json(info.config.model_dump(mode="json"), expanded=1)
 
 
 store = state.get_store()
@@ -193,21 +190,12 @@ if info is None:
 st.title(info.name)
 st.caption(f"{describe_config(info.config)}  \nRun {info.run_id} · started from the {info.source} · created "
            f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}")
-interval = _poll_seconds(info) if info.status not in FINISHED else None
-
-
-@st.fragment(run_every=interval)
-def live_view(run_id: str, interval: float | None) -> None:
-    current = store.get_run(run_id)
-    if current is None:
-        st.warning("This run has been deleted.")
-        return
-    wanted = _poll_seconds(current) if current.status not in FINISHED else None
-    if wanted != interval:
-        st.rerun()  # finished (stop polling), resumed (start), or a new pace: redraw the page once
-    _controls(current)
-    _charts(store, current)
-
-
-live_view(info.run_id, interval)
-_downloads(store, info)
+_controls(info)
+live.rerun_when_changed(
+    lambda: live.run_fingerprint(store.get_run(info.run_id)),
+    live.run_fingerprint(info),
+    live.poll_seconds(info) if info.status not in FINISHED else None,
+    at_once=live.run_changed_at_once,
+    pace_s=live.redraw_seconds(info),
+)
+_charts(store, info)

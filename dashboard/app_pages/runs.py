@@ -1,15 +1,16 @@
 """Runs: every stored run in one table, and what can be done with one (open, cancel, resume,
 run again with changes, delete) or several (compare).
 
-The table re-reads the store every two seconds while any run is queued or running, so statuses
-and progress move without a reload. Selecting a row picks that run for the buttons below.
+While any run is queued or running, the page checks the runs' statuses and progress every two
+seconds and redraws only when one changed, so statuses and progress move without a reload.
+Selecting a row picks that run for the buttons below.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import live, state
 from dashboard.tables import ACTIVE, runs_table
 
 PICK = "runs_pick"  # the selectbox of the run the buttons act on
@@ -76,27 +77,27 @@ def _actions(store, runs) -> None:
             st.rerun()
 
 
+RUNS_POLL_S = 2.0
+
+
+def fingerprint(runs) -> tuple:
+    """What the table shows that changes while runs train."""
+    return tuple((r.run_id, r.status, r.rounds_done, r.cancel_requested) for r in runs)
+
+
 st.title("Runs")
 st.caption("Every run on this server, newest first. Select a row to open, repeat, compare or delete it.")
 store = state.get_store()
-any_active = any(r.status in ACTIVE for r in store.list_runs())
-
-
-@st.fragment(run_every=2.0 if any_active else None)
-def runs_view(was_active: bool) -> None:
-    runs = store.list_runs()
-    if not runs:
-        st.info("No runs yet: start one on the New run page.")
-        st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
-        return
-    if was_active and not any(r.status in ACTIVE for r in runs):
-        st.rerun()  # everything finished: draw once more and stop polling
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet: start one on the New run page.")
+    st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
+else:
     table = runs_table(runs)
     _sync_pick_with_table(table["id"].tolist())
     st.dataframe(
         table,
         hide_index=True,
-        
         key="runs_table",
         on_select="rerun",
         selection_mode="single-row",
@@ -109,6 +110,6 @@ def runs_view(was_active: bool) -> None:
         },
     )
     _actions(store, runs)
-
-
-runs_view(any_active)
+live.rerun_when_changed(
+    lambda: fingerprint(store.list_runs()), fingerprint(runs), RUNS_POLL_S if any(r.status in ACTIVE for r in runs) else None
+)

@@ -16,6 +16,18 @@ def finished(store) -> str:
 
 
 # Run ----------------------------------------------------------------------------------------
+TABS = {
+    "Global model": ("Global test accuracy", "Global test loss"),
+    "Clients": ("Training loss per client", "Update size per client", "Participation"),
+    "Data": ("Labels per client", "Training samples per client", "Labels of the sampled clients"),
+}
+
+
+def open_tab(at, tab: str):
+    at.session_state["run_tab"] = tab
+    return at.run()
+
+
 def test_a_finished_run_shows_status_progress_every_chart_and_downloads(store, finished):
     at = page(RUN, run=finished)
     no_exceptions(at)
@@ -23,18 +35,23 @@ def test_a_finished_run_shows_status_progress_every_chart_and_downloads(store, f
     assert at.title[0].value == info.name
     assert "Round 3 of 3" in at.get("progress")[0].proto.text
     assert "Finished" in at.success[0].value
-    titles = [figure(c)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-    for title in ("Global test accuracy", "Global test loss", "Training loss per client", "Update size per client",
-                  "Labels per client", "Training samples per client", "Labels of the sampled clients", "Participation"):
-        assert any(t.startswith(title) for t in titles), f"no {title!r} chart"
-    # each chart shows what the store holds
-    accuracy = figure_titled(at, "Global test accuracy")["data"][0]
-    assert accuracy["y"] == pytest.approx(store.rounds_frame(finished)["test_accuracy"].tolist())
-    losses = figure_titled(at, "Training loss per client")["data"]
-    malicious = store.clients_frame(finished).query("malicious")["client_id"].unique()
-    assert malicious.size and {f"client {c} (malicious)" for c in malicious} <= {t["name"] for t in losses}
-    # every chart has a caption under it
-    assert len(at.caption) >= len(titles)
+    assert [t.label for t in at.tabs] == [*TABS, "Settings and downloads"]
+    for tab, expected in TABS.items():  # only the open tab is drawn, and each tab draws its charts
+        open_tab(at, tab)
+        no_exceptions(at)
+        titles = [figure(c)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+        assert len(titles) == len(expected), (tab, titles)
+        for title in expected:
+            assert any(t.startswith(title) for t in titles), f"no {title!r} chart in tab {tab!r}"
+        assert len(at.caption) >= len(titles)  # every chart has a caption under it
+        if tab == "Global model":  # each chart shows what the store holds
+            accuracy = figure_titled(at, "Global test accuracy")["data"][0]
+            assert accuracy["y"] == pytest.approx(store.rounds_frame(finished)["test_accuracy"].tolist())
+        if tab == "Clients":
+            losses = figure_titled(at, "Training loss per client")["data"]
+            malicious = store.clients_frame(finished).query("malicious")["client_id"].unique()
+            assert malicious.size and {f"client {c} (malicious)" for c in malicious} <= {t["name"] for t in losses}
+    open_tab(at, "Settings and downloads")
     downloads = [d.proto.label for d in at.get("download_button")]
     assert downloads == ["Rounds (CSV)", "Clients (CSV)", "Partition (CSV)", "Config (JSON)", "Everything (JSON)"]
     assert any(j.proto.body and '"num_clients": 6' in j.proto.body for j in at.json)
