@@ -1,6 +1,6 @@
 """The dashboard end to end: a real server, a real browser, real background runs.
 
-A user submits a small run from New run, watches the round counter grow and the accuracy chart
+A user submits a run from New run, watches the round counter grow and the accuracy chart
 reach the last round, reloads and still sees the finished run; starts a run with the default
 settings and sees its first round charted (the seconds are printed; benchmarks/dashboard.py
 measures them); and cancels a long run. Each
@@ -15,38 +15,20 @@ import time
 import pytest
 
 from flcore.store import RunStore
+from harness import ACCURACY_X, wait_for_text
 
 pytestmark = pytest.mark.e2e
 
-RUN_LIMIT_S = 150  # a 3-round run on a loaded 2-core machine, worker start-up included
+RUN_LIMIT_S = 150  # a 60-round run on a loaded 2-core machine, worker start-up included
+ROUNDS = 60  # long enough (a second or two) that the page shows the round counter grow
 
-# The rounds drawn on the accuracy chart, read from Plotly's own figure data (typed arrays decoded).
-ACCURACY_X = """() => {
-  const values = (x) => {
-    if (!x) return [];
-    if (Array.isArray(x) || ArrayBuffer.isView(x)) return Array.from(x).map(Number);
-    const a = x._inputArray;
-    if (!a) return [];
-    const n = Object.keys(a).filter((k) => /^[0-9]+$/.test(k)).length;
-    return Array.from({length: n}, (_, i) => Number(a[i]));
-  };
-  for (const el of document.querySelectorAll('.js-plotly-plot')) {
-    const title = el.layout && el.layout.title ? (el.layout.title.text ?? el.layout.title) : '';
-    if (String(title).includes('Global test accuracy')) {
-      return el.data && el.data.length ? values(el.data[0].x) : [];
-    }
-  }
-  return null;
-}"""
 CONTENT_HEIGHT = """() => {
   const main = document.querySelector('[data-testid="stMain"]');
   return main ? main.scrollHeight : document.body.scrollHeight;
 }"""
 
 
-def wait_for_app(page, text: str) -> None:
-    """Wait until the page shows `text` (Streamlit renders after its websocket connects)."""
-    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=60_000)
+wait_for_app = wait_for_text
 
 
 def shoot(page, path) -> None:
@@ -72,11 +54,18 @@ def set_number(page, label: str, value: int) -> None:
     field.press("Enter")
 
 
-def round_counter(page) -> tuple[int, int] | None:
+def round_counter(page, wait: bool = False) -> tuple[int, int] | None:
+    """(rounds done, rounds) from the progress bar; between two redraws it may be missing."""
     bar = page.locator('[data-testid="stProgress"]')
+    if wait:
+        bar.first.wait_for(timeout=30_000)
     if not bar.count():
         return None
-    match = re.search(r"Round (\d+) of (\d+)", bar.first.inner_text())
+    try:
+        text = bar.first.inner_text(timeout=2_000)
+    except Exception:  # replaced by a redraw while we read it
+        return None
+    match = re.search(r"Round (\d+) of (\d+)", text)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
@@ -90,8 +79,8 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # the partition preview
     shoot(page, screenshots / "01-new-run.png")
 
-    set_number(page, "Rounds", 3)
-    wait_for_app(page, "· 3 rounds")
+    set_number(page, "Rounds", ROUNDS)
+    wait_for_app(page, f"· {ROUNDS} rounds")
     page.locator(".st-key-run_button button").first.click()
     page.wait_for_url(re.compile(r"/run\?run=[0-9a-f]+"), timeout=30_000)
     run_url = page.url
@@ -101,27 +90,35 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
     while time.monotonic() < deadline:
         counter = round_counter(page)
         if counter:
-            assert counter[1] == 3
+            assert counter[1] == ROUNDS
             if not seen or counter[0] != seen[-1]:
                 seen.append(counter[0])
-            if counter[0] == 3:
+            if counter[0] == ROUNDS:
                 break
         page.wait_for_timeout(250)
-    assert seen and seen[-1] == 3, f"the round counter reached only {seen} in {RUN_LIMIT_S} s"
+    assert seen and seen[-1] == ROUNDS, f"the round counter reached only {seen} in {RUN_LIMIT_S} s"
     assert len(seen) >= 2 and seen == sorted(seen), f"the round counter did not grow: {seen}"
-    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length && Math.max(...x) === 3; }}", timeout=30_000)
+    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length && Math.max(...x) === {ROUNDS}; }}", timeout=30_000)
     wait_for_app(page, "Finished.")
     shoot(page, screenshots / "02-run-finished.png")
+    for tab, charts, name in (("Clients", 3, "02b-run-clients.png"), ("Data", 3, "02c-run-data.png")):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_function(
+            "(n) => { const p = document.querySelectorAll('.js-plotly-plot'); return p.length === n && [...p].every(e => e._fullLayout); }",
+            arg=charts, timeout=30_000,
+        )
+        shoot(page, screenshots / name)
+    page.get_by_role("tab", name="Global model").click()
 
     page.reload()
-    wait_for_app(page, "Round 3 of 3")
+    wait_for_app(page, f"Round {ROUNDS} of {ROUNDS}")
     wait_for_app(page, "Finished.")
-    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length === 3; }}", timeout=30_000)
+    page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length === {ROUNDS}; }}", timeout=30_000)
 
     other = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()  # another browser, same URL
     try:
         other.goto(run_url)
-        wait_for_app(other, "Round 3 of 3")
+        wait_for_app(other, f"Round {ROUNDS} of {ROUNDS}")
     finally:
         other.context.close()
 
@@ -137,7 +134,7 @@ def test_default_settings_chart_the_first_round(server, server_store, page, scre
     page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length >= 1; }}", timeout=60_000)
     first_round_s = time.monotonic() - pressed
     print(f"\nfirst round charted {first_round_s:.1f} s after pressing Run")
-    counter = round_counter(page)
+    counter = round_counter(page, wait=True)
     assert counter is not None and counter[1] == 20
     shoot(page, screenshots / "03-run-in-progress.png")
     # Free the worker for the next test. Through the store, not the button: the 20-round default
@@ -155,7 +152,7 @@ def test_a_second_run_can_be_cancelled(server, page, screenshots):
     page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length >= 1; }}", timeout=60_000)
     page.locator(".st-key-cancel_button button").first.click()
     wait_for_app(page, "Cancelled.")
-    done, total = round_counter(page)
+    done, total = round_counter(page, wait=True)
     assert total == 500 and 1 <= done < 500
     page.locator(".st-key-resume_button").first.wait_for()  # a cancelled run can be resumed
     shoot(page, screenshots / "04-run-cancelled.png")
@@ -171,3 +168,52 @@ def test_runs_and_compare_pages(server, page, screenshots):
     wait_for_app(page, "Final metrics")
     page.locator(".js-plotly-plot").nth(1).wait_for()
     shoot(page, screenshots / "06-compare.png")
+
+
+def test_a_live_page_sends_nothing_while_no_round_arrives_and_stops_checking_when_done(server, server_store, page):
+    """The Run page of a running run checks the store a few times a second, but a check that
+    finds no new round sends the browser no chart and redraws nothing; a new round is drawn;
+    a finished run's page does not check at all."""
+    import os
+
+    from flcore.config import ExperimentConfig
+    from flcore.simulation import Simulation
+
+    store = RunStore(server_store)
+    config = ExperimentConfig.create(num_clients=4, rounds=10, model="logistic", batch_size=32, name="watched by a test")
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    store.mark_running(run_id, os.getpid())  # this test is its worker
+    sim = Simulation(config)
+    store.save_partition(run_id, sim.label_counts)
+    steps = sim.run()
+    for _ in range(2):
+        store.append_round(run_id, next(steps))
+
+    received: list[bytes] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(bytes(payload, "utf-8") if isinstance(payload, str) else payload)))
+    rounds_drawn = f"() => {{ const x = ({ACCURACY_X})(); return x ? x.length : 0; }}"
+    page.goto(f"{server}/run?run={run_id}")
+    page.wait_for_function(f"() => ({rounds_drawn})() === 2", timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.evaluate("() => { window.plotChanges = 0; new MutationObserver((m) => { window.plotChanges += m.length; })"
+                  ".observe(document.querySelector('.js-plotly-plot'), {subtree: true, childList: true, attributes: true}); }")
+    start = len(received)
+    page.wait_for_timeout(3000)
+    quiet = received[start:]
+    assert quiet, "the page stopped checking the running run"
+    assert not any(b"Global test accuracy" in frame for frame in quiet), "a check without a new round sent a chart"
+    assert sum(len(frame) for frame in quiet) < 500 * len(quiet)  # only the checks' small lifecycle messages
+    assert page.evaluate("() => window.plotChanges") == 0
+
+    store.append_round(run_id, next(steps))  # a new round is drawn without a reload
+    page.wait_for_function(f"() => ({rounds_drawn})() === 3", timeout=30_000)
+
+    for result in steps:
+        store.append_round(run_id, result)
+    store.finish(run_id, "done")
+    wait_for_app(page, "Finished.")
+    page.wait_for_timeout(1000)
+    start = len(received)
+    page.wait_for_timeout(3000)
+    assert received[start:] == [], "a finished run's page kept checking the store"
