@@ -72,9 +72,9 @@ def first_round_seconds(store_path: Path, reps: int, start_method: str | None) -
         for _ in range(reps):
             started = time.perf_counter()
             run_id = runner.submit(config)
-            wait_for(lambda: runner.store.get_run(run_id).rounds_done >= 1, what="round 1")
+            wait_for(lambda rid=run_id: runner.store.get_run(rid).rounds_done >= 1, what="round 1")
             times.append(time.perf_counter() - started)
-            wait_for(lambda: runner.store.get_run(run_id).status == "done", what="the run to end")
+            wait_for(lambda rid=run_id: runner.store.get_run(rid).status == "done", what="the run to end")
     return times
 
 
@@ -137,8 +137,9 @@ def train_seconds(store, run_id: str) -> float:
 
 
 def demo_rep(page, server, store) -> dict[str, float]:
-    from flcore.config import ExperimentConfig
     from harness import ACCURACY_X, wait_for_text
+
+    from flcore.config import ExperimentConfig
 
     page.goto(server.url + "/")
     wait_for_text(page, "Ready:")
@@ -178,7 +179,7 @@ def store_big_run(store, rounds_first: int):
     steps = sim.run()
     for _ in range(rounds_first):
         result = next(steps)
-        store.append_round(run_id, result, state_to_bytes(sim.state))
+        store.append_round(run_id, result, state_to_bytes(result.state))
     return run_id, sim, steps
 
 
@@ -192,8 +193,9 @@ def open_tab(page, tab: str, charts: int) -> None:
 
 
 def big_run(page, server, store, reps: int) -> dict[str, float]:
-    from flcore.runner import state_to_bytes
     from harness import CHART_X
+
+    from flcore.runner import state_to_bytes
 
     started = time.perf_counter()
     first = BIG["rounds"] - len(TABS) * reps - 1
@@ -212,7 +214,7 @@ def big_run(page, server, store, reps: int) -> dict[str, float]:
         for _ in range(reps):
             before = cpu_seconds(server.proc.pid)
             result = next(steps)
-            store.append_round(run_id, result, state_to_bytes(sim.state))
+            store.append_round(run_id, result, state_to_bytes(result.state))
             page.get_by_text(f"Round {result.round} of").first.wait_for(timeout=60_000)
             page.wait_for_function(ALL_DRAWN, arg=charts, timeout=60_000, polling=20)
             page.wait_for_timeout(300)  # let the server finish sending what the rerun drew

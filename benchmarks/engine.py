@@ -43,12 +43,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flcore import seeding  # noqa: E402
-from flcore.config import ExperimentConfig  # noqa: E402
-from flcore.data.partition import partition  # noqa: E402
-from flcore.models import build_model  # noqa: E402
-from flcore.training.local import ClientTask, LocalSettings, SequentialExecutor, flat_params, load_flat  # noqa: E402
-from flcore.training.vectorized import VectorizedExecutor  # noqa: E402
+from flcore import seeding
+from flcore.config import ExperimentConfig
+from flcore.data.partition import partition
+from flcore.models import build_model
+from flcore.training import TrainingData
+from flcore.training.local import ClientTask, LocalSettings, SequentialExecutor, flat_params
+from flcore.training.vectorized import VectorizedExecutor
 
 SEED = 0
 
@@ -98,10 +99,11 @@ def run_federated(wl: Workload, executor_cls, model: torch.nn.Module) -> tuple[f
     """FedAvg rounds with one executor; returns (seconds, final parameters)."""
     executor = executor_cls(model, wl.settings, 10, SEED)
     params = flat_params(model)
+    data = TrainingData.holding(None, "cpu", wl.x, wl.y)
     start = time.perf_counter()
     for round_ in range(1, wl.rounds + 1):
         tasks = [ClientTask(c, wl.parts[c]) for c in wl.sampled(round_)]
-        out = executor.train(params, tasks, wl.x, wl.y, round_)
+        out = executor.train(params, tasks, data, round_)
         weights = out.num_samples / out.num_samples.sum()
         params = params + weights @ out.deltas
     return time.perf_counter() - start, params
@@ -196,12 +198,13 @@ def scale_child(num_clients: int, rounds: int) -> dict:
     settings = LocalSettings(1, 10, 0.05, 0.0, 0.0, 0.0)
     executor = VectorizedExecutor(model, settings, 10, SEED)
     params = flat_params(model)
+    data = TrainingData.holding(None, "cpu", x, y)
     per_round = []
     for round_ in range(1, rounds + 1):
         rng = seeding.rng(SEED, "sampling", round_)
         sampled = sorted(rng.choice(num_clients, size=100, replace=False).tolist())
         start = time.perf_counter()
-        out = executor.train(params, [ClientTask(c, parts[c]) for c in sampled], x, y, round_)
+        out = executor.train(params, [ClientTask(c, parts[c]) for c in sampled], data, round_)
         params = params + (out.num_samples / out.num_samples.sum()) @ out.deltas
         per_round.append(time.perf_counter() - start)
     return {"clients": num_clients, "s_per_round": statistics.median(per_round), "peak_rss_mb": peak_rss_mb()}
@@ -247,8 +250,10 @@ def main() -> None:
         return
     reps = max(3, args.reps)
     rounds = {"A": 20, "B": 1, "C": 3} if args.quick else {"A": 100, "B": 10, "C": 5}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}, median of {reps}{', quick' if args.quick else ''}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, median of {reps}{', quick' if args.quick else ''}"
+    )
 
     results = []
     for name, make in (("A", workload_a), ("B", workload_b)):
@@ -267,8 +272,10 @@ def main() -> None:
             if f"central_{fmt}_same_s" in r:
                 print(f"  central, batch {wl.settings.batch_size:<4}{label:<16}       {r[f'central_{fmt}_same_s']:8.3f} s")
                 print(f"  central, batch {floor_batch:<4}{label:<16} floor {r[f'central_{fmt}_floor_s']:8.3f} s")
-        print(f"  vectorized / central at batch {wl.settings.batch_size} = {r['ratio_to_central']:.2f}, "
-              f"vectorized / floor = {r['ratio_to_floor']:.2f}")
+        print(
+            f"  vectorized / central at batch {wl.settings.batch_size} = {r['ratio_to_central']:.2f}, "
+            f"vectorized / floor = {r['ratio_to_floor']:.2f}"
+        )
         print(f"  max |sequential - vectorized| parameter after 2 rounds: {r['max_param_diff']:.2e}")
 
     scale_rows = []

@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from flcore.metrics import CLIENT_METRICS
+from flcore.registry import Entry
+
 MANY_CLIENTS = 20  # above this many clients, per-client lines become a heatmap
 MAX_BARS = 100  # the stacked bar chart of a partition shows at most this many clients
 MAX_MARKS = 4000  # the participation chart switches from marks to a heatmap above this many
@@ -35,8 +38,8 @@ MAX_ROUND_BARS = 120
 CAPTIONS = {
     "accuracy": "Accuracy of the global model on the held-out test set after each round: look for how fast it climbs and where it levels off.",
     "loss": "Loss of the global model on the test set after each round: it should fall; a rise means the clients are pulling the model apart.",
-    "client_loss": "Each sampled client's training loss in each round: clients whose loss stays high hold data unlike the rest; dotted lines and a red x mark malicious clients.",
-    "update_norm": "Size (L2 norm) of the update each client sent: outliers are clients whose data or behaviour differs, and attackers often stand out here.",
+    "client_loss": CLIENT_METRICS.get("train_loss").caption,  # per-client metrics say it where they are registered
+    "update_norm": CLIENT_METRICS.get("update_norm").caption,
     "partition_heatmap": "Training samples of each label held by each client: a dark diagonal or scattered dark cells mean a skewed (non-IID) split; an even shade means IID.",
     "partition_bars": "Each bar is one client's training data, split by label: unequal heights mean unequal client sizes, single-colour bars mean clients that see few labels.",
     "sampled_labels": "Bars: the labels held by the clients sampled in each round. Lines: the share of clients, labels and training samples the server has seen so far.",
@@ -46,9 +49,30 @@ CAPTIONS = {
 }
 
 _CLIENT_PALETTE = (
-    "#2E91E5", "#E15F99", "#1CA71C", "#B68100", "#750D86", "#EB663B", "#00A08B", "#222A2A",
-    "#DA16FF", "#6C7C32", "#511CFB", "#862A16", "#778AAE", "#FB00D1", "#A777F1", "#620042",
-    "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#B2828D", "#FC0080", "#FB0D0D",
+    "#2E91E5",
+    "#E15F99",
+    "#1CA71C",
+    "#B68100",
+    "#750D86",
+    "#EB663B",
+    "#00A08B",
+    "#222A2A",
+    "#DA16FF",
+    "#6C7C32",
+    "#511CFB",
+    "#862A16",
+    "#778AAE",
+    "#FB00D1",
+    "#A777F1",
+    "#620042",
+    "#1616A7",
+    "#DA60CA",
+    "#6C4516",
+    "#0D2A63",
+    "#AF0038",
+    "#B2828D",
+    "#FC0080",
+    "#FB0D0D",
 )  # Plotly's Dark24, reordered so the first ten differ most; red comes last: it marks malicious clients
 _LABEL_PALETTE = ("#4C78A8", "#F58518", "#E45756", "#72B7B2", "#54A24B", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC")
 _RUN_DASHES = ("solid", "dash", "dot", "dashdot")  # runs with identical curves stay visible
@@ -205,7 +229,10 @@ def _global_metric_chart(rounds, total_rounds, column, title, y_title, color, y_
     shown = thin(rounds)
     fig.add_trace(
         go.Scatter(
-            x=shown["round"], y=shown[column], mode="lines+markers" if len(shown) <= 100 else "lines", name=name,
+            x=shown["round"],
+            y=shown[column],
+            mode="lines+markers" if len(shown) <= 100 else "lines",
+            name=name,
             line={"color": run_color(color), "width": 3},
             hovertemplate=f"round %{{x}}<br>{name.split()[-1]} {y_format}<extra></extra>",
         )
@@ -242,7 +269,10 @@ def client_metric_chart(
             bad = cid in malicious
             fig.add_trace(
                 go.Scatter(
-                    x=rows["round"], y=rows[column], mode="lines+markers", name=_client_name(cid, bad),
+                    x=rows["round"],
+                    y=rows[column],
+                    mode="lines+markers",
+                    name=_client_name(cid, bad),
                     line={"color": client_color(cid), "dash": "dot" if bad else "solid", "width": 2},
                     marker={"symbol": "x" if bad else "circle", "size": 7 if bad else 5},
                     hovertemplate=f"{_client_name(cid, bad)}<br>round %{{x}}<br>{y_title.lower()} %{{y:.3g}}<extra></extra>",
@@ -266,7 +296,11 @@ def client_metric_chart(
     _layout(fig, title + _binned_note(*widths, "clients"), "Round", "Client", height=_rows_height(len(y)))
     fig.add_trace(
         go.Heatmap(
-            z=z, x=x, y=y, colorscale="Viridis", colorbar={"title": {"text": y_title, "side": "right"}},
+            z=z,
+            x=x,
+            y=y,
+            colorscale="Viridis",
+            colorbar={"title": {"text": y_title, "side": "right"}},
             hovertemplate=hover + y_title.lower() + " %{z:.3g}<extra></extra>",
         )
     )
@@ -274,9 +308,13 @@ def client_metric_chart(
         bad = sorted({y[row_of[c] // widths[0]] for c in malicious if c in row_of}, key=y.index)
         fig.add_trace(
             go.Scatter(
-                x=[0.2] * len(bad), y=bad, mode="markers", name="malicious client",
+                x=[0.2] * len(bad),
+                y=bad,
+                mode="markers",
+                name="malicious client",
                 marker={"symbol": "x", "color": MALICIOUS_COLOR, "size": 8},
-                hovertemplate=("client %{y} is malicious" if widths[0] == 1 else "clients %{y} include a malicious one") + "<extra></extra>",
+                hovertemplate=("client %{y} is malicious" if widths[0] == 1 else "clients %{y} include a malicious one")
+                + "<extra></extra>",
             )
         )
         fig.update_layout(legend={"orientation": "h", "y": -0.18})
@@ -286,14 +324,20 @@ def client_metric_chart(
     return fig
 
 
+def registered_client_chart(clients: pd.DataFrame, entry: Entry, total_rounds: int | None = None) -> go.Figure:
+    """The chart of a registered client metric (`flcore.metrics`): its label is the title, its
+    axis the y-axis title."""
+    return client_metric_chart(clients, entry.name, entry.label, entry.obj.axis, total_rounds)
+
+
 def client_loss_chart(clients: pd.DataFrame, total_rounds: int | None = None) -> go.Figure:
     """Each sampled client's local training loss by round."""
-    return client_metric_chart(clients, "train_loss", "Training loss per client", "Training loss", total_rounds)
+    return registered_client_chart(clients, CLIENT_METRICS.entry("train_loss"), total_rounds)
 
 
 def update_norm_chart(clients: pd.DataFrame, total_rounds: int | None = None) -> go.Figure:
     """The L2 norm of each client's update (as sent) by round."""
-    return client_metric_chart(clients, "update_norm", "Update size per client", "Update norm (L2)", total_rounds)
+    return registered_client_chart(clients, CLIENT_METRICS.entry("update_norm"), total_rounds)
 
 
 # Partition -----------------------------------------------------------------------------------
@@ -334,7 +378,11 @@ def partition_heatmap(partition: pd.DataFrame, class_names: Sequence[str] | None
     _layout(fig, title, "Label", "Client", height=_rows_height(len(y)))
     fig.add_trace(
         go.Heatmap(
-            z=counts, x=names, y=y, colorscale="Blues", colorbar={"title": {"text": "Samples", "side": "right"}},
+            z=counts,
+            x=names,
+            y=y,
+            colorscale="Blues",
+            colorbar={"title": {"text": "Samples", "side": "right"}},
             texttemplate="%{z}" if k <= MANY_CLIENTS and c <= 12 else None,
             hovertemplate=("client" if width == 1 else "clients") + " %{y}<br>label %{x}<br>%{z} samples<extra></extra>",
         )
@@ -364,7 +412,10 @@ def partition_bars(partition: pd.DataFrame, class_names: Sequence[str] | None = 
     for label in range(c):
         fig.add_trace(
             go.Bar(
-                x=x, y=counts[:shown, label], name=names[label], marker_color=label_color(label),
+                x=x,
+                y=counts[:shown, label],
+                name=names[label],
+                marker_color=label_color(label),
                 hovertemplate=f"client %{{x}}<br>label {names[label]}: %{{y}} samples<extra></extra>",
             )
         )
@@ -419,7 +470,11 @@ def sampled_labels_chart(
     for label in range(c):
         fig.add_trace(
             go.Bar(
-                x=bar_x, y=bar_y[:, label], name=names[label], marker_color=label_color(label), opacity=0.85,
+                x=bar_x,
+                y=bar_y[:, label],
+                name=names[label],
+                marker_color=label_color(label),
+                opacity=0.85,
                 hovertemplate=f"round %{{x:.0f}}<br>label {names[label]}: %{{y:.0f}} samples<extra></extra>",
             )
         )
@@ -441,8 +496,12 @@ def sampled_labels_chart(
     for name, dash in (("clients seen", "solid"), ("labels seen", "dash"), ("samples seen", "dot")):
         fig.add_trace(
             go.Scatter(
-                x=lines["round"], y=lines[name], name=name, mode="lines+markers" if len(lines) <= 100 else "lines",
-                line={"color": "#333", "dash": dash, "width": 2}, hovertemplate=f"round %{{x}}<br>{name}: %{{y:.0%}}<extra></extra>",
+                x=lines["round"],
+                y=lines[name],
+                name=name,
+                mode="lines+markers" if len(lines) <= 100 else "lines",
+                line={"color": "#333", "dash": dash, "width": 2},
+                hovertemplate=f"round %{{x}}<br>{name}: %{{y:.0%}}<extra></extra>",
                 yaxis="y2",
             )
         )
@@ -468,17 +527,25 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
         bad = np.array([i in malicious for i in ids])
         fig.add_trace(
             go.Scatter(
-                x=clients["round"], y=ids, mode="markers", name="sampled",
+                x=clients["round"],
+                y=ids,
+                mode="markers",
+                name="sampled",
                 marker={
-                    "color": [client_color(i) for i in ids], "symbol": np.where(bad, "x", "square"),
-                    "size": 9 if num_clients <= 60 else 5, "line": {"width": 0},
+                    "color": [client_color(i) for i in ids],
+                    "symbol": np.where(bad, "x", "square"),
+                    "size": 9 if num_clients <= 60 else 5,
+                    "line": {"width": 0},
                 },
                 customdata=np.where(bad, " (malicious)", ""),
-                hovertemplate="client %{y}%{customdata}<br>round %{x}<extra></extra>", showlegend=False,
+                hovertemplate="client %{y}%{customdata}<br>round %{x}<extra></extra>",
+                showlegend=False,
             )
         )
         if malicious:
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="malicious client", marker={"symbol": "x", "color": "#555", "size": 9}))
+            fig.add_trace(
+                go.Scatter(x=[None], y=[None], mode="markers", name="malicious client", marker={"symbol": "x", "color": "#555", "size": 9})
+            )
             fig.update_layout(legend={"orientation": "h", "y": -0.15})
         fig.update_yaxes(range=[num_clients - 0.5, -0.5], tickformat="d")
         if num_clients <= MANY_CLIENTS:
@@ -492,11 +559,20 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
         fig.update_layout(title_text="Participation: clients sampled in each round" + _binned_note(*widths, "clients"))
         fig.add_trace(
             go.Heatmap(
-                z=share.astype(np.float32), x=_bin_centers(widths[1], share.shape[1], 1), y=_bin_centers(widths[0], share.shape[0], 0),
-                colorscale=[[0, "#F4F4F4"], [1, "#2E91E5"]], showscale=binned, zmin=0, zmax=1,
+                z=share.astype(np.float32),
+                x=_bin_centers(widths[1], share.shape[1], 1),
+                y=_bin_centers(widths[0], share.shape[0], 0),
+                colorscale=[[0, "#F4F4F4"], [1, "#2E91E5"]],
+                showscale=binned,
+                zmin=0,
+                zmax=1,
                 colorbar={"title": {"text": "Share sampled", "side": "right"}, "tickformat": ".0%"},
-                hovertemplate=("client %{y}<br>round %{x}<br>sampled: %{z}" if not binned
-                               else "clients around %{y:.0f}<br>rounds around %{x:.0f}<br>share sampled: %{z:.0%}") + "<extra></extra>",
+                hovertemplate=(
+                    "client %{y}<br>round %{x}<br>sampled: %{z}"
+                    if not binned
+                    else "clients around %{y:.0f}<br>rounds around %{x:.0f}<br>share sampled: %{z:.0%}"
+                )
+                + "<extra></extra>",
             )  # fmt: skip
         )
     _round_axis(fig, total_rounds, last)
@@ -518,9 +594,13 @@ def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Fig
         rows = thin(rows.sort_values("round"))
         fig.add_trace(
             go.Scatter(
-                x=rows["round"], y=rows[metric], mode="lines+markers", name=str(run),
+                x=rows["round"],
+                y=rows[metric],
+                mode="lines+markers",
+                name=str(run),
                 line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
-                marker={"size": 4}, hovertemplate=f"{run}<br>round %{{x}}<br>%{{y:{'.1%' if accuracy else '.3f'}}}<extra></extra>",
+                marker={"size": 4},
+                hovertemplate=f"{run}<br>round %{{x}}<br>%{{y:{'.1%' if accuracy else '.3f'}}}<extra></extra>",
             )
         )
     _round_axis(fig, None, int(curves["round"].max()))
@@ -553,4 +633,3 @@ def warm_up() -> None:
     ]  # fmt: skip
     for fig in figures:
         pio.to_json(fig, validate=False)
-

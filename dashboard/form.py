@@ -2,7 +2,7 @@
 
 Each `ExperimentConfig` field becomes one widget whose kind, bounds and help text come from the
 field itself (`model_fields`: its type, its ge/gt/le/lt constraints, its description); the
-choices of dataset, split, model, aggregation and attack come from the engine's registries,
+choices of dataset, split, model, aggregation, attack and executor come from the engine's registries,
 and under each choice only the fields that entry reads (`Entry.params`) are shown. A field
 that no section places and no registry entry claims still gets a widget under "Advanced", so
 a new engine setting can never be missing from the form. Hidden fields keep the value the form
@@ -19,10 +19,9 @@ import annotated_types as at
 import streamlit as st
 from pydantic.fields import FieldInfo
 
-from flcore.config import ExperimentConfig
+from dashboard.tables import field_label
+from flcore.config import ExperimentConfig, Problem, registries
 from flcore.registry import Registry
-
-from dashboard.tables import field_label, registries
 
 KEY_PREFIX = "cfg."
 
@@ -51,10 +50,23 @@ PLACEHOLDERS = {
     "chunk_size": "automatic",
 }
 STEPS = {
-    "alpha": 0.1, "quantity_sigma": 0.1, "synthetic_alpha": 0.1, "synthetic_beta": 0.1,
-    "client_fraction": 0.05, "lr": 0.01, "momentum": 0.05, "weight_decay": 0.0001, "prox_mu": 0.01,
-    "server_lr": 0.1, "server_momentum": 0.05, "beta1": 0.01, "beta2": 0.001, "tau": 0.001,
-    "trim_beta": 0.05, "attack_fraction": 0.05, "attack_scale": 0.5,
+    "alpha": 0.1,
+    "quantity_sigma": 0.1,
+    "synthetic_alpha": 0.1,
+    "synthetic_beta": 0.1,
+    "client_fraction": 0.05,
+    "lr": 0.01,
+    "momentum": 0.05,
+    "weight_decay": 0.0001,
+    "prox_mu": 0.01,
+    "server_lr": 0.1,
+    "server_momentum": 0.05,
+    "beta1": 0.01,
+    "beta2": 0.001,
+    "tau": 0.001,
+    "trim_beta": 0.05,
+    "attack_fraction": 0.05,
+    "attack_scale": 0.5,
 }
 # A value the widget starts at when it appears and the form still holds the config default,
 # because the config default alone is refused (an attack needs some malicious clients).
@@ -94,14 +106,25 @@ def _number(name: str, info: FieldInfo, kind: type, optional: bool, value: Any, 
     low, high = bounds(info)
     if kind is int:
         return st.number_input(
-            label, min_value=None if low is None else int(low), max_value=None if high is None else int(high),
-            value=None if value is None else int(value), step=1, key=key, help=info.description,
+            label,
+            min_value=None if low is None else int(low),
+            max_value=None if high is None else int(high),
+            value=None if value is None else int(value),
+            step=1,
+            key=key,
+            help=info.description,
             placeholder=PLACEHOLDERS.get(name, "automatic") if optional else None,
         )
     return st.number_input(
-        label, min_value=None if low is None else float(low), max_value=None if high is None else float(high),
-        value=None if value is None else float(value), step=STEPS.get(name, 0.01), format="%g", key=key,
-        help=info.description, placeholder=PLACEHOLDERS.get(name, "automatic") if optional else None,
+        label,
+        min_value=None if low is None else float(low),
+        max_value=None if high is None else float(high),
+        value=None if value is None else float(value),
+        step=STEPS.get(name, 0.01),
+        format="%g",
+        key=key,
+        help=info.description,
+        placeholder=PLACEHOLDERS.get(name, "automatic") if optional else None,
     )
 
 
@@ -113,8 +136,12 @@ def field_widget(name: str, value: Any) -> Any:
         registry = CHOICES[name]
         names = registry.names()
         chosen = st.selectbox(
-            label, names, index=names.index(value) if value in names else 0, key=key,
-            format_func=lambda n: registry.entry(n).label, help=info.description,
+            label,
+            names,
+            index=names.index(value) if value in names else 0,
+            key=key,
+            format_func=lambda n: registry.entry(n).label,
+            help=info.description,
         )
         st.caption(registry.entry(chosen).description)
         return chosen
@@ -188,13 +215,12 @@ class Form:
             self.grid([*ADVANCED, *leftover_fields()])
         return self.values
 
-    def show_problems(self, problems: list[str]) -> list[str]:
-        """Put each problem under the widget of the field it names; return those not placed."""
+    def show_problems(self, problems: list[Problem]) -> list[Problem]:
+        """Put each problem under the widget of its field; return those not placed."""
         unplaced = []
         for problem in problems:
-            name = problem.split("=", 1)[0].split(" ", 1)[0].strip()
-            if name in self.slots:
-                self.slots[name].error(problem)
+            if problem.field in self.slots:
+                self.slots[problem.field].error(problem.message)
             else:
                 unplaced.append(problem)
         return unplaced

@@ -64,9 +64,8 @@ def _release_runner(runner: "Runner") -> None:
 def _runner(path: str, max_workers: int | None) -> "Runner":
     import torch
 
-    from flcore.runner import Runner
-
     from dashboard import charts
+    from flcore.runner import Runner
 
     torch.set_num_threads(1)  # this process draws pages; the CPU budget's threads belong to the workers
     runner = Runner(path, max_workers=max_workers)
@@ -89,7 +88,7 @@ def wait_for_first_round(store: "RunStore", run_id: str, timeout: float = FIRST_
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = store.get_run(run_id)
-        if info is None or info.rounds_done > 0 or info.status not in ("queued", "running"):
+        if info is None or info.rounds_done > 0 or not info.active:
             return
         if info.status == "queued" and time.monotonic() > deadline - timeout + 0.1:
             return  # the runner had no free worker: the run waits in the queue

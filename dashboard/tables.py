@@ -1,9 +1,10 @@
 """Tables and text the pages show: pure functions over stored runs, no Streamlit.
 
 `runs_table` is the Runs page's table, `final_metrics` and `config_differences` the Compare
-page's, `time_left` the Run page's estimate, `results_json` its full download. Names and
-sentences for the audience (who does not read code) live here too: `field_label` turns a
-config field into words, `describe_split` a partition into a phrase.
+page's, `time_left` the Run page's estimate, `results_json` its full download. Names for the
+audience (who does not read code) live here too: `field_label` turns a config field into words.
+What the engine knows (registries, how a split is described, the best round, what a run's
+status allows) is asked of the engine, never written again here.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flcore.config import ExperimentConfig
+from flcore.config import ExperimentConfig, registries
+from flcore.data.partition import describe_split
+from flcore.records import best_round
 
 if TYPE_CHECKING:
     from flcore.store import RunInfo
 
-ACTIVE = ("queued", "running")
+__all__ = ["describe_split", "registries"]  # re-exported for the pages
 
 # How a config field is named on screen; fields not listed get their name in words.
 FIELD_LABELS = {
@@ -69,51 +72,24 @@ FIELD_LABELS = {
 }
 
 
-def registries() -> dict[str, Any]:
-    """The config fields whose values name a registry entry, with their registry."""
-    from flcore.attacks import ATTACKS
-    from flcore.data.datasets import DATASETS
-    from flcore.data.partition import PARTITIONERS
-    from flcore.models import MODELS
-    from flcore.strategies import STRATEGIES
-
-    return {"dataset": DATASETS, "partition": PARTITIONERS, "model": MODELS, "strategy": STRATEGIES, "attack": ATTACKS}
-
-
 def field_label(name: str) -> str:
     return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
-def describe_split(config: ExperimentConfig) -> str:
-    """The partition in a few words, e.g. 'Dirichlet α=0.5' or 'Shards (2 per client)'."""
-    p = config.partition
-    if p == "dirichlet":
-        return f"Dirichlet α={config.alpha:g}"
-    if p == "shards":
-        return f"Shards ({config.shards_per_client} per client)"
-    if p == "quantity_skew":
-        return f"Quantity skew ({config.quantity_distribution}, σ={config.quantity_sigma:g})"
-    if p == "iid":
-        return "IID"
-    return p
-
-
 def describe_config(config: ExperimentConfig) -> str:
     """One line: dataset, split, clients, model, strategy, rounds (and the attack, if any)."""
-    from flcore.data.datasets import DATASETS
-    from flcore.models import MODELS
-    from flcore.strategies import STRATEGIES
+    choices = registries()
 
-    def label(registry: Any, name: str) -> str:
-        return registry.entry(name).label if name in registry else name
+    def label(field: str, name: str) -> str:
+        return choices[field].entry(name).label if name in choices[field] else name
 
     sampled = config.clients_per_round_resolved
     parts = [
-        label(DATASETS, config.dataset),
+        label("dataset", config.dataset),
         describe_split(config),
         f"{config.num_clients} clients ({sampled} per round)",
-        label(MODELS, config.model),
-        label(STRATEGIES, config.strategy) + (f" + FedProx μ={config.prox_mu:g}" if config.prox_mu > 0 else ""),
+        label("model", config.model),
+        label("strategy", config.strategy) + (f" + FedProx μ={config.prox_mu:g}" if config.prox_mu > 0 else ""),
         f"{config.rounds} rounds",
     ]
     if config.attack != "none":
@@ -163,7 +139,7 @@ def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
                 "split": describe_split(c),
                 "strategy": STRATEGIES.entry(c.strategy).label if c.strategy in STRATEGIES else c.strategy,
                 "clients": c.num_clients,
-                "status": r.status + (" (cancelling)" if r.cancel_requested and r.status in ACTIVE else ""),
+                "status": r.status + (" (cancelling)" if r.cancel_requested and r.active else ""),
                 "progress": r.progress,
                 "rounds": f"{r.rounds_done} / {r.total_rounds}",
                 "final accuracy": r.final_accuracy,
@@ -181,7 +157,7 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
     for r in runs:
         frame = rounds.get(r.run_id, pd.DataFrame())
         has = not frame.empty
-        best = frame.loc[frame["test_accuracy"].idxmax()] if has else None
+        best = best_round(frame)
         rows.append(
             {
                 "run": labels[r.run_id],

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -23,8 +24,6 @@ from flcore.config import ConfigError, ExperimentConfig
 
 EXIT_USAGE = 2
 NONE_WORDS = {"none", "null", "auto", "default"}
-# rounds.csv keeps only seeded numbers; these machine-dependent columns go to timings.csv
-TIMING_COLUMNS = ["wall_time_s"]
 
 
 class UsageError(Exception):
@@ -73,19 +72,13 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 # Commands -------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
-    from flcore.attacks import ATTACKS
-    from flcore.data.datasets import DATASETS
-    from flcore.data.partition import PARTITIONERS
-    from flcore.models import MODELS
-    from flcore.strategies import STRATEGIES
+    from flcore.config import registries
+    from flcore.metrics import CLIENT_METRICS
 
-    for title, registry in (
-        ("datasets", DATASETS),
-        ("partitions", PARTITIONERS),
-        ("models", MODELS),
-        ("strategies", STRATEGIES),
-        ("attacks", ATTACKS),
-    ):
+    titles = {"dataset": "datasets", "partition": "partitions", "model": "models", "strategy": "strategies",
+              "attack": "attacks", "executor": "executors"}  # fmt: skip
+    for field, registry in [*registries().items(), ("client metric", CLIENT_METRICS)]:
+        title = titles.get(field, "per-client metrics (clients.csv)")
         print(f"{title}:")
         for e in registry.entries():
             params = f"  [settings: {', '.join(e.params)}]" if e.params else ""
@@ -120,7 +113,8 @@ def cmd_partition(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from flcore.simulation import RoundResult, Simulation
+    from flcore.records import RoundResult
+    from flcore.simulation import Simulation
 
     config = config_from_args(args)
     store = run_id = None
@@ -165,24 +159,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _write_results(out: Path, results: list, counts: pd.DataFrame) -> None:
+    from flcore.records import TIMING_COLUMNS
+
     rounds = pd.DataFrame([r.row() for r in results])
     if len(rounds):
-        rounds.drop(columns=TIMING_COLUMNS).to_csv(out / "rounds.csv", index=False)
+        rounds.drop(columns=list(TIMING_COLUMNS)).to_csv(out / "rounds.csv", index=False)
         rounds[["round", *TIMING_COLUMNS]].to_csv(out / "timings.csv", index=False)
     pd.DataFrame([row for r in results for row in r.client_rows()]).to_csv(out / "clients.csv", index=False)
     counts.to_csv(out / "partition.csv", index=False)
 
 
 def _print_summary(config: ExperimentConfig, results: list, seconds: float, out: Path, run_id, store) -> None:
+    from flcore.records import best_round
+
     final = results[-1]
-    best = max(results, key=lambda r: r.test_accuracy)
+    best = best_round(pd.DataFrame([r.row() for r in results]))
     print(
         f"{config.dataset} · {config.partition} · {config.strategy} · {config.num_clients} clients · "
         f"{len(results)} rounds in {seconds:.1f} s\n"
         f"final test accuracy {final.test_accuracy:.4f} (loss {final.test_loss:.4f}); "
-        f"best {best.test_accuracy:.4f} at round {best.round}\n"
-        f"results written to {out}/"
-        + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
+        f"best {best['test_accuracy']:.4f} at round {int(best['round'])}\n"
+        f"results written to {out}/" + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
     )
 
 
@@ -248,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(part)
     part.set_defaults(func=cmd_partition)
 
-    sub.add_parser("list", help="list datasets, partitions, models, strategies and attacks").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="list datasets, partitions, models, strategies, attacks, executors and client metrics").set_defaults(
+        func=cmd_list
+    )
 
     runs = sub.add_parser("runs", help="list the runs in the run store")
     runs.add_argument("--store", metavar="PATH")

@@ -8,8 +8,8 @@ Robust strategies (median, trimmed mean, Krum) exist to survive these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

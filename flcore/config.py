@@ -1,10 +1,11 @@
 """The one experiment configuration: typed, validated in one place, frozen, JSON round-trip.
 
 `ExperimentConfig` holds every setting of a simulation. Names of datasets, partitioners,
-models, strategies and attacks are checked against their registries; numeric settings carry
-their allowed ranges as field constraints, which the dashboard also reads to bound its widgets.
-Any invalid value raises `ConfigError` whose message names the field, the value and what is
-allowed, e.g. ``clients_per_round=50 exceeds num_clients=10``.
+models, strategies, attacks and executors are checked against their registries (the
+`REGISTRY_FIELDS` below); numeric settings carry their allowed ranges as field constraints,
+which the dashboard also reads to bound its widgets. Any invalid value raises `ConfigError`,
+whose `problems` are (field, sentence) pairs; each sentence names the field, the value and what
+is allowed, e.g. ``clients_per_round=50 exceeds num_clients=10``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from flcore.problems import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from flcore.registry import Registry
 
 DEFAULT_DATA_DIR = os.environ.get("FLCORE_DATA_DIR", str(Path.home() / ".cache" / "flcore" / "data"))
 
-
-class ConfigError(ValueError):
-    """An invalid experiment setting; `str()` is a sentence per problem, naming the field."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+__all__ = ["ConfigError", "ExperimentConfig", "Problem", "registries"]
 
 
 class ExperimentConfig(BaseModel):
@@ -45,9 +46,7 @@ class ExperimentConfig(BaseModel):
     partition: str = Field("dirichlet", description="How the training data is split over clients.")
     alpha: float = Field(0.5, gt=0, le=1000, description="Dirichlet concentration: small = skewed labels.")
     shards_per_client: int = Field(2, ge=1, le=100, description="Shards partition: labels per client.")
-    quantity_distribution: Literal["lognormal", "powerlaw"] = Field(
-        "lognormal", description="Quantity skew: distribution of client sizes."
-    )
+    quantity_distribution: Literal["lognormal", "powerlaw"] = Field("lognormal", description="Quantity skew: distribution of client sizes.")
     quantity_sigma: float = Field(1.0, gt=0, le=5, description="Quantity skew: log-normal sigma or power-law exponent.")
     min_samples_per_client: int = Field(2, ge=1, le=10_000, description="Smallest number of training samples a client may get.")
 
@@ -65,9 +64,7 @@ class ExperimentConfig(BaseModel):
     momentum: float = Field(0.0, ge=0, lt=1, description="Client SGD momentum.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="Client SGD weight decay.")
     prox_mu: float = Field(0.0, ge=0, le=100, description="FedProx proximal weight mu (0 = FedAvg's local loss).")
-    executor: Literal["auto", "sequential", "vectorized"] = Field(
-        "auto", description="How clients are trained: one after another, or batched together."
-    )
+    executor: str = Field("auto", description="How clients are trained: one after another, or batched together.")
     chunk_size: int | None = Field(None, ge=1, le=100_000, description="Vectorized executor: clients per batched chunk (None = automatic).")
 
     # Server
@@ -94,8 +91,8 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "ExperimentConfig":
         problems = _cross_field_problems(self)
-        if problems:
-            raise ValueError("\n".join(problems))
+        if problems:  # the pairs travel in the error's context to `format_validation_error`
+            raise PydanticCustomError("cross_field", "{summary}", {"summary": "; ".join(map(str, problems)), "problems": problems})
         return self
 
     # Derived values -----------------------------------------------------------------
@@ -142,57 +139,58 @@ class ExperimentConfig(BaseModel):
         Path(path).write_text(self.to_json() + "\n")
 
 
-def format_validation_error(err: ValidationError) -> list[str]:
+def format_validation_error(err: ValidationError) -> list[Problem]:
     problems = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if not field:  # a cross-field problem; messages already name their fields
-            problems.extend(msg.split("\n"))
+        if e["type"] == "cross_field":  # pairs from `_cross_field_problems`, fields already named
+            problems.extend(e["ctx"]["problems"])
             continue
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            problems.append(f"{field} is not a setting; see `python -m flcore run --help` for the settings")
+            problems.append(Problem(field, f"{field} is not a setting; see `python -m flcore run --help` for the settings"))
             continue
         value = e.get("input")
-        problems.append(f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}")
+        problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}"))
     return problems
 
 
-def _choice(kind: str, field: str, value: str, names: list[str]) -> str | None:
-    if value in names:
-        return None
-    return f"{field}={value!r} is not a known {kind}; choose one of: {', '.join(names)}"
-
-
-def _cross_field_problems(c: ExperimentConfig) -> list[str]:
+def registries() -> dict[str, "Registry"]:
+    """The config fields whose value names a registry entry, with that registry (in form order)."""
     from flcore.attacks import ATTACKS
     from flcore.data.datasets import DATASETS
     from flcore.data.partition import PARTITIONERS
     from flcore.models import MODELS
     from flcore.strategies import STRATEGIES
+    from flcore.training import EXECUTORS
 
-    problems = [
-        p
-        for p in (
-            _choice("dataset", "dataset", c.dataset, DATASETS.names()),
-            _choice("partitioner", "partition", c.partition, PARTITIONERS.names()),
-            _choice("model", "model", c.model, MODELS.names()),
-            _choice("strategy", "strategy", c.strategy, STRATEGIES.names()),
-            _choice("attack", "attack", c.attack, ATTACKS.names()),
-        )
-        if p
-    ]
+    return {
+        "dataset": DATASETS, "partition": PARTITIONERS, "model": MODELS, "strategy": STRATEGIES,
+        "attack": ATTACKS, "executor": EXECUTORS,
+    }  # fmt: skip
+
+
+def _choice(field: str, value: str, registry: "Registry") -> Problem | None:
+    if value in registry:
+        return None
+    return Problem(field, f"{field}={value!r} is not a known {registry.kind}; choose one of: {', '.join(registry.names())}")
+
+
+def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
+    choices = registries()
+    datasets, models, strategies, attacks = choices["dataset"], choices["model"], choices["strategy"], choices["attack"]
+    problems = [p for field, registry in choices.items() if (p := _choice(field, getattr(c, field), registry))]
     if c.clients_per_round is not None and c.clients_per_round > c.num_clients:
-        problems.append(f"clients_per_round={c.clients_per_round} exceeds num_clients={c.num_clients}")
+        problems.append(Problem("clients_per_round", f"clients_per_round={c.clients_per_round} exceeds num_clients={c.num_clients}"))
     if c.attack != "none" and c.attack_fraction == 0:
-        problems.append(f"attack_fraction=0 must be above 0 when attack={c.attack!r} (or set attack='none')")
+        problems.append(Problem("attack_fraction", f"attack_fraction=0 must be above 0 when attack={c.attack!r} (or set attack='none')"))
     if c.attack == "none" and c.attack_fraction > 0:
-        problems.append(f"attack_fraction={c.attack_fraction} needs an attack; choose one of: {', '.join(n for n in ATTACKS.names() if n != 'none')}")
-    if not problems and c.dataset in DATASETS and c.model in MODELS:
-        info = DATASETS.get(c.dataset).info
-        reason = MODELS.get(c.model).unsupported(info.input_shape)
+        others = ", ".join(n for n in attacks.names() if n != "none")
+        problems.append(Problem("attack_fraction", f"attack_fraction={c.attack_fraction} needs an attack; choose one of: {others}"))
+    if not problems and c.dataset in datasets and c.model in models:
+        reason = models.get(c.model).unsupported(datasets.get(c.dataset).info.input_shape)
         if reason:
-            problems.append(f"model={c.model!r} cannot read dataset={c.dataset!r}: {reason}")
-    if c.strategy in STRATEGIES:
-        problems.extend(STRATEGIES.get(c.strategy).config_problems(c))
+            problems.append(Problem("model", f"model={c.model!r} cannot read dataset={c.dataset!r}: {reason}"))
+    if c.strategy in strategies:
+        problems.extend(strategies.get(c.strategy).config_problems(c))
     return problems

@@ -9,8 +9,8 @@ architectures here need no normalization layers (GroupNorm would be the choice i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
@@ -82,7 +82,7 @@ def cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 @_register("cifar_cnn", "Small CIFAR CNN", "The PyTorch CIFAR tutorial net: conv 6, conv 16, dense 120, 84.", min_side=16)
 def cifar_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     channels, height, width = input_shape
-    side = lambda s: ((s - 4) // 2 - 4) // 2  # noqa: E731 - two (5x5 conv, 2x2 pool) stages
+    side = lambda s: ((s - 4) // 2 - 4) // 2
     return nn.Sequential(
         nn.Conv2d(channels, 6, 5),
         nn.ReLU(),

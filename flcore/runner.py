@@ -30,8 +30,9 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from flcore.budget import CpuBudget
 from flcore.config import ExperimentConfig
@@ -40,7 +41,7 @@ from flcore.store import RunNotRunning, RunStore
 if TYPE_CHECKING:
     import torch
 
-    from flcore.simulation import RoundResult
+    from flcore.records import RoundResult
     from flcore.strategies import ServerState
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"]
     return _execute_claimed(store, run_id, on_round)
 
 
-def _execute_claimed(
-    store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None, worker: dict | None = None
-) -> str:
+def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None, worker: dict | None = None) -> str:
     try:
         store.mark_running(run_id, os.getpid(), worker)
         run = store.get_run(run_id)
@@ -112,7 +111,7 @@ def _execute_claimed(
             state = state_from_bytes(blob, sim.device) if blob is not None else None
             store.discard_rounds_after(run_id, state.round if state is not None else 0)
             for result in sim.run(state):
-                store.append_round(run_id, result, state_to_bytes(sim.state))
+                store.append_round(run_id, result, state_to_bytes(result.state))
                 if on_round is not None:
                     on_round(result)
                 if store.cancel_requested(run_id):
@@ -165,7 +164,7 @@ def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: 
         "pid": os.getpid(),
         "parent_pid": os.getppid(),  # the forkserver's, not the web server's, for a forked worker
         "start_method": start_method,
-        "warm": warm.LOADED_BY != os.getpid(),  # imported by the forkserver, not by this process
+        "warm": os.getpid() != warm.LOADED_BY,  # imported by the forkserver, not by this process
         "python_threads": threading.active_count(),  # 1: no thread of the server came along
         "cuda_initialized": warm.torch.cuda.is_initialized(),  # False: a run that wants CUDA starts it itself
         **settings,

@@ -12,15 +12,16 @@ the strategy. `run()` then repeats, top to bottom:
   7. emit                 a RoundResult with global and per-client numbers
 
 Storage, progress bars, cancellation and checkpoints hang off this loop as consumers of the
-iterator; the loop itself knows nothing about them. Every round's randomness is a function of
-(seed, round), so running from a checkpointed `ServerState` reproduces an uninterrupted run.
+iterator; the loop itself knows nothing about them. Each result carries the server state after
+its round (`result.state`), which is what a consumer checkpoints. Every round's randomness is a
+function of (seed, round), so running from a checkpointed `ServerState` reproduces an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,51 +32,14 @@ from flcore.attacks import ATTACKS, malicious_clients
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
 from flcore.data.partition import counts_frame, label_counts, run_split
+from flcore.metrics import ClientRound, compute_client_metrics
 from flcore.models import build_model
+from flcore.records import ClientResult, RoundResult
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
-from flcore.training import ClientTask, evaluate, make_executor
+from flcore.training import ClientTask, TrainingData, evaluate, make_executor
 from flcore.training.local import flat_params
 
-
-@dataclass(frozen=True)
-class ClientResult:
-    client_id: int
-    num_samples: int
-    num_steps: int
-    train_loss: float
-    train_accuracy: float
-    update_norm: float  # L2 norm of the update as sent (after any attack)
-    malicious: bool
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    round: int  # 1-based
-    sampled_clients: tuple[int, ...]
-    clients: tuple[ClientResult, ...]
-    test_loss: float
-    test_accuracy: float
-    wall_time_s: float
-    bytes_sent: int  # server -> clients
-    bytes_received: int  # clients -> server
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def row(self) -> dict:
-        """The global numbers as one flat row (the columns of rounds.csv)."""
-        return {
-            "round": self.round,
-            "test_loss": self.test_loss,
-            "test_accuracy": self.test_accuracy,
-            "num_sampled": len(self.sampled_clients),
-            "mean_train_loss": float(np.mean([c.train_loss for c in self.clients])),
-            "wall_time_s": self.wall_time_s,
-            "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-            **self.metrics,
-        }
-
-    def client_rows(self) -> list[dict]:
-        return [{"round": self.round, **asdict(c)} for c in self.clients]
+__all__ = ["ClientResult", "DivergedError", "RoundResult", "Simulation", "sample_clients"]
 
 
 class DivergedError(RuntimeError):
@@ -102,7 +66,7 @@ class Simulation:
         self.device = resolve_device(config.device)
         data = load_dataset(config)
         self.info = data.info
-        self.x_train, self.y_train = data.x_train.to(self.device), data.y_train.to(self.device)
+        self.data = TrainingData.holding(config, self.device, data.x_train.to(self.device), data.y_train.to(self.device))
         self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
 
         labels = data.y_train.numpy()
@@ -118,9 +82,7 @@ class Simulation:
 
         self.attack = ATTACKS.get(config.attack)
         self.attack_scale = config.attack_scale if config.attack_scale is not None else self.attack.default_scale
-        self.malicious = set(
-            malicious_clients(config.num_clients, config.attack_fraction, seeding.rng(config.seed, "attack")).tolist()
-        )
+        self.malicious = set(malicious_clients(config.num_clients, config.attack_fraction, seeding.rng(config.seed, "attack")).tolist())
         self.strategy = build_strategy(config)
         self.executor = make_executor(config, self.model, data.info.num_classes)
 
@@ -133,11 +95,11 @@ class Simulation:
         return self.strategy.init(flat_params(self.model))
 
     def run(self, state: ServerState | None = None) -> Iterator[RoundResult]:
-        """Yield one result per round, from `state` (a checkpoint) or from the start."""
+        """Yield one result per round, from `state` (a checkpoint) or from the start; each
+        carries the server state after its round."""
         state = state if state is not None else self.initial_state()
         while state.round < self.config.rounds:
             state, result = self.step(state)
-            self.state = state
             yield result
 
     def step(self, state: ServerState) -> tuple[ServerState, RoundResult]:
@@ -153,7 +115,7 @@ class Simulation:
         corrections = self.strategy.client_corrections(state, sampled)
 
         # 3. local training
-        trained = self.executor.train(state.params, tasks, self.x_train, self.y_train, round_, corrections)
+        trained = self.executor.train(state.params, tasks, self.data, round_, corrections)
 
         # 4. attack: malicious clients poison what they send
         deltas = trained.deltas
@@ -165,6 +127,7 @@ class Simulation:
 
         # 5. aggregate
         updates = ClientUpdates(sampled, deltas, trained.num_samples, trained.num_steps)
+        before = state
         state, metrics = self.strategy.aggregate(state, updates)
         if not torch.isfinite(state.params).all():
             raise DivergedError(
@@ -177,6 +140,7 @@ class Simulation:
 
         # 7. emit
         norms = deltas.norm(dim=1).tolist()
+        extra = compute_client_metrics(ClientRound(round_, sampled, deltas, trained, before.params, state.params))
         clients = tuple(
             ClientResult(
                 client_id=c,
@@ -186,6 +150,7 @@ class Simulation:
                 train_accuracy=float(trained.train_accuracy[i]),
                 update_norm=norms[i],
                 malicious=c in self.malicious,
+                metrics={name: values[i] for name, values in extra.items()},
             )
             for i, c in enumerate(sampled)
         )
@@ -201,4 +166,5 @@ class Simulation:
             bytes_sent=len(sampled) * vector_bytes * per_client,
             bytes_received=len(sampled) * vector_bytes * per_client,
             metrics=metrics,
+            state=state,
         )

@@ -7,7 +7,8 @@ Importing it touches no CUDA state and starts no threads, so forking after it is
 reads its wait policy when torch loads it, so the policy is set here, first: threads that wait
 sleep instead of spinning on cores that the web server and a watching browser need.
 `LOADED_BY` is the pid of the process that imported this module: in a forked worker it is the
-forkserver's, which is how a worker knows it started warm.
+forkserver's, which is how a worker knows it started warm. (The runner, which imports this
+module in each worker, is not imported here: the worker imports it, cheaply, to find its entry.)
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp
 
-import numpy  # noqa: E402,F401
-import pandas  # noqa: E402,F401
-import sklearn.datasets  # noqa: E402,F401  (the digits dataset)
-import torch  # noqa: E402,F401
+import numpy  # noqa: F401
+import pandas  # noqa: F401
+import sklearn.datasets  # noqa: F401  (the digits dataset)
+import torch  # noqa: F401
 
-import flcore.data.vision  # noqa: E402,F401  (torchvision's readers)
-import flcore.runner  # noqa: E402,F401
-import flcore.simulation  # noqa: E402,F401  (models, strategies, executors, datasets, partitions)
+import flcore.budget
+import flcore.data.vision
+import flcore.simulation
+import flcore.store  # noqa: F401
 
 LOADED_BY = os.getpid()

@@ -60,7 +60,11 @@ def test_cli_runs_are_recorded_in_the_store(tmp_path):
 
 def _cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "flcore", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "flcore", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
 

@@ -272,7 +272,7 @@ def test_the_cpu_budget_keeps_a_core_for_the_server_and_splits_the_rest(monkeypa
     for cores, budget in plans.items():
         assert budget.max_workers * budget.threads <= max(1, cores - 1)  # never more threads than the spare cores
         assert budget.nice == 10
-    assert "2 cores: 1 run at a time, 1 torch thread each, at nice 10" == plans[2].describe()
+    assert plans[2].describe() == "2 cores: 1 run at a time, 1 torch thread each, at nice 10"
 
     monkeypatch.setenv("FLCORE_WORKER_THREADS", "4")
     monkeypatch.setenv("FLCORE_WORKER_NICE", "0")

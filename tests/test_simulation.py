@@ -49,7 +49,7 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run():
     whole = list(Simulation(config).run())
     first = Simulation(config)
     head = list(itertools.islice(first.run(), 2))
-    tail = list(Simulation(config).run(first.state))  # a fresh process would load this state
+    tail = list(Simulation(config).run(head[-1].state))  # a fresh process would load this state
     assert [seeded(r) for r in head + tail] == [seeded(r) for r in whole]
 
 
@@ -85,7 +85,7 @@ def test_fedprox_with_mu_zero_is_fedavg_and_mu_pulls_updates_towards_the_global_
     fedavg = run(rounds=2)
     assert [seeded(r) for r in run(rounds=2, prox_mu=0.0)] == [seeded(r) for r in fedavg]
     prox = run(rounds=2, prox_mu=1.0)
-    mean_norm = lambda rs: np.mean([c.update_norm for c in rs[0].clients])  # noqa: E731
+    mean_norm = lambda rs: np.mean([c.update_norm for c in rs[0].clients])
     assert mean_norm(prox) < mean_norm(fedavg)
 
 

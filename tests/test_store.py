@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flcore import store as store_module
 from flcore.config import ExperimentConfig
 from flcore.data.partition import counts_frame
+from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, names
 from flcore.simulation import ClientResult, RoundResult
-from flcore.store import CLIENT_COLUMNS, FINISHED, ROUND_COLUMNS, STATUSES, RunNotRunning, RunStore, default_store_path
+from flcore.store import FINISHED, STATUSES, RunNotRunning, RunStore, default_store_path
+from flcore.store import runs as store_module  # the lifecycle part holds STALE_AFTER_S
 
 
 @pytest.fixture
@@ -33,9 +34,7 @@ def make_round(round_: int, clients=(0, 2), metrics=None) -> RoundResult:
     return RoundResult(
         round=round_,
         sampled_clients=tuple(clients),
-        clients=tuple(
-            ClientResult(c, 10 + c, 3, 0.5 / round_ + c, 0.25 * c, 1.5 + c, malicious=c == 2) for c in clients
-        ),
+        clients=tuple(ClientResult(c, 10 + c, 3, 0.5 / round_ + c, 0.25 * c, 1.5 + c, malicious=c == 2) for c in clients),
         test_loss=1.0 / round_,
         test_accuracy=0.1 * round_,
         wall_time_s=0.01,
@@ -83,15 +82,15 @@ def test_a_round_is_stored_with_its_clients_and_checkpoint(store, config):
     store.append_round(run_id, make_round(2, metrics={}), checkpoint=b"state-2")
 
     rounds = store.rounds_frame(run_id)
-    assert list(rounds.columns) == [*ROUND_COLUMNS, "krum_selected"]
+    assert list(rounds.columns) == [*names(ROUND_COLUMNS), "krum_selected"]
     assert rounds["round"].tolist() == [1, 2]
     assert rounds["test_accuracy"].tolist() == [0.1, 0.2]
     assert rounds["mean_train_loss"].tolist() == [make_round(1).row()["mean_train_loss"], make_round(2).row()["mean_train_loss"]]
     assert rounds["krum_selected"].iloc[0] == 2.0 and np.isnan(rounds["krum_selected"].iloc[1])
 
     clients = store.clients_frame(run_id)
-    assert list(clients.columns) == list(CLIENT_COLUMNS)
-    expected = pd.DataFrame([row for r in (1, 2) for row in make_round(r, metrics={}).client_rows()])[list(CLIENT_COLUMNS)]
+    assert list(clients.columns) == names(CLIENT_COLUMNS)
+    expected = pd.DataFrame([row for r in (1, 2) for row in make_round(r, metrics={}).client_rows()])[names(CLIENT_COLUMNS)]
     pd.testing.assert_frame_equal(clients, expected, check_dtype=False)
     assert clients["malicious"].dtype == bool and clients["malicious"].tolist() == [False, True, False, True]
 
@@ -120,7 +119,7 @@ def test_rounds_are_refused_once_a_run_is_no_longer_running(store, config):
     store.finish(run_id, "interrupted", "gone")
     with pytest.raises(RunNotRunning):
         store.append_round(run_id, make_round(1))
-    assert store.rounds_frame(run_id).empty and list(store.rounds_frame(run_id).columns) == list(ROUND_COLUMNS)
+    assert store.rounds_frame(run_id).empty and list(store.rounds_frame(run_id).columns) == names(ROUND_COLUMNS)
 
 
 def test_cancel_a_queued_run_at_once_and_flag_a_running_one(store, config):

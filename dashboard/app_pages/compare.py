@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import charts, live, state
 from dashboard.frames import run_frames
-from dashboard.tables import ACTIVE, config_differences, final_metrics, run_labels
+from dashboard.tables import config_differences, final_metrics, run_labels
 
 PICK = "compare_pick"
 
@@ -34,7 +34,10 @@ if PICK not in st.session_state:
     st.session_state[PICK] = finished[:2] or ids[:2]
 st.session_state[PICK] = [i for i in st.session_state[PICK] if i in ids]
 picked = st.multiselect(
-    "Runs to compare", ids, key=PICK, format_func=choices.get,
+    "Runs to compare",
+    ids,
+    key=PICK,
+    format_func=choices.get,
     placeholder="Choose two or more runs",
 )
 if not picked:
@@ -52,7 +55,8 @@ def comparison(run_ids: list[str]) -> None:
     names = run_labels(chosen)
     rounds = {r.run_id: run_frames(store, r.run_id).rounds for r in chosen}
     curves = pd.concat(
-        [frame.assign(run=names[rid]) for rid, frame in rounds.items() if not frame.empty] or [pd.DataFrame(columns=["run", "round", "test_accuracy", "test_loss"])],
+        [frame.assign(run=names[rid]) for rid, frame in rounds.items() if not frame.empty]
+        or [pd.DataFrame(columns=["run", "round", "test_accuracy", "test_loss"])],
         ignore_index=True,
     )
     a, b = st.columns(2)
@@ -92,5 +96,5 @@ comparison(picked)
 live.rerun_when_changed(
     lambda: fingerprint(picked),
     fingerprint(picked),
-    COMPARE_POLL_S if any(r.status in ACTIVE for r in runs if r.run_id in picked) else None,
+    COMPARE_POLL_S if any(r.active for r in runs if r.run_id in picked) else None,
 )

@@ -13,49 +13,34 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from flcore.config import ConfigError, ExperimentConfig
-from flcore.data.datasets import DATASETS, DatasetUnavailable, load_dataset
-from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split
-
 from dashboard import charts, state
 from dashboard.form import KEY_PREFIX, Form
 from dashboard.tables import describe_config
+from flcore.config import ConfigError, ExperimentConfig, Problem
+from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_fields, load_dataset
+from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
 
-# The settings a split depends on: the preview is recomputed only when one of them changes.
-PREVIEW_FIELDS = (
-    "dataset", "data_dir", "synthetic_alpha", "synthetic_beta", "partition", "alpha", "shards_per_client",
-    "quantity_distribution", "quantity_sigma", "min_samples_per_client", "num_clients", "seed", "data_seed",
-)
 PREFILLED_FROM = "prefilled_from"
 
 
 @st.cache_data(show_spinner="Loading the dataset's labels…", max_entries=8)
-def train_labels(dataset: str, data_dir: str, synthetic_alpha: float, synthetic_beta: float, data_seed: int) -> np.ndarray:
-    """The training labels of a dataset, read from disk (never downloaded for a preview)."""
-    config = ExperimentConfig.create(
-        dataset=dataset, data_dir=data_dir, download=False, synthetic_alpha=synthetic_alpha,
-        synthetic_beta=synthetic_beta, data_seed=data_seed,
-    )
+def train_labels(dataset_json: str) -> np.ndarray:
+    """The training labels of a dataset, read from disk (never downloaded for a preview);
+    `dataset_json` holds only the fields the dataset reads, so other changes hit the cache."""
+    config = ExperimentConfig.from_json(dataset_json).replace(download=False)
     return load_dataset(config).y_train.numpy()
 
 
-def labels_for(config: ExperimentConfig) -> np.ndarray:
-    reads = set(DATASETS.entry(config.dataset).params)
-    defaults = ExperimentConfig.model_fields
-    return train_labels(
-        config.dataset,
-        config.data_dir if "data_dir" in reads else defaults["data_dir"].default,
-        config.synthetic_alpha if "synthetic_alpha" in reads else 1.0,
-        config.synthetic_beta if "synthetic_beta" in reads else 1.0,
-        config.data_seed_resolved if "data_dir" not in reads else 0,  # a file on disk ignores the seed
-    )
+def dataset_part(config: ExperimentConfig) -> str:
+    """The config reduced to what the dataset's samples depend on, as the labels' cache key."""
+    return ExperimentConfig.create(**{f: getattr(config, f) for f in dataset_fields(config)}).to_json()
 
 
 @st.cache_data(show_spinner="Splitting the data…", max_entries=32)
 def preview_counts(preview_json: str) -> np.ndarray:
     """Clients x classes counts of the split the run will make (same partitioner and seed)."""
     config = ExperimentConfig.from_json(preview_json)
-    labels = labels_for(config)
+    labels = train_labels(dataset_part(config))
     parts = run_split(labels, config)
     return label_counts(labels, parts, DATASETS.get(config.dataset).info.num_classes)
 
@@ -77,19 +62,20 @@ def _start_values() -> dict:
     return st.session_state.get(state.FORM_VALUES, {})
 
 
-def _validate(values: dict) -> tuple[ExperimentConfig | None, list[str]]:
+def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
     try:
         return ExperimentConfig.create(**values), []
     except ConfigError as err:
         return None, list(err.problems)
 
 
-def _preview(values: dict) -> tuple[list[str], bool]:
+def _preview(values: dict) -> tuple[list[Problem], bool]:
     """Draw the partition preview; return (problems found splitting, whether it was drawn)."""
     st.subheader("Partition preview")
     try:
-        preview_config = ExperimentConfig.create(**{f: values[f] for f in PREVIEW_FIELDS})
-    except ConfigError:
+        candidate = ExperimentConfig.model_construct(**{**ExperimentConfig().model_dump(), **values})
+        preview_config = ExperimentConfig.create(**{f: values[f] for f in split_fields(candidate)})
+    except (ConfigError, KeyError):
         st.info("The preview appears once the data and split settings are valid (see the messages on the left).")
         return [], False
     entry = DATASETS.entry(preview_config.dataset)
@@ -103,26 +89,30 @@ def _preview(values: dict) -> tuple[list[str], bool]:
         )
         return [], False
     except PartitionError as err:
-        return [str(err)], False
+        return [Problem(err.field, str(err))], False
 
     info = entry.obj.info
     het = heterogeneity(counts)
     num_classes = counts.shape[1]
     cols = st.columns(2) + st.columns(2)
     cols[0].metric(
-        "Labels per client", f"{het.classes_per_client:.1f} of {num_classes}",
+        "Labels per client",
+        f"{het.classes_per_client:.1f} of {num_classes}",
         help="How many different labels a client holds, on average. Fewer labels per client means a more skewed split.",
     )
     cols[1].metric(
-        "Label entropy", f"{het.label_entropy_bits:.2f} bits",
+        "Label entropy",
+        f"{het.label_entropy_bits:.2f} bits",
         help=f"Mean entropy of a client's label mix: {np.log2(num_classes):.2f} bits is perfectly even, 0 means a single label.",
     )
     cols[2].metric(
-        "Distance from the global mix", f"{het.distance_from_global:.2f}",
+        "Distance from the global mix",
+        f"{het.distance_from_global:.2f}",
         help="Mean total-variation distance between a client's label mix and the whole dataset's: 0 is IID, 1 is disjoint.",
     )
     cols[3].metric(
-        "Client size spread", f"{het.size_cv:.2f}",
+        "Client size spread",
+        f"{het.size_cv:.2f}",
         help="Coefficient of variation of client sizes: 0 means every client holds the same number of samples.",
     )
     st.caption(
@@ -136,10 +126,15 @@ def _preview(values: dict) -> tuple[list[str], bool]:
     st.caption(charts.CAPTIONS["partition_bars"])
     with st.expander("Per-client statistics"):
         st.dataframe(
-            het.per_client.rename(columns={
-                "client_id": "client", "label_entropy_bits": "label entropy (bits)", "distance_from_global": "distance from global mix",
-            }),
-            hide_index=True, width="stretch",
+            het.per_client.rename(
+                columns={
+                    "client_id": "client",
+                    "label_entropy_bits": "label entropy (bits)",
+                    "distance_from_global": "distance from global mix",
+                }
+            ),
+            hide_index=True,
+            width="stretch",
         )
     return [], True
 
@@ -169,8 +164,9 @@ with preview_box:
 problems += [p for p in split_problems if p not in problems]
 form.show_problems(problems)
 
+
 @st.fragment
-def run_button(config: ExperimentConfig | None, problems: list[str]) -> None:
+def run_button(config: ExperimentConfig | None, problems: list[Problem]) -> None:
     """The Run button. A click reruns only this fragment (the form above is not drawn again):
     it queues the run, waits a moment for its first round when a worker took it at once (so the
     Run page opens with the first point drawn), and opens the Run page."""
@@ -189,7 +185,7 @@ def run_button(config: ExperimentConfig | None, problems: list[str]) -> None:
 with action:
     if problems:
         st.markdown("**Not ready to run yet.** Fix these settings:")
-        st.error("\n".join(f"- {p}" for p in problems))
+        st.error("\n".join(f"- {p.message}" for p in problems))
     else:
         st.markdown(f"**Ready:** {describe_config(config)}")
     run_button(config, problems)

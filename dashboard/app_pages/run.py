@@ -14,12 +14,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flcore.data.datasets import DATASETS
-from flcore.store import FINISHED
-
 from dashboard import charts, live, state
 from dashboard.frames import run_frames
 from dashboard.tables import describe_config, format_duration, results_json, time_left
+from flcore.data.datasets import DATASETS
+from flcore.metrics import CLIENT_METRICS
+from flcore.store import actions
 
 STATUS_TEXT = {
     "queued": "Queued: it starts as soon as a worker is free.",
@@ -43,8 +43,12 @@ def _pick_run(store) -> str | None:
         return None
     names = {r.run_id: f"{r.name} ({r.run_id}, {r.status})" for r in runs}
     chosen = st.selectbox(
-        "Run", [r.run_id for r in runs], index=None, placeholder="Choose a run to open",
-        format_func=names.get, key="run_pick",
+        "Run",
+        [r.run_id for r in runs],
+        index=None,
+        placeholder="Choose a run to open",
+        format_func=names.get,
+        key="run_pick",
     )
     if chosen:
         st.query_params["run"] = chosen
@@ -71,7 +75,7 @@ def _controls(info) -> None:
     st.progress(min(max(info.progress, 0.0), 1.0), text=text)
 
     status = STATUS_TEXT.get(info.status, info.status)
-    if info.status in ("queued", "running") and info.cancel_requested:
+    if info.active and info.cancel_requested:
         status = "Cancelling: the run stops after the current round."
     if info.status == "failed":
         st.error(info.error or "The run failed without saying why.")
@@ -83,16 +87,27 @@ def _controls(info) -> None:
         st.info(status)
 
     row = st.container(horizontal=True)
-    if info.status in ("queued", "running"):
-        row.button("Cancel", icon=":material/stop_circle:", disabled=info.cancel_requested, key="cancel_button",
-                   on_click=lambda: state.get_runner().cancel(info.run_id),
-                   help="Stop the run after the round in progress; what it has done so far is kept.")
-    elif info.status in ("cancelled", "interrupted", "failed") and info.rounds_done < info.total_rounds:
-        row.button("Resume", icon=":material/play_arrow:", key="resume_button",
-                   on_click=lambda: state.get_runner().resume(info.run_id),
-                   help="Queue the run again; it continues from its last finished round.")
-    if row.button("Run again with changes", icon=":material/edit:", key="again_button",
-                  help="Open New run with this run's settings filled in."):
+    allowed = actions(info)
+    if info.active:
+        row.button(
+            "Cancel",
+            icon=":material/stop_circle:",
+            disabled="cancel" not in allowed,
+            key="cancel_button",
+            on_click=lambda: state.get_runner().cancel(info.run_id),
+            help="Stop the run after the round in progress; what it has done so far is kept.",
+        )
+    elif "resume" in allowed:
+        row.button(
+            "Resume",
+            icon=":material/play_arrow:",
+            key="resume_button",
+            on_click=lambda: state.get_runner().resume(info.run_id),
+            help="Queue the run again; it continues from its last finished round.",
+        )
+    if row.button(
+        "Run again with changes", icon=":material/edit:", key="again_button", help="Open New run with this run's settings filled in."
+    ):
         state.run_again(info.config.model_dump())
 
 
@@ -100,8 +115,7 @@ def _round_span(info) -> int | None:
     """How many rounds the round axes span: the whole run while it is going (so the curves grow
     into a fixed frame), unless that would squeeze the first rounds into a sliver; else None
     (fit the rounds stored)."""
-    active = info.status in ("queued", "running")
-    return info.total_rounds if active and info.total_rounds <= 100 else None
+    return info.total_rounds if info.active and info.total_rounds <= 100 else None
 
 
 TAB_KEY = "run_tab"
@@ -113,7 +127,7 @@ def _charts(store, info) -> None:
     frames = run_frames(store, info.run_id)
     rounds, clients, split = frames.rounds, frames.clients, frames.partition
     class_names = DATASETS.get(info.config.dataset).info.class_names if info.config.dataset in DATASETS else None
-    if rounds.empty and info.status in ("queued", "running"):
+    if rounds.empty and info.active:
         # Nothing to plot yet: a light page while the worker starts, so the browser and the
         # server spend no CPU drawing empty charts that the worker could use instead.
         st.info("Waiting for the first round: the charts appear as soon as it is stored.", icon=":material/hourglass_top:")
@@ -128,10 +142,13 @@ def _charts(store, info) -> None:
         )
 
     def per_client() -> None:
-        _chart_pair(
-            (charts.client_loss_chart(clients, total), "client_loss", "client_loss_chart"),
-            (charts.update_norm_chart(clients, total), "update_norm", "update_norm_chart"),
-        )
+        # One chart per registered client metric the run stored, two side by side.
+        shown = [e for e in CLIENT_METRICS.entries() if e.name in clients.columns]
+        for pair in (shown[i : i + 2] for i in range(0, len(shown), 2)):
+            for column, entry in zip(st.columns(2), pair):
+                with column:
+                    st.plotly_chart(charts.registered_client_chart(clients, entry, total), width="stretch", key=f"{entry.name}_chart")
+                    st.caption(entry.obj.caption)
         _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
 
     def data() -> None:
@@ -141,7 +158,12 @@ def _charts(store, info) -> None:
         )
         _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
 
-    sections = {"Global model": global_model, "Clients": per_client, "Data": data, "Settings and downloads": lambda: _downloads(store, info)}
+    sections = {
+        "Global model": global_model,
+        "Clients": per_client,
+        "Data": data,
+        "Settings and downloads": lambda: _downloads(store, info),
+    }
     for tab, draw in zip(st.tabs(list(sections), key=TAB_KEY, on_change="rerun"), sections.values()):
         if tab.open:
             with tab:
@@ -159,21 +181,56 @@ def _downloads(store, info) -> None:
     rid = info.run_id
     st.caption("Everything this run stored, to keep or to analyse elsewhere, and the exact settings that produced it.")
     cols = st.container(horizontal=True)
-    cols.download_button("Rounds (CSV)", lambda: store.rounds_frame(rid).to_csv(index=False), f"{rid}-rounds.csv", "text/csv",
-                            on_click="ignore", icon=":material/download:", key="dl_rounds")
-    cols.download_button("Clients (CSV)", lambda: store.clients_frame(rid).to_csv(index=False), f"{rid}-clients.csv", "text/csv",
-                            on_click="ignore", icon=":material/download:", key="dl_clients")
-    cols.download_button("Partition (CSV)", lambda: store.partition_frame(rid).to_csv(index=False), f"{rid}-partition.csv", "text/csv",
-                            on_click="ignore", icon=":material/download:", key="dl_partition")
-    cols.download_button("Config (JSON)", info.config.to_json(), f"{rid}-config.json", "application/json",
-                            on_click="ignore", icon=":material/download:", key="dl_config")
+    cols.download_button(
+        "Rounds (CSV)",
+        lambda: store.rounds_frame(rid).to_csv(index=False),
+        f"{rid}-rounds.csv",
+        "text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key="dl_rounds",
+    )
+    cols.download_button(
+        "Clients (CSV)",
+        lambda: store.clients_frame(rid).to_csv(index=False),
+        f"{rid}-clients.csv",
+        "text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key="dl_clients",
+    )
+    cols.download_button(
+        "Partition (CSV)",
+        lambda: store.partition_frame(rid).to_csv(index=False),
+        f"{rid}-partition.csv",
+        "text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key="dl_partition",
+    )
+    cols.download_button(
+        "Config (JSON)",
+        info.config.to_json(),
+        f"{rid}-config.json",
+        "application/json",
+        on_click="ignore",
+        icon=":material/download:",
+        key="dl_config",
+    )
 
     def everything() -> str:
         latest = store.get_run(rid) or info
         return results_json(latest, store.rounds_frame(rid), store.clients_frame(rid), store.partition_frame(rid))
 
-    cols.download_button("Everything (JSON)", everything, f"{rid}-results.json", "application/json",
-                            on_click="ignore", icon=":material/download:", key="dl_all")
+    cols.download_button(
+        "Everything (JSON)",
+        everything,
+        f"{rid}-results.json",
+        "application/json",
+        on_click="ignore",
+        icon=":material/download:",
+        key="dl_all",
+    )
     st.markdown("**Full configuration**")
     st.json(info.config.model_dump(mode="json"), expanded=1)
 
@@ -188,13 +245,15 @@ if info is None:
     st.stop()
 
 st.title(info.name)
-st.caption(f"{describe_config(info.config)}  \nRun {info.run_id} · started from the {info.source} · created "
-           f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}")
+st.caption(
+    f"{describe_config(info.config)}  \nRun {info.run_id} · started from the {info.source} · created "
+    f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}"
+)
 _controls(info)
 live.rerun_when_changed(
     lambda: live.run_fingerprint(store.get_run(info.run_id)),
     live.run_fingerprint(info),
-    live.poll_seconds(info) if info.status not in FINISHED else None,
+    live.poll_seconds(info) if info.active else None,
     at_once=live.run_changed_at_once,
     pace_s=live.redraw_seconds(info),
 )

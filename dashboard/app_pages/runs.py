@@ -11,7 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import live, state
-from dashboard.tables import ACTIVE, runs_table
+from dashboard.tables import runs_table
+from flcore.store import actions
 
 PICK = "runs_pick"  # the selectbox of the run the buttons act on
 APPLIED = "runs_table_applied"  # the table selection last copied into PICK
@@ -34,7 +35,10 @@ def _actions(store, runs) -> None:
     if st.session_state.get(PICK) not in ids:
         st.session_state.pop(PICK, None)
     picked = st.selectbox(
-        "Selected run", ids, key=PICK, format_func=lambda rid: f"{names[rid]} ({rid}, {statuses[rid]})",
+        "Selected run",
+        ids,
+        key=PICK,
+        format_func=lambda rid: f"{names[rid]} ({rid}, {statuses[rid]})",
         help="Click a row in the table, or choose the run here.",
     )
     info = next((r for r in runs if r.run_id == picked), None)
@@ -43,24 +47,41 @@ def _actions(store, runs) -> None:
     row = st.container(horizontal=True)
     if row.button("Open", icon=":material/open_in_new:", type="primary", key="open_button"):
         state.open_run(info.run_id)
-    if row.button("Run again with changes", icon=":material/edit:", key="again_button",
-                  help="Open New run with this run's settings filled in."):
+    if row.button(
+        "Run again with changes", icon=":material/edit:", key="again_button", help="Open New run with this run's settings filled in."
+    ):
         state.run_again(info.config.model_dump())
-    if info.status in ACTIVE:
-        row.button("Cancel", icon=":material/stop_circle:", key="cancel_button",
-                   disabled=info.cancel_requested, help="Stop the run after the round in progress.",
-                   on_click=lambda: state.get_runner().cancel(info.run_id))
-    elif info.status in ("cancelled", "interrupted", "failed") and info.rounds_done < info.total_rounds:
-        row.button("Resume", icon=":material/play_arrow:", key="resume_button",
-                   help="Queue the run again; it continues from its last finished round.",
-                   on_click=lambda: state.get_runner().resume(info.run_id))
-    if row.button("Compare…", icon=":material/compare_arrows:", key="compare_button",
-                  help="Open Compare with this run and the runs just before it."):
+    allowed = actions(info)
+    if info.active:
+        row.button(
+            "Cancel",
+            icon=":material/stop_circle:",
+            key="cancel_button",
+            disabled="cancel" not in allowed,
+            help="Stop the run after the round in progress.",
+            on_click=lambda: state.get_runner().cancel(info.run_id),
+        )
+    elif "resume" in allowed:
+        row.button(
+            "Resume",
+            icon=":material/play_arrow:",
+            key="resume_button",
+            help="Queue the run again; it continues from its last finished round.",
+            on_click=lambda: state.get_runner().resume(info.run_id),
+        )
+    if row.button(
+        "Compare…", icon=":material/compare_arrows:", key="compare_button", help="Open Compare with this run and the runs just before it."
+    ):
         start = ids.index(info.run_id)
-        st.session_state[state.COMPARE_IDS] = ids[start:start + 3]
+        st.session_state[state.COMPARE_IDS] = ids[start : start + 3]
         st.switch_page(state.COMPARE_PAGE)
-    if row.button("Delete", icon=":material/delete:", key="delete_button", disabled=info.status in ACTIVE,
-                  help="Cancel the run first." if info.status in ACTIVE else "Delete the run and all its results."):
+    if row.button(
+        "Delete",
+        icon=":material/delete:",
+        key="delete_button",
+        disabled="delete" not in allowed,
+        help="Delete the run and all its results." if "delete" in allowed else "Cancel the run first.",
+    ):
         st.session_state[CONFIRM] = info.run_id
 
     if st.session_state.get(CONFIRM) == info.run_id:
@@ -110,6 +131,4 @@ else:
         },
     )
     _actions(store, runs)
-live.rerun_when_changed(
-    lambda: fingerprint(store.list_runs()), fingerprint(runs), RUNS_POLL_S if any(r.status in ACTIVE for r in runs) else None
-)
+live.rerun_when_changed(lambda: fingerprint(store.list_runs()), fingerprint(runs), RUNS_POLL_S if any(r.active for r in runs) else None)

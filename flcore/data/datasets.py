@@ -9,20 +9,20 @@ is the server's held-out evaluation set; training samples are what the partition
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from flcore.data.errors import DatasetUnavailable
 from flcore.registry import Registry
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
 
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset cannot be read or fetched; the message says what to do."""
+__all__ = ["DATASETS", "Dataset", "DatasetInfo", "DatasetSpec", "DatasetUnavailable", "dataset_fields", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Dataset:
 class DatasetSpec:
     info: DatasetInfo
     load: Callable[["ExperimentConfig"], Dataset]
+    seeded: bool = False  # its samples depend on the data seed (generated data)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -56,6 +57,13 @@ _DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 def load_dataset(config: "ExperimentConfig") -> Dataset:
     return DATASETS.get(config.dataset).load(config)
+
+
+def dataset_fields(config: "ExperimentConfig") -> tuple[str, ...]:
+    """The config fields the dataset's samples depend on: its name, the settings its entry
+    reads, and the seeds when it generates its data."""
+    entry = DATASETS.entry(config.dataset)
+    return ("dataset", *entry.params, *(("seed", "data_seed") if entry.obj.seeded else ()))
 
 
 # digits -------------------------------------------------------------------------------
@@ -139,7 +147,7 @@ DATASETS.register(
     label="Synthetic(alpha, beta)",
     description="Li et al. 2020: 60 features, 10 classes, 30 devices with their own models; generated from the data seed.",
     params=("synthetic_alpha", "synthetic_beta"),
-)(DatasetSpec(SYNTHETIC_INFO, _load_synthetic))
+)(DatasetSpec(SYNTHETIC_INFO, _load_synthetic, seeded=True))
 
 
 # torchvision datasets -----------------------------------------------------------------
@@ -160,6 +168,4 @@ for _name, _label, _info, _desc in (
     ("fashion_mnist", "Fashion-MNIST", DatasetInfo((1, 28, 28), 10, _FASHION, False), "70,000 clothing images, 28x28 grey (downloaded)."),
     ("cifar10", "CIFAR-10", DatasetInfo((3, 32, 32), 10, _CIFAR, False), "60,000 colour images, 32x32 (downloaded)."),
 ):
-    DATASETS.register(_name, label=_label, description=_desc, params=("data_dir", "download"))(
-        DatasetSpec(_info, _vision(_name))
-    )
+    DATASETS.register(_name, label=_label, description=_desc, params=("data_dir", "download"))(DatasetSpec(_info, _vision(_name)))

@@ -10,8 +10,9 @@ client sizes from a log-normal or power law. `label_counts` and `heterogeneity` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,12 @@ DIRICHLET_TRIES = 200
 
 
 class PartitionError(ValueError):
-    """The data cannot be split as asked; the message names the settings to change."""
+    """The data cannot be split as asked; the message names the settings to change, `field` the
+    one a form should show it under."""
+
+    def __init__(self, message: str, field: str = "num_clients") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def partition(labels: np.ndarray, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
@@ -41,6 +47,34 @@ def partition(labels: np.ndarray, config: "ExperimentConfig", rng: np.random.Gen
         )
     parts = PARTITIONERS.get(config.partition)(labels, k, config, rng)
     return [np.sort(p).astype(np.int64) for p in parts]
+
+
+def split_fields(config: "ExperimentConfig") -> tuple[str, ...]:
+    """The config fields the split of `run_split` depends on: the dataset and what it reads,
+    the partitioner and what it reads, the number of clients, the size floor and the seeds.
+    A preview of the split is exact as long as these are unchanged."""
+    from flcore.data.datasets import dataset_fields
+
+    fields = (
+        *dataset_fields(config), "partition", *PARTITIONERS.entry(config.partition).params,
+        "num_clients", "min_samples_per_client", "seed", "data_seed",
+    )  # fmt: skip
+    return tuple(dict.fromkeys(fields))
+
+
+def describe_split(config: "ExperimentConfig") -> str:
+    """The split in a few words for people, e.g. 'Dirichlet α=0.5' or 'Shards (2 per client)'."""
+    return PARTITIONERS.entry(config.partition).summary(config)
+
+
+def short_split(config: "ExperimentConfig") -> str:
+    """The split in a short token for run names: the partitioner and its first setting, e.g.
+    'dirichlet(0.5)', 'shards(2)', 'iid'."""
+    entry = PARTITIONERS.entry(config.partition)
+    if not entry.params:
+        return entry.name
+    value = getattr(config, entry.params[0])
+    return f"{entry.name}({value:g})" if isinstance(value, float) else f"{entry.name}({value})"
 
 
 def run_split(labels: np.ndarray, config: "ExperimentConfig") -> list[np.ndarray]:
@@ -61,6 +95,7 @@ def iid(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: n
     label="Dirichlet (label skew)",
     description="Each label is spread over clients in Dir(alpha) proportions: small alpha = few labels per client.",
     params=("alpha", "min_samples_per_client"),
+    describe=lambda c: f"Dirichlet α={c.alpha:g}",
 )
 def dirichlet(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
     classes = np.unique(labels)
@@ -78,7 +113,8 @@ def dirichlet(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", 
     raise PartitionError(
         f"dirichlet with alpha={config.alpha} could not give each of num_clients={num_clients} clients "
         f"min_samples_per_client={config.min_samples_per_client} samples in {DIRICHLET_TRIES} tries "
-        f"({len(labels)} training samples); raise alpha, lower num_clients or lower min_samples_per_client"
+        f"({len(labels)} training samples); raise alpha, lower num_clients or lower min_samples_per_client",
+        field="alpha",
     )
 
 
@@ -87,6 +123,7 @@ def dirichlet(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", 
     label="Shards (k labels per client)",
     description="Sort by label, cut into shards, give each client k shards (McMahan et al. 2017).",
     params=("shards_per_client",),
+    describe=lambda c: f"Shards ({c.shards_per_client} per client)",
 )
 def shards(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
     k = config.shards_per_client
@@ -94,7 +131,8 @@ def shards(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng
     if total > len(labels):
         raise PartitionError(
             f"shards_per_client={k} x num_clients={num_clients} = {total} shards exceeds the {len(labels)} "
-            "training samples; lower shards_per_client or num_clients"
+            "training samples; lower shards_per_client or num_clients",
+            field="shards_per_client",
         )
     by_label = np.argsort(labels, kind="stable")
     pieces = np.array_split(by_label, total)
@@ -107,6 +145,7 @@ def shards(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng
     label="Quantity skew",
     description="IID labels, but client sizes drawn from a log-normal or power law: a few big clients, many small.",
     params=("quantity_distribution", "quantity_sigma", "min_samples_per_client"),
+    describe=lambda c: f"Quantity skew ({c.quantity_distribution}, σ={c.quantity_sigma:g})",
 )
 def quantity_skew(labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
     n, floor = len(labels), config.min_samples_per_client

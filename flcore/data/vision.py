@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.error import URLError
 
 import numpy as np
@@ -25,7 +25,7 @@ import torch
 from torchvision import datasets as tv
 from torchvision.datasets.utils import download_and_extract_archive
 
-from flcore.data.datasets import DatasetUnavailable
+from flcore.data.errors import DatasetUnavailable
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x_train, y_train, x_test, y_test
 
@@ -62,15 +62,12 @@ def load(name: str, data_dir: str, download: bool) -> Split:
     if missing:
         if not download:
             raise DatasetUnavailable(
-                f"{src.title} is not in {data_dir} and download is off: turn download on, "
-                f"or put the files there ({', '.join(missing)})."
+                f"{src.title} is not in {data_dir} and download is off: turn download on, or put the files there ({', '.join(missing)})."
             )
         try:
             src.fetch(data_dir)
         except (URLError, OSError, RuntimeError) as e:  # URLError is an OSError; torchvision wraps some in RuntimeError
-            raise DatasetUnavailable(
-                f"could not download {src.title} to {data_dir} (no internet connection?): {e}"
-            ) from e
+            raise DatasetUnavailable(f"could not download {src.title} to {data_dir} (no internet connection?): {e}") from e
 
     try:
         x_train, y_train, x_test, y_test = src.read(data_dir)

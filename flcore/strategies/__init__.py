@@ -1,27 +1,17 @@
-"""Server strategies, one file each, registered by name in `STRATEGIES`.
+"""Server strategies, one file per algorithm (the FedOpt family shares one), registered by name.
+A new file in this folder that registers a strategy is picked up with no other change.
 
-The registry holds strategy classes; `build_strategy(config)` makes the configured one.
-The aggregation math itself is pure functions in `aggregate.py`.
+The registry (`STRATEGIES`, in base.py) holds strategy classes; `build_strategy(config)` makes
+the configured one. The aggregation math itself is pure functions in `aggregate.py`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from flcore.registry import import_modules
+from flcore.strategies.base import STRATEGIES, ClientUpdates, ServerState, Strategy, build_strategy, register
 
-from flcore.registry import Registry
-from flcore.strategies.base import ClientUpdates, ServerState, Strategy
+# Importing each module registers its strategies: these in the order the dashboard lists them,
+# then any other module in this folder (a new strategy is one new file).
+import_modules(__name__, __path__, first=("fedavg", "fedopt", "scaffold", "median", "trimmed_mean", "krum"), skip=("base", "aggregate"))
 
-if TYPE_CHECKING:
-    from flcore.config import ExperimentConfig
-
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-
-
-def build_strategy(config: "ExperimentConfig") -> Strategy:
-    return STRATEGIES.get(config.strategy)(config)
-
-
-# Importing each module registers its strategies, in the order the dashboard lists them.
-from flcore.strategies import fedavg, fedopt, scaffold, median, trimmed_mean, krum  # noqa: E402,F401,I001
-
-__all__ = ["STRATEGIES", "ClientUpdates", "ServerState", "Strategy", "build_strategy"]
+__all__ = ["STRATEGIES", "ClientUpdates", "ServerState", "Strategy", "build_strategy", "register"]

@@ -9,6 +9,7 @@ in-place changes to their inputs: strategies call these.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -97,9 +98,8 @@ def krum(updates: torch.Tensor, num_byzantine: int, multi: int = 1) -> torch.Ten
 
 # FedOpt server optimizers (Reddi et al. 2021, "Adaptive federated optimization", Alg. 2) ---
 # The pseudo-gradient `delta` is the combined client update (local minus global), so the
-# server moves *along* it: x + lr * step.
-
-ADAPTIVE_OPTIMIZERS = ("adagrad", "adam", "yogi")
+# server moves *along* it: x + lr * step. FedAdagrad, FedAdam and FedYogi differ only in how
+# they update the second moment v; each is a function here, passed to `adaptive_step`.
 
 
 def server_momentum_step(
@@ -111,33 +111,58 @@ def server_momentum_step(
     return params + lr * m, m
 
 
-def second_moment(kind: str, v: torch.Tensor, delta: torch.Tensor, beta2: float) -> torch.Tensor:
-    """The new second moment v_t of FedAdagrad, FedAdam or FedYogi (Reddi et al. 2021, Alg. 2)."""
+def adagrad_moment(v: torch.Tensor, delta: torch.Tensor, beta2: float) -> torch.Tensor:
+    """FedAdagrad's second moment: v + delta^2 (beta2 unused)."""
+    return v + delta * delta
+
+
+def adam_moment(v: torch.Tensor, delta: torch.Tensor, beta2: float) -> torch.Tensor:
+    """FedAdam's second moment: beta2 v + (1 - beta2) delta^2."""
+    return beta2 * v + (1 - beta2) * (delta * delta)
+
+
+def yogi_moment(v: torch.Tensor, delta: torch.Tensor, beta2: float) -> torch.Tensor:
+    """FedYogi's second moment: v - (1 - beta2) delta^2 sign(v - delta^2), which shrinks v slowly
+    when updates get small, where Adam would decay it towards them."""
     d2 = delta * delta
-    if kind == "adagrad":
-        return v + d2
-    if kind == "adam":
-        return beta2 * v + (1 - beta2) * d2
-    if kind == "yogi":
-        return v - (1 - beta2) * d2 * torch.sign(v - d2)
-    raise ValueError(f"unknown adaptive server optimizer {kind!r}; choose one of: {', '.join(ADAPTIVE_OPTIMIZERS)}")
+    return v - (1 - beta2) * d2 * torch.sign(v - d2)
 
 
-def server_adaptive_step(
-    kind: str,
+SecondMoment = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def adaptive_step(
     params: torch.Tensor,
     delta: torch.Tensor,
     m: torch.Tensor,
     v: torch.Tensor,
     *,
+    second_moment: SecondMoment,
     lr: float,
     beta1: float,
     beta2: float,
     tau: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One FedAdagrad / FedAdam / FedYogi server step (Reddi et al. 2021, Algorithm 2):
-    m = beta1 m + (1 - beta1) delta; v per `kind`; x = x + lr m / (sqrt(v) + tau).
-    No bias correction, as in the paper. Returns (params, m, v)."""
+    m = beta1 m + (1 - beta1) delta; v = second_moment(v, delta, beta2);
+    x = x + lr m / (sqrt(v) + tau). No bias correction, as in the paper. Returns (params, m, v)."""
     m = beta1 * m + (1 - beta1) * delta
-    v = second_moment(kind, v, delta, beta2)
+    v = second_moment(v, delta, beta2)
     return params + lr * m / (v.sqrt() + tau), m, v
+
+
+# SCAFFOLD (Karimireddy et al. 2020, "SCAFFOLD: stochastic controlled averaging for federated
+# learning", Algorithm 1 with option II for the client control variates) ---------------------
+
+
+def scaffold_control_deltas(control: torch.Tensor, deltas: torch.Tensor, steps: torch.Tensor, lr: float) -> torch.Tensor:
+    """Each client's change of its control variate, option II: dc_i = -c + (x - y_i) / (K_i lr)
+    = -c - delta_i / (K_i lr), for K_i local steps at client learning rate lr. Returns [n, P].
+    A client that took no step (no data) has K_i taken as 1 to avoid dividing by zero."""
+    k = steps.to(device=control.device, dtype=control.dtype).clamp_min(1)
+    return -control - deltas / (k[:, None] * lr)
+
+
+def scaffold_server_control(control: torch.Tensor, control_deltas: torch.Tensor, num_clients: int) -> torch.Tensor:
+    """The server's new control variate: c + (|S| / N) mean_i dc_i over the |S| sampled clients."""
+    return control + (control_deltas.shape[0] / num_clients) * control_deltas.mean(0)

@@ -1,4 +1,4 @@
-"""The strategy interface: explicit server state in, new server state out.
+"""The strategy interface, FedAvg's behaviour as its defaults, and the strategy registry.
 
 A strategy has one job, as in FedJAX's `FederatedAlgorithm(init, apply)`: `init(params)` makes
 the server state and `aggregate(state, updates)` turns one round of client updates into the
@@ -6,17 +6,28 @@ next state and a few metrics. Every model is handled as one flat parameter vecto
 aggregation math (`aggregate.py`) is plain tensor algebra over a `[clients, parameters]` matrix.
 No strategy keeps hidden mutable attributes: everything that persists across rounds lives in
 `ServerState`, which the simulation checkpoints.
+
+`Strategy` is FedAvg (McMahan et al. 2017): a round is `combine` (the client updates into one
+update vector: their sample-weighted mean) then `server_step` (the global model moves by
+server_lr times it). A strategy overrides only what differs: robust ones `combine`, server
+optimizers `server_step` (and `init` for their moments), SCAFFOLD its corrections. Strategies
+are registered by name with `register`, which also gives the class its `name`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from flcore.registry import Registry
+from flcore.strategies.aggregate import weighted_mean
+
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
+    from flcore.problems import Problem
 
 
 @dataclass(frozen=True)
@@ -42,9 +53,9 @@ class ClientUpdates:
 
 
 class Strategy:
-    """Base class: FedAvg-shaped. Subclasses override only what differs."""
+    """FedAvg; subclasses override only what differs (see the module docstring)."""
 
-    name: str = "base"
+    name: str = "fedavg"  # set by `register`
     default_server_lr: float = 1.0
 
     def __init__(self, config: "ExperimentConfig") -> None:
@@ -52,8 +63,8 @@ class Strategy:
         self.server_lr = config.server_lr if config.server_lr is not None else self.default_server_lr
 
     @classmethod
-    def config_problems(cls, config: "ExperimentConfig") -> list[str]:
-        """Sentences naming fields whose values this strategy cannot work with."""
+    def config_problems(cls, config: "ExperimentConfig") -> list["Problem"]:
+        """(field, sentence) pairs for settings this strategy cannot work with."""
         return []
 
     def init(self, params: torch.Tensor) -> ServerState:
@@ -63,5 +74,35 @@ class Strategy:
         """A per-client gradient correction added during local training (SCAFFOLD); None for most."""
         return None
 
+    def combine(self, updates: ClientUpdates) -> tuple[torch.Tensor, dict[str, float]]:
+        """One update vector from the round's client updates, and metrics about how it was formed
+        (e.g. which clients Krum kept). FedAvg: the mean weighted by sample counts."""
+        return weighted_mean(updates.deltas, updates.num_samples), {}
+
+    def server_step(self, state: ServerState, delta: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any], dict[str, float]]:
+        """The new global parameters from the combined update, the new strategy tensors and
+        metrics. FedAvg: x + server_lr * delta."""
+        return state.params + self.server_lr * delta, state.extra, {}
+
     def aggregate(self, state: ServerState, updates: ClientUpdates) -> tuple[ServerState, dict[str, float]]:
-        raise NotImplementedError
+        delta, metrics = self.combine(updates)
+        params, extra, step_metrics = self.server_step(state, delta)
+        new = state.evolve(params=params, round=state.round + 1, extra=extra)
+        return new, {"aggregate_update_norm": float(delta.norm()), **step_metrics, **metrics}
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+
+def register(name: str, **entry: Any) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Register a strategy class under `name` (with the registry's label, description, params)."""
+
+    def add(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        return STRATEGIES.register(name, **entry)(cls)
+
+    return add
+
+
+def build_strategy(config: "ExperimentConfig") -> Strategy:
+    return STRATEGIES.get(config.strategy)(config)

@@ -4,62 +4,17 @@ Reddi et al. 2021 ("Adaptive federated optimization", Algorithm 2) treat the com
 update Delta_t as a pseudo-gradient and feed it to a server optimizer:
 m_t = beta1 m + (1 - beta1) Delta_t; v_t by Adagrad, Adam or Yogi; x += server_lr m_t / (sqrt(v_t) + tau).
 FedAvgM (Hsu et al. 2019) is the heavy-ball case: m_t = beta m + Delta_t; x += server_lr m_t.
-All four are one class, `FedOpt`, parameterized by `optimizer`; the moments live in
-`ServerState.extra` ("m", and "v" for the adaptive ones) so a checkpoint holds them.
+Each overrides only FedAvg's `server_step` (and `init`, for its moments, which live in
+`ServerState.extra` so a checkpoint holds them). The three adaptive ones are one class,
+`FedOpt`, given the second-moment function of `aggregate.py` they differ by.
 """
 
 from __future__ import annotations
 
 import torch
 
-from flcore.strategies import STRATEGIES
-from flcore.strategies.aggregate import server_adaptive_step, server_momentum_step
-from flcore.strategies.base import ClientUpdates, ServerState
-from flcore.strategies.fedavg import FedAvg
-
-
-class FedOpt(FedAvg):
-    """FedAvg's `combine`, then one server-optimizer step. `optimizer` is "momentum" (FedAvgM)
-    or one of the adaptive kinds of `aggregate.second_moment`: "adagrad", "adam", "yogi"."""
-
-    optimizer: str = "adam"
-
-    def init(self, params: torch.Tensor) -> ServerState:
-        state = super().init(params)
-        extra = {"m": torch.zeros_like(state.params)}
-        if self.optimizer != "momentum":
-            # Reddi et al. start from v_{-1} >= tau^2; the smallest allowed value.
-            extra["v"] = torch.full_like(state.params, self.config.tau**2)
-        return state.evolve(extra=extra)
-
-    def aggregate(self, state: ServerState, updates: ClientUpdates) -> tuple[ServerState, dict[str, float]]:
-        delta, metrics = self.combine(updates)
-        c = self.config
-        if self.optimizer == "momentum":
-            params, m = server_momentum_step(
-                state.params, delta, state.extra["m"], lr=self.server_lr, momentum=c.server_momentum
-            )
-            extra = {"m": m}
-        else:
-            params, m, v = server_adaptive_step(
-                self.optimizer,
-                state.params,
-                delta,
-                state.extra["m"],
-                state.extra["v"],
-                lr=self.server_lr,
-                beta1=c.beta1,
-                beta2=c.beta2,
-                tau=c.tau,
-            )
-            extra = {"m": m, "v": v}
-        metrics = {
-            "aggregate_update_norm": float(delta.norm()),
-            "server_step_norm": float((params - state.params).norm()),
-            **metrics,
-        }
-        return state.evolve(params=params, round=state.round + 1, extra=extra), metrics
-
+from flcore.strategies import aggregate
+from flcore.strategies.base import ServerState, Strategy, register
 
 # Default server learning rates. FedAvgM steps by the raw (momentum-summed) update, so 1.0
 # keeps FedAvg's scale (Hsu et al. 2019). The adaptive ones step by about server_lr per
@@ -71,49 +26,69 @@ class FedOpt(FedAvg):
 # step of 0.1 per coordinate per round is large for deeper models, so it is left to users.
 
 
-@STRATEGIES.register(
+@register(
     "fedavgm",
     label="FedAvgM",
     description="FedAvg with server momentum on the averaged update (Hsu et al. 2019; Reddi et al. 2021).",
     params=("server_lr", "server_momentum"),
 )
-class FedAvgM(FedOpt):
-    name = "fedavgm"
-    optimizer = "momentum"
-    default_server_lr = 1.0
+class FedAvgM(Strategy):
+    def init(self, params: torch.Tensor) -> ServerState:
+        state = super().init(params)
+        return state.evolve(extra={"m": torch.zeros_like(state.params)})
+
+    def server_step(self, state: ServerState, delta: torch.Tensor):
+        params, m = aggregate.server_momentum_step(
+            state.params, delta, state.extra["m"], lr=self.server_lr, momentum=self.config.server_momentum
+        )
+        return params, {"m": m}, {"server_step_norm": float((params - state.params).norm())}
 
 
-@STRATEGIES.register(
+class FedOpt(Strategy):
+    """FedAvg's `combine`, then one adaptive server step with this class's `second_moment`."""
+
+    second_moment: aggregate.SecondMoment
+    default_server_lr = 0.03
+
+    def init(self, params: torch.Tensor) -> ServerState:
+        state = super().init(params)
+        # Reddi et al. start from v_{-1} >= tau^2; the smallest allowed value.
+        return state.evolve(extra={"m": torch.zeros_like(state.params), "v": torch.full_like(state.params, self.config.tau**2)})
+
+    def server_step(self, state: ServerState, delta: torch.Tensor):
+        c = self.config
+        params, m, v = aggregate.adaptive_step(
+            state.params, delta, state.extra["m"], state.extra["v"],
+            second_moment=type(self).second_moment, lr=self.server_lr, beta1=c.beta1, beta2=c.beta2, tau=c.tau,
+        )  # fmt: skip
+        return params, {"m": m, "v": v}, {"server_step_norm": float((params - state.params).norm())}
+
+
+@register(
     "fedadam",
     label="FedAdam",
     description="FedAvg with an Adam optimizer on the server (Reddi et al. 2021).",
     params=("server_lr", "beta1", "beta2", "tau"),
 )
 class FedAdam(FedOpt):
-    name = "fedadam"
-    optimizer = "adam"
-    default_server_lr = 0.03
+    second_moment = aggregate.adam_moment
 
 
-@STRATEGIES.register(
+@register(
     "fedyogi",
     label="FedYogi",
     description="FedAvg with a Yogi optimizer on the server, steadier than Adam on sparse updates (Reddi et al. 2021).",
     params=("server_lr", "beta1", "beta2", "tau"),
 )
 class FedYogi(FedOpt):
-    name = "fedyogi"
-    optimizer = "yogi"
-    default_server_lr = 0.03
+    second_moment = aggregate.yogi_moment
 
 
-@STRATEGIES.register(
+@register(
     "fedadagrad",
     label="FedAdagrad",
     description="FedAvg with an Adagrad optimizer on the server (Reddi et al. 2021).",
     params=("server_lr", "beta1", "tau"),
 )
 class FedAdagrad(FedOpt):
-    name = "fedadagrad"
-    optimizer = "adagrad"
-    default_server_lr = 0.03
+    second_moment = aggregate.adagrad_moment

@@ -15,38 +15,41 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from flcore.strategies import STRATEGIES
+from flcore.problems import Problem
 from flcore.strategies.aggregate import krum_max_byzantine, krum_select
-from flcore.strategies.base import ClientUpdates
-from flcore.strategies.fedavg import FedAvg
+from flcore.strategies.base import ClientUpdates, Strategy, register
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
 
 
-@STRATEGIES.register(
+@register(
     "krum",
     label="Krum",
     description="Keeps the one client update closest to its neighbours, discarding outliers (Blanchard et al. 2017).",
     params=("server_lr", "krum_byzantine"),
 )
-class Krum(FedAvg):
-    name = "krum"
-
+class Krum(Strategy):
     @classmethod
-    def config_problems(cls, config: "ExperimentConfig") -> list[str]:
+    def config_problems(cls, config: "ExperimentConfig") -> list[Problem]:
         m = config.clients_per_round_resolved
         f_max = krum_max_byzantine(m)
         if f_max < 0:
             return [
-                f"strategy={cls.name!r} needs clients_per_round of at least 3 (Krum requires n > 2f + 2 "
-                f"updates per round); got clients_per_round={m}"
+                Problem(
+                    "clients_per_round",
+                    f"strategy={cls.name!r} needs clients_per_round of at least 3 (Krum requires n > 2f + 2 "
+                    f"updates per round); got clients_per_round={m}",
+                )
             ]
         f = config.krum_byzantine
         if f is not None and f > f_max:
             return [
-                f"krum_byzantine={f} is too large for clients_per_round={m}: Krum requires "
-                f"clients_per_round > 2 * krum_byzantine + 2, so krum_byzantine can be at most {f_max}"
+                Problem(
+                    "krum_byzantine",
+                    f"krum_byzantine={f} is too large for clients_per_round={m}: Krum requires "
+                    f"clients_per_round > 2 * krum_byzantine + 2, so krum_byzantine can be at most {f_max}",
+                )
             ]
         return []
 
@@ -70,23 +73,24 @@ class Krum(FedAvg):
         }
 
 
-@STRATEGIES.register(
+@register(
     "multikrum",
     label="Multi-Krum",
     description="Averages the client updates with the best Krum scores (Blanchard et al. 2017).",
     params=("server_lr", "krum_byzantine", "multi_krum_m"),
 )
 class MultiKrum(Krum):
-    name = "multikrum"
-
     @classmethod
-    def config_problems(cls, config: "ExperimentConfig") -> list[str]:
+    def config_problems(cls, config: "ExperimentConfig") -> list[Problem]:
         problems = super().config_problems(config)
         m = config.clients_per_round_resolved
         if config.multi_krum_m is not None and config.multi_krum_m > m:
             problems.append(
-                f"multi_krum_m={config.multi_krum_m} exceeds clients_per_round={m}; "
-                f"Multi-Krum averages at most the {m} updates of a round"
+                Problem(
+                    "multi_krum_m",
+                    f"multi_krum_m={config.multi_krum_m} exceeds clients_per_round={m}; "
+                    f"Multi-Krum averages at most the {m} updates of a round",
+                )
             )
         return problems
 

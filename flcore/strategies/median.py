@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import torch
 
-from flcore.strategies import STRATEGIES
 from flcore.strategies.aggregate import coordinate_median
-from flcore.strategies.base import ClientUpdates
-from flcore.strategies.fedavg import FedAvg
+from flcore.strategies.base import ClientUpdates, Strategy, register
 
 
-@STRATEGIES.register(
+@register(
     "median",
     label="Coordinate-wise median",
     description="Per-parameter median of the client updates, robust to a minority of attackers (Yin et al. 2018).",
     params=("server_lr",),
 )
-class Median(FedAvg):
-    name = "median"
-
+class Median(Strategy):
     def combine(self, updates: ClientUpdates) -> tuple[torch.Tensor, dict[str, float]]:
         return coordinate_median(updates.deltas), {}

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import torch
 
-from flcore.strategies import STRATEGIES
-from flcore.strategies.base import ClientUpdates, ServerState
-from flcore.strategies.fedavg import FedAvg
+from flcore.strategies.aggregate import scaffold_control_deltas, scaffold_server_control
+from flcore.strategies.base import ClientUpdates, ServerState, Strategy, register
 
 
-@STRATEGIES.register(
+@register(
     "scaffold",
     label="SCAFFOLD",
     description="Corrects client drift on skewed data with server and client control variates (Karimireddy et al. 2020).",
     params=("server_lr",),
 )
-class Scaffold(FedAvg):
-    name = "scaffold"
-
+class Scaffold(Strategy):
     def init(self, params: torch.Tensor) -> ServerState:
         state = super().init(params)
         return state.evolve(extra={"control": torch.zeros_like(state.params), "client_controls": {}})
@@ -51,15 +48,12 @@ class Scaffold(FedAvg):
         new_state, metrics = super().aggregate(state, updates)  # x += server_lr * mean(delta)
         c = state.extra["control"]
         controls = state.extra["client_controls"]
-        # A client that took no step (no data) leaves its delta at 0; K >= 1 avoids dividing by 0.
-        steps = updates.num_steps.to(device=c.device, dtype=c.dtype).clamp_min(1)
-        dc = -c - updates.deltas / (steps[:, None] * self.config.lr)  # [n, P], option II
+        dc = scaffold_control_deltas(c, updates.deltas, updates.num_steps, self.config.lr)  # [n, P], option II
         new_controls = dict(controls)  # a new dict: the old state stays as it was
         for row, client in enumerate(updates.client_ids):
             old = controls.get(client)
             # clone: a row view would keep this round's whole [n, P] dc alive
             new_controls[client] = dc[row].clone() if old is None else old + dc[row]
-        n, num_clients = len(updates.client_ids), self.config.num_clients
-        new_c = c + (n / num_clients) * dc.mean(0)
+        new_c = scaffold_server_control(c, dc, self.config.num_clients)
         metrics = {**metrics, "control_norm": float(new_c.norm())}
         return new_state.evolve(extra={"control": new_c, "client_controls": new_controls}), metrics

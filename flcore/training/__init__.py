@@ -1,5 +1,10 @@
-"""Local training and the executors that run it: `sequential` (the plain reference) and
-`vectorized` (all sampled clients as one batched computation, with the same numbers)."""
+"""Local training and the executors that run it, registered by name in `EXECUTORS`.
+
+`sequential` is the plain reference (one client after another), `vectorized` trains a round's
+clients as one batched computation with the same numbers, `auto` picks the vectorized one
+wherever it supports the model. Both share the local objective (objective.py). A new executor
+is one new file in this folder that registers it (see base.py for its contract).
+"""
 
 from __future__ import annotations
 
@@ -7,37 +12,24 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from flcore.training.local import ClientTask, LocalSettings, SequentialExecutor, TrainedClients, evaluate
-from flcore.training.vectorized import VectorizedExecutor, supports, unsupported_reason
+from flcore.registry import import_modules
+from flcore.training.base import EXECUTORS, ClientTask, Executor, TrainedClients, TrainingData
+from flcore.training.local import SequentialExecutor, evaluate
+from flcore.training.objective import LocalObjective, LocalSettings
+from flcore.training.vectorized import VectorizedExecutor, supports
+
+import_modules(__name__, __path__, skip=("base", "objective"))  # any other module here registers an executor
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
 
-Executor = SequentialExecutor | VectorizedExecutor
-
 
 def make_executor(config: "ExperimentConfig", model: nn.Module, num_classes: int) -> Executor:
-    """The executor the config asks for; `auto` is the vectorized one wherever it supports the model."""
-    settings = LocalSettings.from_config(config)
-    kind = config.executor
-    if kind == "auto":
-        kind = "vectorized" if supports(model) else "sequential"
-    if kind == "vectorized":
-        reason = unsupported_reason(model)
-        if reason:
-            raise ValueError(f"executor='vectorized' cannot train model={config.model!r}: {reason}; use executor='sequential' or 'auto'")
-        return VectorizedExecutor(model, settings, num_classes, config.seed, chunk_size=config.chunk_size)
-    return SequentialExecutor(model, settings, num_classes, config.seed)
+    """The executor the config names, built for `model`."""
+    return EXECUTORS.get(config.executor)(model, config, num_classes)
 
 
 __all__ = [
-    "ClientTask",
-    "Executor",
-    "LocalSettings",
-    "SequentialExecutor",
-    "TrainedClients",
-    "VectorizedExecutor",
-    "evaluate",
-    "make_executor",
-    "supports",
-]
+    "EXECUTORS", "ClientTask", "Executor", "LocalObjective", "LocalSettings", "SequentialExecutor", "TrainedClients",
+    "TrainingData", "VectorizedExecutor", "evaluate", "make_executor", "supports",
+]  # fmt: skip

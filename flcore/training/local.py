@@ -1,17 +1,16 @@
 """Local client training: the plain reference, one client after another.
 
-A client starts from the global parameters and runs SGD (PyTorch's, with momentum and weight
-decay) over its own samples for `local_epochs`, shuffled by a generator seeded from
-(seed, round, client) so any executor reproduces the same batches. FedProx (Li et al. 2020)
-adds (mu / 2) * ||w - w_global||^2 to the loss; SCAFFOLD (Karimireddy et al. 2020) adds its
-control-variate correction (c - c_i) to every gradient. The vectorized executor must match
-this module's numbers; the tests compare the two.
+A client starts from the global parameters and trains a real `nn.Module` with autograd and
+`torch.optim.SGD` (momentum) over its own samples for `local_epochs`, shuffled by a generator
+seeded from (seed, round, client) so any executor reproduces the same batches. Weight decay,
+FedProx's proximal term and SCAFFOLD's correction are added to each gradient by the shared
+`LocalObjective` (objective.py). The vectorized executor must match this module's numbers; the
+tests compare the two, and compare this one with hand-written SGD.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,43 +18,8 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector
 
 from flcore.seeding import torch_generator
-
-if TYPE_CHECKING:
-    from flcore.config import ExperimentConfig
-
-
-@dataclass(frozen=True)
-class LocalSettings:
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    prox_mu: float
-
-    @classmethod
-    def from_config(cls, c: "ExperimentConfig") -> "LocalSettings":
-        return cls(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.prox_mu)
-
-
-@dataclass(frozen=True)
-class ClientTask:
-    """What one sampled client trains on this round."""
-
-    client_id: int
-    indices: torch.Tensor  # int64 positions in the training set
-    flip_labels: bool = False  # a label-flipping attacker
-
-
-@dataclass(frozen=True)
-class TrainedClients:
-    """Stacked results of one round's local training; row i is tasks[i]."""
-
-    deltas: torch.Tensor  # [n, P] local params - global params
-    num_samples: torch.Tensor  # [n]
-    num_steps: torch.Tensor  # [n]
-    train_loss: torch.Tensor  # [n] sample-weighted mean loss over all local batches
-    train_accuracy: torch.Tensor  # [n]
+from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
+from flcore.training.objective import LocalObjective, LocalSettings
 
 
 def batch_order(num_samples: int, settings: LocalSettings, seed: int, round_: int, client_id: int) -> list[torch.Tensor]:
@@ -88,40 +52,38 @@ def load_flat(model: nn.Module, vector: torch.Tensor) -> None:
 
 
 class SequentialExecutor:
-    """Trains each client in turn with a real nn.Module and torch.optim.SGD."""
-
-    name = "sequential"
+    """Trains each client in turn with a real nn.Module, autograd and torch.optim.SGD."""
 
     def __init__(self, model: nn.Module, settings: LocalSettings, num_classes: int, seed: int) -> None:
         self.model, self.settings, self.num_classes, self.seed = model, settings, num_classes, seed
+        self.objective = LocalObjective(settings)
 
     def train(
         self,
         global_params: torch.Tensor,
-        tasks: list[ClientTask],
-        x: torch.Tensor,
-        y: torch.Tensor,
+        tasks: Sequence[ClientTask],
+        data: TrainingData,
         round_: int,
         corrections: torch.Tensor | None = None,
     ) -> TrainedClients:
+        x, y = data.tensors()
         rows = [
-            self._train_one(global_params, t, x, y, round_, None if corrections is None else corrections[i])
-            for i, t in enumerate(tasks)
+            self._train_one(global_params, t, x, y, round_, None if corrections is None else corrections[i]) for i, t in enumerate(tasks)
         ]
         deltas, samples, steps, losses, accs = zip(*rows)
-        as_t = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+        as_t = lambda v: torch.tensor(v, dtype=torch.float32)
         return TrainedClients(torch.stack(deltas), as_t(samples), as_t(steps), as_t(losses), as_t(accs))
 
     def _train_one(self, global_params, task, x, y, round_, correction):
         s, model = self.settings, self.model
         load_flat(model, global_params)
         params = list(model.parameters())
-        opt = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        opt = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)  # weight decay: in the objective
         xs, ys = x[task.indices], y[task.indices]
         if task.flip_labels:
             ys = flip(ys, self.num_classes)
         batches = batch_order(len(task.indices), s, self.seed, round_, task.client_id)
-        anchor = [p.detach().clone() for p in params] if s.prox_mu else None
+        anchors = self.objective.anchors([p.detach().clone() for p in params])
         corr = _split_like(correction, params) if correction is not None else None
         loss_sum = correct = seen = 0.0
         model.train()
@@ -129,20 +91,25 @@ class SequentialExecutor:
             b = b.to(xs.device)
             logits = model(xs[b])
             loss = F.cross_entropy(logits, ys[b])
-            objective = loss
-            if anchor is not None:
-                objective = loss + 0.5 * s.prox_mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
             opt.zero_grad(set_to_none=True)
-            objective.backward()
-            if corr is not None:
-                for p, c in zip(params, corr):
-                    p.grad.add_(c)
+            loss.backward()
+            with torch.no_grad():
+                self.objective.direction([p.grad for p in params], list(params), anchors, corr)
             opt.step()
             loss_sum += loss.item() * len(b)
             correct += (logits.argmax(1) == ys[b]).sum().item()
             seen += len(b)
         delta = parameters_to_vector(params).detach() - global_params
         return delta, len(task.indices), len(batches), loss_sum / seen, correct / seen
+
+
+@EXECUTORS.register(
+    "sequential",
+    label="One client after another",
+    description="Each sampled client trains in turn with a real PyTorch module and optimizer: the plain reference, works for any model.",
+)
+def sequential(model: nn.Module, config, num_classes: int) -> SequentialExecutor:
+    return SequentialExecutor(model, LocalSettings.from_config(config), num_classes, config.seed)
 
 
 def _split_like(vector: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -20,9 +20,10 @@ Equivalence with the sequential reference, for the same seed:
 - Steps: clients are sorted by step count, so at step s the clients still training are a
   prefix of the chunk; a client whose steps are done is not touched at all (no parameter or
   momentum change), exactly as if it had stopped.
-- Update: PyTorch's SGD written out, g = grad + mu (w - w_global) + correction + wd w,
-  buf = momentum buf + g (buf = g on the first step, since buf starts at 0), w -= lr buf.
-  FedProx (Li et al. 2020) is the mu term, SCAFFOLD (Karimireddy et al. 2020) the correction.
+- Update: the shared `LocalObjective` (objective.py) adds weight decay, FedProx's proximal
+  gradient (Li et al. 2020) and SCAFFOLD's correction (Karimireddy et al. 2020) to each stacked
+  gradient, then PyTorch's SGD step is written out: buf = momentum buf + d (buf = d on the first
+  step, since buf starts at 0), w -= lr buf.
 - Label flipping: a flipping client's labels are flipped before training, as in the reference.
 
 Memory: clients go through in chunks of `chunk_size` (or as many as fit `memory_budget`
@@ -46,7 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flcore.training.local import ClientTask, LocalSettings, TrainedClients, batch_order
+from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
+from flcore.training.local import SequentialExecutor, batch_order
+from flcore.training.objective import LocalObjective, LocalSettings
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of per-chunk working copies when chunk_size is None
 # On the CPU a chunk's parameters, gradients and momentum should also stay near the cache: past
@@ -69,9 +72,7 @@ def unsupported_reason(model: nn.Module) -> str | None:
             return f"it has no batched version of layer {type(layer).__name__}"
         if isinstance(layer, nn.Flatten) and (layer.start_dim, layer.end_dim) != (1, -1):
             return "it handles nn.Flatten() over all feature dimensions only"
-        if isinstance(layer, nn.Conv2d) and (
-            layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str)
-        ):
+        if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str)):
             return "it handles Conv2d with groups=1, zero padding given as numbers only"
         if isinstance(layer, nn.MaxPool2d) and layer.return_indices:
             return "it handles MaxPool2d without return_indices only"
@@ -132,8 +133,16 @@ class _Conv2d:
     def backward(self, ws, saved, g, need_input_grad, out):
         x, w, b = saved
         gx, gw, gb = _aten.convolution_backward(
-            g, x, w, [w.shape[0]] if b is not None else None,
-            self.stride, self.padding, self.dilation, False, [0, 0], ws[0].shape[0],
+            g,
+            x,
+            w,
+            [w.shape[0]] if b is not None else None,
+            self.stride,
+            self.padding,
+            self.dilation,
+            False,
+            [0, 0],
+            ws[0].shape[0],
             [need_input_grad, True, b is not None],
         )
         out[0].view(w.shape).copy_(gw)
@@ -159,7 +168,7 @@ class _MaxPool2d:
     shapes: list = []
 
     def __init__(self, layer: nn.MaxPool2d) -> None:
-        pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
+        pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]
         stride = layer.stride if layer.stride is not None else layer.kernel_size
         self.args = (pair(layer.kernel_size), pair(stride), pair(layer.padding), pair(layer.dilation), layer.ceil_mode)
 
@@ -222,8 +231,10 @@ def _compile(model: nn.Sequential, sample_shape: tuple[int, ...]) -> _Net:
     activations = 0
     with torch.no_grad():
         for module in model:
-            layer = _Flatten(probe.shape[1] if layout == "grouped" else 0) if isinstance(module, nn.Flatten) else (
-                _LAYERS[type(module)](module) if type(module) in (nn.Linear, nn.Conv2d, nn.MaxPool2d) else _ReLU()
+            layer = (
+                _Flatten(probe.shape[1] if layout == "grouped" else 0)
+                if isinstance(module, nn.Flatten)
+                else (_LAYERS[type(module)](module) if type(module) in (nn.Linear, nn.Conv2d, nn.MaxPool2d) else _ReLU())
             )
             if layer.layout_in not in (None, layout):
                 raise ValueError(f"the vectorized executor cannot apply {type(module).__name__} to {layout} activations")
@@ -244,8 +255,6 @@ def _compile(model: nn.Sequential, sample_shape: tuple[int, ...]) -> _Net:
 class VectorizedExecutor:
     """Trains a round's clients together, in chunks, with the sequential executor's numbers."""
 
-    name = "vectorized"
-
     def __init__(
         self,
         model: nn.Module,
@@ -259,6 +268,7 @@ class VectorizedExecutor:
         if reason:
             raise ValueError(f"the vectorized executor cannot train this model: {reason}")
         self.model, self.settings, self.num_classes, self.seed = model, settings, num_classes, seed
+        self.objective = LocalObjective(settings)
         self.chunk_size, self.memory_budget = chunk_size, memory_budget
         self.num_params = sum(p.numel() for p in model.parameters())
         self._nets: dict[tuple[int, ...], _Net] = {}
@@ -268,9 +278,7 @@ class VectorizedExecutor:
             self._nets[sample_shape] = _compile(self.model, sample_shape)
         return self._nets[sample_shape]
 
-    def clients_per_chunk(
-        self, sample_shape: tuple[int, ...], batch: int, steps: int, device: torch.device | str = "cpu"
-    ) -> int:
+    def clients_per_chunk(self, sample_shape: tuple[int, ...], batch: int, steps: int, device: torch.device | str = "cpu") -> int:
         """`chunk_size`, or how many clients' working copies fit in `memory_budget` (and, on
         the CPU, how many clients' parameter state fits in `CPU_CHUNK_STATE`)."""
         if self.chunk_size is not None:
@@ -293,11 +301,11 @@ class VectorizedExecutor:
         self,
         global_params: torch.Tensor,
         tasks: list[ClientTask],
-        x: torch.Tensor,
-        y: torch.Tensor,
+        data: TrainingData,
         round_: int,
         corrections: torch.Tensor | None = None,
     ) -> TrainedClients:
+        x, y = data.tensors()
         s, n, device = self.settings, len(tasks), global_params.device
         net = self._net(tuple(x.shape[1:]))
         sizes = np.array([len(t.indices) for t in tasks], dtype=np.int64)
@@ -313,9 +321,9 @@ class VectorizedExecutor:
             rows = order[start : start + chunk]
             part = [tasks[i] for i in rows]
             corr = None if corrections is None else corrections[torch.as_tensor(rows, device=corrections.device)]
-            d, l, c = self._train_chunk(net, global_params, part, x, y, round_, corr)
+            d, chunk_loss, c = self._train_chunk(net, global_params, part, x, y, round_, corr)
             where = torch.as_tensor(rows, device=device)
-            deltas[where], loss_sum[where], correct[where] = d, l, c
+            deltas[where], loss_sum[where], correct[where] = d, chunk_loss, c
         seen = torch.as_tensor(s.epochs * sizes, dtype=torch.float32).clamp_min(1)
         return TrainedClients(
             deltas,
@@ -383,14 +391,13 @@ class VectorizedExecutor:
         momentum = [torch.zeros_like(w) for w in params] if s.momentum else None
         spans = list(zip(cuts, cuts[1:], net.shapes))
         corrections = None if corr is None else [corr[:, i:j].view(width, *shape) for i, j, shape in spans]
-        anchors = [s.prox_mu * w for w in global_w] if s.prox_mu else None
-        decay = s.weight_decay + s.prox_mu
+        anchors = self.objective.anchors(global_w)
 
         dense_inputs = [] if net.grouped_input else [inputs.unbind(0)]
         per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0), *dense_inputs)
         for step, (a, (w_s, t_s, logits_s, *x_s)) in enumerate(zip(active, per_step)):
             # Clients [0, a) still train at this step; slicing is skipped while all of them do.
-            cut = (lambda t: t) if a == width else (lambda t: t[:a])  # noqa: E731
+            cut = (lambda t: t) if a == width else (lambda t, a=a: t[:a])
             ps, gs = [cut(w) for w in params], [cut(g) for g in grads]
             if net.grouped_input:  # channels-last: oneDNN's grouped convolution is fastest so
                 h = x[idx[step, :, :a]]
@@ -406,14 +413,9 @@ class VectorizedExecutor:
             for i in range(len(net.layers) - 1, net.first_weighted - 1, -1):
                 slots, need_input_grad = net.weights[i], i > net.first_weighted
                 g = net.layers[i].backward([ps[k] for k in slots], saved[i], g, need_input_grad, [gs[k] for k in slots])
-            # PyTorch SGD: d = grad + prox + correction + wd * w; buf = m buf + d; w -= lr buf
+            # d = grad + the objective's terms; PyTorch SGD: buf = m buf + d; w -= lr buf
+            self.objective.direction(gs, ps, anchors, None if corrections is None else [cut(c) for c in corrections])
             for k, (w, d) in enumerate(zip(ps, gs)):
-                if decay:
-                    d.add_(w, alpha=decay)
-                if anchors is not None:
-                    d.sub_(anchors[k])
-                if corrections is not None:
-                    d.add_(cut(corrections[k]))
                 if momentum is not None:
                     d = cut(momentum[k]).mul_(s.momentum).add_(d)
                 w.sub_(d, alpha=s.lr)
@@ -424,3 +426,28 @@ class VectorizedExecutor:
         loss_sum = (nll * valid_t).sum((0, 2))
         correct = ((logits_all.argmax(3) == labels) & valid_t).sum((0, 2)).float()
         return deltas, loss_sum, correct
+
+
+@EXECUTORS.register(
+    "vectorized",
+    label="All clients at once (batched)",
+    description="A round's clients train as one batched computation, with the same numbers: much faster for many small clients.",
+    params=("chunk_size",),
+)
+def vectorized(model: nn.Module, config, num_classes: int) -> VectorizedExecutor:
+    reason = unsupported_reason(model)
+    if reason:
+        raise ValueError(f"executor='vectorized' cannot train model={config.model!r}: {reason}; use executor='sequential' or 'auto'")
+    return VectorizedExecutor(model, LocalSettings.from_config(config), num_classes, config.seed, chunk_size=config.chunk_size)
+
+
+@EXECUTORS.register(
+    "auto",
+    label="Automatic",
+    description="All clients at once where the model allows it, else one after another.",
+    params=("chunk_size",),
+)
+def auto(model: nn.Module, config, num_classes: int) -> VectorizedExecutor | SequentialExecutor:
+    if supports(model):
+        return vectorized(model, config, num_classes)
+    return SequentialExecutor(model, LocalSettings.from_config(config), num_classes, config.seed)

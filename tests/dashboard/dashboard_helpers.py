@@ -75,6 +75,7 @@ def charts_on(at: AppTest) -> list:
 
 def figure(chart) -> dict:
     """A drawn plotly_chart's figure as a dict, typed arrays decoded to nested lists."""
+
     def decode(value):
         if isinstance(value, dict) and "bdata" in value and "dtype" in value:
             flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))

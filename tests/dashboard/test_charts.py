@@ -11,20 +11,33 @@ import pytest
 from dashboard import charts
 
 ROUNDS = pd.DataFrame(
-    {"round": [1, 2, 3], "test_loss": [2.0, 1.5, 1.2], "test_accuracy": [0.3, 0.5, 0.6], "num_sampled": [2, 2, 2],
-     "mean_train_loss": [2.1, 1.6, 1.3], "wall_time_s": [0.5, 0.4, 0.4], "bytes_sent": [10, 10, 10], "bytes_received": [10, 10, 10]}
+    {
+        "round": [1, 2, 3],
+        "test_loss": [2.0, 1.5, 1.2],
+        "test_accuracy": [0.3, 0.5, 0.6],
+        "num_sampled": [2, 2, 2],
+        "mean_train_loss": [2.1, 1.6, 1.3],
+        "wall_time_s": [0.5, 0.4, 0.4],
+        "bytes_sent": [10, 10, 10],
+        "bytes_received": [10, 10, 10],
+    }
 )
 # 3 clients, 2 sampled per round; client 2 is malicious.
 CLIENTS = pd.DataFrame(
-    {"round": [1, 1, 2, 2, 3, 3], "client_id": [0, 1, 1, 2, 0, 2], "num_samples": [5] * 6, "num_steps": [1] * 6,
-     "train_loss": [2.0, 1.9, 1.5, 3.0, 1.1, 3.5], "train_accuracy": [0.2] * 6, "update_norm": [1.0, 1.1, 0.9, 9.0, 0.8, 9.5],
-     "malicious": [False, False, False, True, False, True]}
+    {
+        "round": [1, 1, 2, 2, 3, 3],
+        "client_id": [0, 1, 1, 2, 0, 2],
+        "num_samples": [5] * 6,
+        "num_steps": [1] * 6,
+        "train_loss": [2.0, 1.9, 1.5, 3.0, 1.1, 3.5],
+        "train_accuracy": [0.2] * 6,
+        "update_norm": [1.0, 1.1, 0.9, 9.0, 0.8, 9.5],
+        "malicious": [False, False, False, True, False, True],
+    }
 )
 # client 0 holds labels 0 and 1, client 1 label 1, client 2 label 2 (3 labels).
 COUNTS = np.array([[4, 1, 0], [0, 6, 0], [0, 0, 5]])
-PARTITION = pd.DataFrame(
-    {"client_id": np.repeat(np.arange(3), 3), "label": np.tile(np.arange(3), 3), "count": COUNTS.ravel()}
-)
+PARTITION = pd.DataFrame({"client_id": np.repeat(np.arange(3), 3), "label": np.tile(np.arange(3), 3), "count": COUNTS.ravel()})
 EMPTY_ROUNDS = ROUNDS.iloc[0:0]
 EMPTY_CLIENTS = CLIENTS.iloc[0:0]
 EMPTY_PARTITION = PARTITION.iloc[0:0]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flcore.config import ExperimentConfig
-
 from dashboard import form
+from flcore.config import ExperimentConfig
 
 FIELDS = ExperimentConfig.model_fields
 
@@ -22,7 +21,7 @@ def test_bounds_come_from_the_field_constraints():
 def test_field_kinds():
     assert form._kind(FIELDS["clients_per_round"].annotation) == (int, True, ())
     assert form._kind(FIELDS["server_lr"].annotation) == (float, True, ())
-    assert form._kind(FIELDS["executor"].annotation) == (str, False, ("auto", "sequential", "vectorized"))
+    assert form._kind(FIELDS["device"].annotation) == (str, False, ("auto", "cpu", "cuda"))
     assert form._kind(Literal["a", "b"] | None) == (str, True, ("a", "b"))
     assert form._kind(FIELDS["download"].annotation) == (bool, False, ())
 

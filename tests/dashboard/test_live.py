@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from dashboard_helpers import record_run
 
 from dashboard import charts, frames, live
-from dashboard_helpers import record_run
 from flcore.config import ExperimentConfig
 from flcore.simulation import Simulation
 from flcore.store import RunStore

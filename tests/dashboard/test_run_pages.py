@@ -4,7 +4,6 @@ real store in a temporary directory."""
 from __future__ import annotations
 
 import pytest
-
 from dashboard_helpers import figure, figure_titled, no_exceptions, page, record_run, texts
 
 RUN, RUNS, COMPARE, NEW = "app_pages/run.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/new_run.py"

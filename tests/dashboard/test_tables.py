@@ -7,10 +7,9 @@ import json
 import pandas as pd
 import pytest
 
+from dashboard import tables
 from flcore.config import ExperimentConfig
 from flcore.store import RunInfo
-
-from dashboard import tables
 
 
 def info(run_id="a1", name="demo", status="done", rounds_done=4, total=4, started=100.0, **config) -> RunInfo:
@@ -51,10 +50,12 @@ def test_runs_table_has_the_columns_the_runs_page_promises():
 
 
 def test_config_differences_lists_only_the_settings_that_differ():
-    diff = tables.config_differences({
-        "a": ExperimentConfig.create(name="a", strategy="fedavg"),
-        "b": ExperimentConfig.create(name="b", strategy="median", alpha=0.1),
-    })
+    diff = tables.config_differences(
+        {
+            "a": ExperimentConfig.create(name="a", strategy="fedavg"),
+            "b": ExperimentConfig.create(name="b", strategy="median", alpha=0.1),
+        }
+    )
     assert list(diff.index) == ["Dirichlet alpha", "Aggregation"]
     assert diff.loc["Aggregation"].tolist() == ["FedAvg", "Coordinate-wise median"]
     assert tables.config_differences({"a": ExperimentConfig(), "b": ExperimentConfig()}).empty

@@ -86,8 +86,12 @@ def write_cifar10(root: str | os.PathLike, per_batch: int = 3, n_test: int = 4, 
     for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
         x = _images(rng, n, 3, 32)
         y = rng.integers(0, 10, n).astype(np.int64)
-        batch = {"batch_label": name, "data": x.reshape(n, 3 * 32 * 32), "labels": [int(v) for v in y],
-                 "filenames": [f"{name}_{i}.png" for i in range(n)]}
+        batch = {
+            "batch_label": name,
+            "data": x.reshape(n, 3 * 32 * 32),
+            "labels": [int(v) for v in y],
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
         if name == "test_batch":

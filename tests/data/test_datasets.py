@@ -29,6 +29,7 @@ def test_synthetic_follows_the_data_seed():
 
 def test_synthetic_alpha_beta_control_heterogeneity():
     """With alpha = beta = 0 devices share one feature mean; larger beta spreads them apart."""
+
     def spread(beta):
         x, _, device = make_synthetic(0.0, beta, seed=0)
         means = np.stack([x[device == k].mean(0) for k in range(30)])

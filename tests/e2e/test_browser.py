@@ -13,9 +13,9 @@ import re
 import time
 
 import pytest
+from harness import ACCURACY_X, wait_for_text
 
 from flcore.store import RunStore
-from harness import ACCURACY_X, wait_for_text
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,8 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
         page.get_by_role("tab", name=tab).click()
         page.wait_for_function(
             "(n) => { const p = document.querySelectorAll('.js-plotly-plot'); return p.length === n && [...p].every(e => e._fullLayout); }",
-            arg=charts, timeout=30_000,
+            arg=charts,
+            timeout=30_000,
         )
         shoot(page, screenshots / name)
     page.get_by_role("tab", name="Global model").click()
@@ -191,13 +192,20 @@ def test_a_live_page_sends_nothing_while_no_round_arrives_and_stops_checking_whe
         store.append_round(run_id, next(steps))
 
     received: list[bytes] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(bytes(payload, "utf-8") if isinstance(payload, str) else payload)))
+    page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framereceived", lambda payload: received.append(bytes(payload, "utf-8") if isinstance(payload, str) else payload)
+        ),
+    )
     rounds_drawn = f"() => {{ const x = ({ACCURACY_X})(); return x ? x.length : 0; }}"
     page.goto(f"{server}/run?run={run_id}")
     page.wait_for_function(f"() => ({rounds_drawn})() === 2", timeout=60_000)
     page.wait_for_timeout(1500)
-    page.evaluate("() => { window.plotChanges = 0; new MutationObserver((m) => { window.plotChanges += m.length; })"
-                  ".observe(document.querySelector('.js-plotly-plot'), {subtree: true, childList: true, attributes: true}); }")
+    page.evaluate(
+        "() => { window.plotChanges = 0; new MutationObserver((m) => { window.plotChanges += m.length; })"
+        ".observe(document.querySelector('.js-plotly-plot'), {subtree: true, childList: true, attributes: true}); }"
+    )
     start = len(received)
     page.wait_for_timeout(3000)
     quiet = received[start:]

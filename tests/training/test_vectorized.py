@@ -15,7 +15,7 @@ from flcore.config import ExperimentConfig
 from flcore.models import MODELS, build_model
 from flcore.simulation import Simulation
 from flcore.strategies import STRATEGIES
-from flcore.training import SequentialExecutor, VectorizedExecutor, make_executor, supports
+from flcore.training import SequentialExecutor, TrainingData, VectorizedExecutor, make_executor, supports
 from flcore.training.local import ClientTask, LocalSettings, flat_params
 
 ATOL = 1e-5
@@ -43,8 +43,9 @@ def problem(model_name, sizes, shape=None, seed=0):
 
 def both(model, settings, x, y, tasks, corrections=None, chunk_size=None, round_=3):
     start = flat_params(model)
-    seq = SequentialExecutor(model, settings, 10, seed=5).train(start, tasks, x, y, round_, corrections)
-    vec = VectorizedExecutor(model, settings, 10, seed=5, chunk_size=chunk_size).train(start, tasks, x, y, round_, corrections)
+    data = TrainingData.holding(None, x.device, x, y)
+    seq = SequentialExecutor(model, settings, 10, seed=5).train(start, tasks, data, round_, corrections)
+    vec = VectorizedExecutor(model, settings, 10, seed=5, chunk_size=chunk_size).train(start, tasks, data, round_, corrections)
     return seq, vec
 
 
@@ -90,9 +91,11 @@ def test_batch_larger_than_every_client():
 def test_chunking_does_not_change_the_result():
     model, x, y, tasks = problem("cnn", (7, 13, 20, 3, 9))
     start = flat_params(model)
-    whole = VectorizedExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, x, y, 1)
+    whole = VectorizedExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, TrainingData.holding(None, x.device, x, y), 1)
     for chunk in (1, 2, 4):
-        part = VectorizedExecutor(model, EVERYTHING, 10, seed=5, chunk_size=chunk).train(start, tasks, x, y, 1)
+        part = VectorizedExecutor(model, EVERYTHING, 10, seed=5, chunk_size=chunk).train(
+            start, tasks, TrainingData.holding(None, x.device, x, y), 1
+        )
         assert torch.allclose(part.deltas, whole.deltas, atol=1e-6)
         assert torch.allclose(part.train_loss, whole.train_loss, atol=1e-6)
 
@@ -101,7 +104,7 @@ def test_global_parameters_are_not_written():
     model, x, y, tasks = problem("mlp", (7, 13))
     start = flat_params(model)
     before = start.clone()
-    VectorizedExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, x, y, 1)
+    VectorizedExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, TrainingData.holding(None, x.device, x, y), 1)
     assert torch.equal(start, before)
 
 
@@ -109,11 +112,11 @@ def test_the_memory_budget_bounds_the_chunk():
     model = build_model("mlp", (1, 28, 28), 10)
     p = flat_params(model).numel()
     budget = 64 * 2**20
-    on = lambda device, **kw: VectorizedExecutor(model, EVERYTHING, 10, seed=0, **kw).clients_per_chunk(  # noqa: E731
+    on = lambda device, **kw: VectorizedExecutor(model, EVERYTHING, 10, seed=0, **kw).clients_per_chunk(
         (1, 28, 28), batch=10, steps=20, device=device
     )
     chunk = on("cuda", memory_budget=budget)
-    assert 1 < chunk and chunk * 5 * p * 4 <= budget  # five [chunk, P] float copies fit
+    assert chunk > 1 and chunk * 5 * p * 4 <= budget  # five [chunk, P] float copies fit
     assert on("cuda", memory_budget=1) == 1
     assert on("cpu", memory_budget=budget) <= chunk  # the CPU also keeps the state near the cache
     assert on("cpu", chunk_size=7) == on("cuda", chunk_size=7) == 7
@@ -144,8 +147,21 @@ def test_make_executor_honours_the_setting_and_falls_back_for_unsupported_models
 # Few local steps: over long runs a ReLU input within ~1e-7 of zero can take either side in two
 # float summation orders, which moves one step's gradient by one unit's contribution (seen with
 # the cnn on digits after 25 steps). That is float rounding, not a difference in the algorithm.
-SMALL = dict(dataset="digits", partition="dirichlet", alpha=0.5, num_clients=8, clients_per_round=6, model="mlp",
-             local_epochs=1, batch_size=32, lr=0.05, momentum=0.5, weight_decay=1e-4, prox_mu=0.01, seed=3)
+SMALL = dict(
+    dataset="digits",
+    partition="dirichlet",
+    alpha=0.5,
+    num_clients=8,
+    clients_per_round=6,
+    model="mlp",
+    local_epochs=1,
+    batch_size=32,
+    lr=0.05,
+    momentum=0.5,
+    weight_decay=1e-4,
+    prox_mu=0.01,
+    seed=3,
+)
 DIGIT_MODELS = [m for m in MODELS.names() if MODELS.get(m).unsupported((1, 8, 8)) is None]
 
 
@@ -188,7 +204,9 @@ def test_a_full_run_has_the_same_accuracy_curve_with_either_executor():
 def test_cuda_matches_the_cpu_reference():
     model, x, y, tasks = problem("cifar_cnn", (7, 13, 20))
     start = flat_params(model)
-    seq = SequentialExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, x, y, 1)
+    seq = SequentialExecutor(model, EVERYTHING, 10, seed=5).train(start, tasks, TrainingData.holding(None, x.device, x, y), 1)
     cuda_tasks = [ClientTask(t.client_id, t.indices.cuda(), t.flip_labels) for t in tasks]
-    vec = VectorizedExecutor(model.cuda(), EVERYTHING, 10, seed=5).train(start.cuda(), cuda_tasks, x.cuda(), y.cuda(), 1)
+    vec = VectorizedExecutor(model.cuda(), EVERYTHING, 10, seed=5).train(
+        start.cuda(), cuda_tasks, TrainingData.holding(None, "cuda", x.cuda(), y.cuda()), 1
+    )
     assert torch.allclose(vec.deltas.cpu(), seq.deltas, atol=1e-4)

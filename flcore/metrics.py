@@ -1,0 +1,76 @@
+"""Per-client metrics: each one registered once, with how to compute it and how to show it.
+
+A registered `ClientMetric` is computed for every sampled client at the end of each round
+(from a `ClientRound`: the updates as sent, the round's training results, the global model
+before and after), lands in `ClientResult.metrics`, is stored (as JSON, no schema change),
+exported as a column of `clients.csv`, and drawn by the dashboard as a per-client chart with
+its title, axis and caption. `compute=None` marks a number the engine itself fills in: a
+typed column of `ClientResult`, or a number an executor reports in `TrainedClients.metrics`.
+Adding a metric is one registration here (and, for a number that only the training loop can
+see, a line in each executor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from flcore.registry import Registry
+from flcore.training.base import TrainedClients
+
+
+@dataclass(frozen=True)
+class ClientRound:
+    """What a client metric can read about one round; row i of each tensor is client_ids[i]."""
+
+    round: int
+    client_ids: list[int]
+    deltas: torch.Tensor  # [n, P] the updates as sent (after any attack)
+    trained: TrainedClients  # what local training returned
+    global_before: torch.Tensor  # [P] the global model the clients started from
+    global_after: torch.Tensor  # [P] the global model after aggregation
+
+
+@dataclass(frozen=True)
+class ClientMetric:
+    axis: str  # the y-axis title of its chart, with the unit
+    caption: str  # the line under its chart: what to look for
+    compute: Callable[[ClientRound], torch.Tensor] | None = None  # [n]; None: filled in by the engine
+
+
+CLIENT_METRICS: Registry[ClientMetric] = Registry("client metric")
+
+CLIENT_METRICS.register(
+    "train_loss",
+    label="Training loss per client",
+    description="Each sampled client's mean loss over its local training.",
+)(
+    ClientMetric(
+        "Training loss",
+        "Each sampled client's training loss in each round: clients whose loss stays high hold data unlike the rest; "
+        "dotted lines and a red x mark malicious clients.",
+    )
+)
+CLIENT_METRICS.register(
+    "update_norm",
+    label="Update size per client",
+    description="L2 norm of the update each client sent (after any attack).",
+)(
+    ClientMetric(
+        "Update norm (L2)",
+        "Size (L2 norm) of the update each client sent: outliers are clients whose data or behaviour differs, "
+        "and attackers often stand out here.",
+    )
+)
+
+
+def compute_client_metrics(view: ClientRound) -> dict[str, list[float]]:
+    """The registered metrics that have a `compute`, and those the executor reported, as
+    per-client lists (row i is view.client_ids[i])."""
+    out = {name: values.tolist() for name, values in view.trained.metrics.items()}
+    for entry in CLIENT_METRICS.entries():
+        if entry.obj.compute is not None:
+            out[entry.name] = entry.obj.compute(view).detach().float().cpu().tolist()
+    return out

@@ -1,0 +1,115 @@
+"""What a round produces, defined once: the records, their columns and their dtypes.
+
+`RoundResult` (one per round) and `ClientResult` (one per sampled client per round) are plain
+frozen dataclasses. Their columns (`ROUND_COLUMNS`, `CLIENT_COLUMNS`) are derived here and
+nowhere else: the store's tables and frames, `rounds.csv` and `clients.csv`, and the README's
+tables all follow them. A number beyond those (a strategy's metrics, a registered client
+metric, see `flcore.metrics`) goes in the open `metrics` mapping of either record: it is stored
+as JSON, read back as an extra float column and exported as an extra CSV column, with no
+change to the store's schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from flcore.strategies.base import ServerState
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # a pandas dtype: "int64", "float64" or "bool"
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    client_id: int
+    num_samples: int
+    num_steps: int
+    train_loss: float
+    train_accuracy: float
+    update_norm: float  # L2 norm of the update as sent (after any attack)
+    malicious: bool
+    metrics: dict[str, float] = field(default_factory=dict)  # registered client metrics, by name
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int  # 1-based
+    sampled_clients: tuple[int, ...]
+    clients: tuple[ClientResult, ...]
+    test_loss: float
+    test_accuracy: float
+    wall_time_s: float
+    bytes_sent: int  # server -> clients
+    bytes_received: int  # clients -> server
+    metrics: dict[str, float] = field(default_factory=dict)  # the strategy's (and the engine's) extra numbers
+    state: ServerState | None = field(default=None, repr=False, compare=False)  # the server state after the round
+
+    def row(self) -> dict[str, Any]:
+        """The global numbers as one flat row: ROUND_COLUMNS, then the metrics."""
+        return {
+            "round": self.round,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            "num_sampled": len(self.sampled_clients),
+            "mean_train_loss": float(np.mean([c.train_loss for c in self.clients])),
+            "wall_time_s": self.wall_time_s,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            **self.metrics,
+        }
+
+    def client_rows(self) -> list[dict[str, Any]]:
+        """One flat row per sampled client: CLIENT_COLUMNS, then its metrics."""
+        return [{"round": self.round, **_typed_fields(c), **c.metrics} for c in self.clients]
+
+
+_DTYPES = {int: "int64", float: "float64", bool: "bool", "int": "int64", "float": "float64", "bool": "bool"}
+
+
+def _typed_fields(record: ClientResult) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "metrics"}
+
+
+ROUND_COLUMNS: tuple[Column, ...] = (
+    Column("round", "int64"),
+    Column("test_loss", "float64"),
+    Column("test_accuracy", "float64"),
+    Column("num_sampled", "int64"),
+    Column("mean_train_loss", "float64"),
+    Column("wall_time_s", "float64"),
+    Column("bytes_sent", "int64"),
+    Column("bytes_received", "int64"),
+)  # the keys of RoundResult.row() before its metrics; tests/test_records.py checks they agree
+CLIENT_COLUMNS: tuple[Column, ...] = (Column("round", "int64"),) + tuple(
+    Column(f.name, _DTYPES[f.type]) for f in dataclasses.fields(ClientResult) if f.name != "metrics"
+)
+TIMING_COLUMNS = ("wall_time_s",)  # machine-dependent: kept out of rounds.csv so one seed gives identical files
+
+
+def names(columns: tuple[Column, ...]) -> list[str]:
+    return [c.name for c in columns]
+
+
+def typed_frame(rows: list[tuple], columns: tuple[Column, ...], metrics: list[dict[str, float]] | None = None) -> pd.DataFrame:
+    """A frame with `columns` in their dtypes, then one float column per metric name."""
+    frame = pd.DataFrame(rows, columns=names(columns)).astype({c.name: c.dtype for c in columns})
+    if metrics is None or not any(metrics):
+        return frame
+    extra = pd.DataFrame(metrics, index=frame.index, dtype="float64")
+    return pd.concat([frame, extra], axis=1)
+
+
+def best_round(rounds: pd.DataFrame) -> pd.Series | None:
+    """The row of the round with the best test accuracy (the first, on a tie); None before any."""
+    if rounds.empty:
+        return None
+    return rounds.loc[rounds["test_accuracy"].idxmax()]

@@ -1,0 +1,188 @@
+"""The store's file: SQLite connections, transactions and the versioned schema.
+
+One file (``$FLCORE_STORE``, else ``~/.local/share/flcore/runs.db``) is shared by the dashboard,
+its worker processes and the CLI. It runs in WAL mode so readers never block the writer; each
+thread and process opens its own connection. The schema is built by `MIGRATIONS`, applied in
+order, in one transaction, the first time a file is opened by a newer flcore; PRAGMA
+user_version records how far a file has come. A shipped migration is never edited: a change is a
+new migration at the end (tests/test_store_upgrade.py opens a store made by the first release).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 30_000
+
+# MIGRATIONS[k] takes a store from version k to k + 1.
+_V1 = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id           TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    config_json      TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')),
+    rounds_done      INTEGER NOT NULL DEFAULT 0,
+    total_rounds     INTEGER NOT NULL,
+    error            TEXT,
+    created_at       REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    heartbeat_at     REAL,
+    final_accuracy   REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    source           TEXT NOT NULL,
+    pid              INTEGER,
+    host             TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+CREATE TABLE IF NOT EXISTS rounds (
+    run_id          TEXT NOT NULL,
+    round           INTEGER NOT NULL,
+    test_loss       REAL,
+    test_accuracy   REAL,
+    num_sampled     INTEGER NOT NULL,
+    mean_train_loss REAL,
+    wall_time_s     REAL NOT NULL,
+    bytes_sent      INTEGER NOT NULL,
+    bytes_received  INTEGER NOT NULL,
+    metrics_json    TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, round)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS client_rounds (
+    run_id         TEXT NOT NULL,
+    round          INTEGER NOT NULL,
+    client_id      INTEGER NOT NULL,
+    num_samples    INTEGER NOT NULL,
+    num_steps      INTEGER NOT NULL,
+    train_loss     REAL,
+    train_accuracy REAL,
+    update_norm    REAL,
+    malicious      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, round, client_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partitions (
+    run_id      TEXT PRIMARY KEY,
+    counts_json TEXT NOT NULL  -- clients x labels, a JSON list of lists
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT PRIMARY KEY,
+    round  INTEGER NOT NULL,
+    state  BLOB NOT NULL      -- torch.save of the ServerState after `round`
+);
+"""
+MIGRATIONS: tuple[str, ...] = (
+    _V1,
+    # 2: what the worker process was given (start method, threads, niceness), as JSON
+    "ALTER TABLE runs ADD COLUMN worker_json TEXT;",
+    # 3: a client's numbers beyond the typed columns (registered client metrics), as JSON
+    "ALTER TABLE client_rounds ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';",
+)
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used; the message says why and what to do."""
+
+
+def default_store_path() -> Path:
+    """$FLCORE_STORE if set, else ~/.local/share/flcore/runs.db"""
+    env = os.environ.get("FLCORE_STORE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".local" / "share" / "flcore" / "runs.db"
+
+
+class Database:
+    """A handle on one store file; cheap to create, safe to share between threads (not processes)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().execute("PRAGMA journal_mode=WAL")
+        if self.version() != len(MIGRATIONS):
+            self._migrate()
+
+    def version(self) -> int:
+        """The schema version of the store file."""
+        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        """Bring the file to the latest schema, one migration after another, in one transaction
+        (taken up front, so two processes opening an old store at once migrate it once)."""
+        with self._write() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"the run store {self.path} was written by a newer flcore (schema {version}, this one reads up to "
+                    f"{len(MIGRATIONS)}); upgrade flcore, or point FLCORE_STORE at another file"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in _statements(script):
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __getstate__(self) -> dict:  # connections never cross a process boundary
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (reopened after a fork)."""
+        conn, pid = getattr(self._local, "conn", None), getattr(self._local, "pid", None)
+        if conn is None or pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # In WAL mode, NORMAL syncs at checkpoints instead of at every commit: a killed process
+            # (worker, server) still loses nothing; a power cut may lose the last rounds, never half
+            # of one, and never a checkpoint without its rounds. It keeps a run from waiting on the disk.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so concurrent writers queue instead of deadlocking."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled back already (e.g. on a full disk)
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the file (a round's rows arrive together or not at all)."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self._conn().execute(sql, params).fetchall()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of `script`, one at a time."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]!r}")

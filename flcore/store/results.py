@@ -1,0 +1,133 @@
+"""What runs produced: each round's global and per-client numbers, the split, the checkpoint.
+
+A round's global row, client rows, the run's progress and the checkpoint are written in one
+transaction (`append_round`), so the store never holds half a round and the checkpoint always
+matches the last stored round. The columns come from `flcore.records`; numbers beyond them (a
+strategy's metrics, registered client metrics) are kept as JSON and read back as extra float
+columns. Frames can be read from a round on (`after=`) and from one snapshot (`results`), which
+is how a live page reads only what is new.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import numpy as np
+import pandas as pd
+
+from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, RoundResult, names, typed_frame
+from flcore.store.database import Database
+from flcore.store.runs import RunNotRunning
+
+PARTITION_COLUMNS = ("client_id", "label", "count")
+_ROUND_NAMES = names(ROUND_COLUMNS)
+_CLIENT_NAMES = names(CLIENT_COLUMNS)
+
+
+class RunResults(Database):
+    """Per-round results, the split and the checkpoint of each run."""
+
+    def save_partition(self, run_id: str, counts: np.ndarray) -> None:
+        """The clients x classes label-count matrix of the run's split."""
+        matrix = np.asarray(counts, dtype=np.int64)
+        if matrix.ndim != 2:
+            raise ValueError(f"label counts must be a clients x classes matrix, got shape {matrix.shape}")
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO partitions (run_id, counts_json) VALUES (?, ?)", (run_id, json.dumps(matrix.tolist())))
+
+    def label_counts(self, run_id: str) -> np.ndarray | None:
+        rows = self._query("SELECT counts_json FROM partitions WHERE run_id = ?", (run_id,))
+        return np.array(json.loads(rows[0][0]), dtype=np.int64) if rows else None
+
+    def partition_frame(self, run_id: str) -> pd.DataFrame:
+        """client_id, label, count (empty, with those columns, before the worker saved the split)."""
+        from flcore.data.partition import counts_frame
+
+        counts = self.label_counts(run_id)
+        if counts is None or counts.size == 0:
+            return pd.DataFrame({c: pd.Series(dtype="int64") for c in PARTITION_COLUMNS})
+        return counts_frame(counts)
+
+    def append_round(self, run_id: str, result: RoundResult, checkpoint: bytes | None = None) -> None:
+        """Store one round, its clients, the progress and the checkpoint, in one transaction.
+
+        Raises RunNotRunning (and writes nothing) if the run is no longer running.
+        """
+        row = result.row()
+        metrics = {k: v for k, v in row.items() if k not in _ROUND_NAMES}
+        clients = result.client_rows()
+        now = time.time()
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE runs SET rounds_done = ?, final_accuracy = ?, heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
+                (result.round, _float(result.test_accuracy), now, run_id),
+            )
+            if cur.rowcount != 1:
+                raise RunNotRunning(f"run {run_id} is no longer running; round {result.round} was not stored")
+            c.execute(
+                f"INSERT INTO rounds ({', '.join(_ROUND_NAMES)}, run_id, metrics_json) VALUES ({', '.join('?' * (len(_ROUND_NAMES) + 2))})",
+                (*(row[k] for k in _ROUND_NAMES), run_id, json.dumps(metrics, default=float)),
+            )
+            c.executemany(
+                f"INSERT INTO client_rounds (run_id, {', '.join(_CLIENT_NAMES)}, metrics_json) "
+                f"VALUES ({', '.join('?' * (len(_CLIENT_NAMES) + 2))})",
+                [(run_id, *(r[k] for k in _CLIENT_NAMES), _extra_json(r, _CLIENT_NAMES)) for r in clients],
+            )
+            if checkpoint is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO checkpoints (run_id, round, state) VALUES (?, ?, ?)",
+                    (run_id, result.round, sqlite3.Binary(checkpoint)),
+                )
+
+    def load_checkpoint(self, run_id: str) -> bytes | None:
+        rows = self._query("SELECT state FROM checkpoints WHERE run_id = ?", (run_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def discard_rounds_after(self, run_id: str, round_: int) -> None:
+        """Drop stored rounds past `round_` (those a resumed run will compute again)."""
+        with self._write() as c:
+            c.execute("DELETE FROM rounds WHERE run_id = ? AND round > ?", (run_id, round_))
+            c.execute("DELETE FROM client_rounds WHERE run_id = ? AND round > ?", (run_id, round_))
+            c.execute(
+                "UPDATE runs SET rounds_done = ?, final_accuracy = "
+                "(SELECT test_accuracy FROM rounds WHERE run_id = ? AND round = ?) WHERE run_id = ?",
+                (round_, run_id, round_, run_id),
+            )
+
+    def results(self, run_id: str, after: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """`rounds_frame` and `clients_frame` of the rounds past `after`, from one snapshot."""
+        with self._snapshot():
+            return self.rounds_frame(run_id, after), self.clients_frame(run_id, after)
+
+    def round_wall_time(self, run_id: str, round_: int) -> float | None:
+        """The stored wall time of one round (None if it is not stored): a cheap fingerprint that
+        changes when a resumed run stores that round again."""
+        rows = self._query("SELECT wall_time_s FROM rounds WHERE run_id = ? AND round = ?", (run_id, round_))
+        return rows[0][0] if rows else None
+
+    def rounds_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
+        """One row per round (those past round `after`): ROUND_COLUMNS, then the metrics."""
+        rows = self._query(
+            f"SELECT {', '.join(_ROUND_NAMES)}, metrics_json FROM rounds WHERE run_id = ? AND round > ? ORDER BY round",
+            (run_id, after),
+        )
+        return typed_frame([r[:-1] for r in rows], ROUND_COLUMNS, [json.loads(r[-1]) for r in rows])
+
+    def clients_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
+        """One row per sampled client per round (of the rounds past `after`): CLIENT_COLUMNS, then
+        the client metrics."""
+        rows = self._query(
+            f"SELECT {', '.join(_CLIENT_NAMES)}, metrics_json FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
+            (run_id, after),
+        )
+        return typed_frame([r[:-1] for r in rows], CLIENT_COLUMNS, [json.loads(r[-1]) for r in rows])
+
+
+def _extra_json(row: dict, typed: list[str]) -> str:
+    return json.dumps({k: v for k, v in row.items() if k not in typed}, default=float)
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,249 @@
+"""The run lifecycle: a run's status and who works on it, as a small state machine.
+
+    queued --claim--> running --finish--> done | failed | cancelled
+                         |  \\--(its worker died or the server stopped)--> interrupted
+    queued --cancel--> cancelled
+    interrupted | cancelled | failed --resume--> queued (continues from its checkpoint)
+
+A claim is atomic, so two servers on one store never train a run twice. A running run records
+the pid and host of its worker and beats a heartbeat; a run whose worker is gone (no such
+process on this host, or no heartbeat for STALE_AFTER_S) is marked interrupted. `actions` says
+what a user may do with a run in its status; the dashboard asks it rather than knowing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+
+from flcore.config import ConfigError, ExperimentConfig
+from flcore.store.database import Database
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled", "interrupted")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+STALE_AFTER_S = 120.0  # a running run whose heartbeat is older than this has lost its worker
+
+_RUN_FIELDS = (
+    "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
+    "finished_at, final_accuracy, cancel_requested, source, worker_json"
+)
+
+
+class RunNotRunning(RuntimeError):
+    """A worker tried to write to a run that is no longer `running` (cancelled, interrupted or deleted)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    name: str
+    config: ExperimentConfig
+    status: str
+    rounds_done: int
+    total_rounds: int
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    final_accuracy: float | None
+    cancel_requested: bool
+    source: str
+    worker: dict | None = None  # what its worker process was given: start method, threads, niceness
+
+    @property
+    def progress(self) -> float:
+        return self.rounds_done / self.total_rounds if self.total_rounds else 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def actions(info: RunInfo) -> frozenset[str]:
+    """What a user may do with the run now: "cancel" a queued or running run (once), "resume" a
+    stopped one that has rounds left, "delete" one that is not active."""
+    allowed = set()
+    if info.active and not info.cancel_requested:
+        allowed.add("cancel")
+    if info.status in RESUMABLE and info.rounds_done < info.total_rounds:
+        allowed.add("resume")
+    if not info.active:
+        allowed.add("delete")
+    return frozenset(allowed)
+
+
+def run_name(config: ExperimentConfig) -> str:
+    """The config's own name, or one made of its main settings."""
+    from flcore.data.partition import short_split
+
+    if config.name:
+        return config.name
+    return f"{config.dataset} · {short_split(config)} · {config.strategy} · {config.num_clients} clients"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_config(text: str) -> ExperimentConfig:
+    """A stored config; one that no longer validates (e.g. a renamed strategy) is still shown."""
+    try:
+        return ExperimentConfig.from_json(text)
+    except ConfigError:
+        return ExperimentConfig.model_construct(**json.loads(text))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
+    if os.name == "nt":  # os.kill would terminate it; rely on heartbeats there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLifecycle(Database):
+    """Runs and their statuses (see the module docstring for the transitions)."""
+
+    def create_run(self, config: ExperimentConfig, source: str = "dashboard") -> str:
+        """Store `config` as a queued run; return its id."""
+        with self._write() as c:
+            while True:
+                run_id = secrets.token_hex(4)
+                if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                    break
+            c.execute(
+                "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source),
+            )
+        return run_id
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        rows = self._query(f"SELECT {_RUN_FIELDS} FROM runs WHERE run_id = ?", (run_id,))
+        return _info(rows[0]) if rows else None
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run, newest first."""
+        return [_info(r) for r in self._query(f"SELECT {_RUN_FIELDS} FROM runs ORDER BY created_at DESC, rowid DESC")]
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run with all its rows; a worker still running it stops at its next round."""
+        with self._write() as c:
+            for table in ("client_rounds", "rounds", "partitions", "checkpoints", "runs"):
+                c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
+    def queued(self) -> list[str]:
+        """Ids of the queued runs, oldest first."""
+        return [r[0] for r in self._query("SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")]
+
+    def claim(self, run_id: str) -> bool:
+        """Atomically move a queued run to running; False if it is not queued (someone else took it)."""
+        now = time.time()
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL, "
+                "heartbeat_at = ?, pid = ?, host = ? WHERE run_id = ? AND status = 'queued'",
+                (now, now, os.getpid(), socket.gethostname(), run_id),
+            )
+            return cur.rowcount == 1
+
+    def mark_running(self, run_id: str, pid: int, worker: dict | None = None) -> None:
+        """Record the process working on a claimed run (and, from a worker, what it was given);
+        raise RunNotRunning if the run is not running."""
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE runs SET pid = ?, host = ?, heartbeat_at = ?, worker_json = COALESCE(?, worker_json) "
+                "WHERE run_id = ? AND status = 'running'",
+                (pid, socket.gethostname(), time.time(), None if worker is None else json.dumps(worker), run_id),
+            )
+            if cur.rowcount != 1:
+                raise RunNotRunning(f"run {run_id} is not running")
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", (time.time(), run_id))
+
+    def request_cancel(self, run_id: str) -> None:
+        """A queued run becomes cancelled at once; a running one is flagged for its worker to stop."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE run_id = ? AND status = 'queued'",
+                (time.time(), run_id),
+            )
+            c.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ? AND status = 'running'", (run_id,))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        rows = self._query("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
+        return bool(rows and rows[0][0])
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+        """End a run with one of FINISHED and, when it failed or stopped, a sentence saying why."""
+        if status not in FINISHED:
+            raise ValueError(f"status={status!r} does not end a run; choose one of: {', '.join(FINISHED)}")
+        with self._write() as c:
+            c.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ?, pid = NULL WHERE run_id = ?",
+                (status, error, time.time(), run_id),
+            )
+
+    def mark_interrupted(self, run_id: str, error: str, pids: tuple[int, ...] | None = None) -> bool:
+        """Running -> interrupted, only if its worker is one of `pids` (when given); True if it changed."""
+        sql = "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?, pid = NULL WHERE run_id = ? AND status = 'running'"
+        params: tuple = (error, time.time(), run_id)
+        if pids is not None:
+            sql += f" AND pid IN ({', '.join('?' * len(pids))})"
+            params += tuple(pids)
+        with self._write() as c:
+            return c.execute(sql, params).rowcount == 1
+
+    def mark_stale_interrupted(self) -> list[str]:
+        """Running runs whose worker is gone -> interrupted; returns their ids.
+
+        A worker is gone when its process no longer exists on this host, or when its heartbeat
+        is older than STALE_AFTER_S (workers beat every few seconds, so this also covers another
+        host or a reused pid). Live workers of another server on the same store are left alone.
+        """
+        host, now = socket.gethostname(), time.time()
+        stale = []
+        for run_id, pid, run_host, beat in self._query("SELECT run_id, pid, host, heartbeat_at FROM runs WHERE status = 'running'"):
+            gone = run_host == host and pid is not None and not pid_alive(pid)
+            if gone or beat is None or now - beat > STALE_AFTER_S:
+                reason = "its worker process is gone" if gone else f"its worker sent no heartbeat for {STALE_AFTER_S:.0f} s"
+                error = f"The run stopped unexpectedly ({reason}); resume it to continue from round {self.checkpoint_round(run_id) + 1}."
+                if self.mark_interrupted(run_id, error, None if pid is None else (pid,)):
+                    stale.append(run_id)
+        return stale
+
+    def resume(self, run_id: str) -> None:
+        """An interrupted, cancelled or failed run goes back in the queue, keeping its rounds.
+
+        Its worker continues from the last checkpoint. Any other status is left as it is.
+        """
+        with self._write() as c:
+            c.execute(
+                "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL, cancel_requested = 0, pid = NULL "
+                f"WHERE run_id = ? AND status IN ({', '.join(repr(s) for s in RESUMABLE)})",
+                (run_id,),
+            )
+
+    def checkpoint_round(self, run_id: str) -> int:
+        """The round the run's checkpoint was taken after (0 without one): where a resume continues."""
+        rows = self._query("SELECT round FROM checkpoints WHERE run_id = ?", (run_id,))
+        return rows[0][0] if rows else 0
+
+
+def _info(row: tuple) -> RunInfo:
+    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker) = row
+    return RunInfo(
+        run_id, name, _parse_config(config_json), status, rounds_done, total, error,
+        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None,
+    )  # fmt: skip

@@ -1,0 +1,112 @@
+"""What every executor shares: its contract, what it is given and what it returns.
+
+An executor trains one round's sampled clients from the global parameters and returns their
+updates. It receives the global parameters, the round's `ClientTask`s, the training data as a
+`TrainingData` handle and SCAFFOLD's corrections; it returns a `TrainedClients`. Executors are
+registered by name in `EXECUTORS` (the config's `executor` field, the CLI flag and the form all
+read it); each entry builds one from the model, the config and the number of classes.
+
+`TrainingData` is a handle, not the tensors: it pickles as the run's config and a device, so
+a worker in another process (or on another machine) resolves it by loading the dataset from the
+registry, once per process; the process that built the simulation resolves it to the tensors it
+already holds.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+from torch import nn
+
+from flcore.registry import Registry
+
+if TYPE_CHECKING:
+    from flcore.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class ClientTask:
+    """What one sampled client trains on this round."""
+
+    client_id: int
+    indices: torch.Tensor  # int64 positions in the training set
+    flip_labels: bool = False  # a label-flipping attacker
+
+
+@dataclass(frozen=True)
+class TrainedClients:
+    """Stacked results of one round's local training; row i is tasks[i]."""
+
+    deltas: torch.Tensor  # [n, P] local params - global params
+    num_samples: torch.Tensor  # [n]
+    num_steps: torch.Tensor  # [n]
+    train_loss: torch.Tensor  # [n] sample-weighted mean loss over all local batches
+    train_accuracy: torch.Tensor  # [n]
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # [n] each: numbers an executor adds
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training samples of a run, as a handle any process can resolve (see the module doc)."""
+
+    config: ExperimentConfig | None = None  # what to load where the tensors are not held
+    device: str = "cpu"
+    held: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def holding(cls, config: ExperimentConfig | None, device: str, x: torch.Tensor, y: torch.Tensor) -> "TrainingData":
+        """A handle that resolves to `x` and `y` in this process, and, sent to another process,
+        loads the same samples there from `config` (None: tensors that cannot leave this process)."""
+        return cls(config, str(device), (x, y))
+
+    @property
+    def key(self) -> tuple:
+        """What the samples depend on (the dataset fields of the config) and the device."""
+        from flcore.data.datasets import dataset_fields
+
+        return (*(getattr(self.config, f) for f in dataset_fields(self.config)), self.device)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_train, y_train on the device: the ones held, else loaded in this process once."""
+        if self.held is not None:
+            return self.held
+        key = self.key
+        if key not in _LOADED:
+            from flcore.data.datasets import load_dataset
+
+            data = load_dataset(self.config)
+            _LOADED[key] = (data.x_train.to(self.device), data.y_train.to(self.device))
+            while len(_LOADED) > MAX_LOADED:
+                _LOADED.popitem(last=False)
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+
+    def __getstate__(self) -> dict:  # a handle travels as its recipe, never with its tensors
+        if self.config is None:
+            raise TypeError("training data made from tensors cannot leave its process; make the handle from a config")
+        return {"config": self.config, "device": self.device, "held": None}
+
+
+_LOADED: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # datasets this process loaded
+MAX_LOADED = 4  # a worker trains one run; a notebook may try a few datasets
+
+
+class Executor(Protocol):
+    def train(
+        self,
+        global_params: torch.Tensor,
+        tasks: Sequence[ClientTask],
+        data: TrainingData,
+        round_: int,
+        corrections: torch.Tensor | None = None,
+    ) -> TrainedClients:
+        """Train each task's client from `global_params`; SCAFFOLD's `corrections` are [n, P]."""
+        ...
+
+
+ExecutorFactory = Callable[[nn.Module, "ExperimentConfig", int], Executor]  # (model, config, classes) -> executor
+EXECUTORS: Registry[ExecutorFactory] = Registry("executor")
