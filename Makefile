@@ -1,10 +1,10 @@
-# `make run` starts the dashboard, `make test` runs the whole test suite; both set up .venv first.
+# `make run` starts the dashboard, `make test` checks lint and format, then runs the whole test suite; both set up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test simulate benchmark browser clean
+.PHONY: run test lint simulate benchmark browser clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ run: $(VENV)/.installed
 simulate: $(VENV)/.installed
 	$(PY) -m flcore run
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser lint
 	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 benchmark: $(VENV)/.installed
 	$(PY) benchmarks/engine.py
