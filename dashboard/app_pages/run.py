@@ -180,57 +180,21 @@ def _chart_pair(left: tuple, right: tuple) -> None:
 def _downloads(store, info) -> None:
     rid = info.run_id
     st.caption("Everything this run stored, to keep or to analyse elsewhere, and the exact settings that produced it.")
-    cols = st.container(horizontal=True)
-    cols.download_button(
-        "Rounds (CSV)",
-        lambda: store.rounds_frame(rid).to_csv(index=False),
-        f"{rid}-rounds.csv",
-        "text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="dl_rounds",
-    )
-    cols.download_button(
-        "Clients (CSV)",
-        lambda: store.clients_frame(rid).to_csv(index=False),
-        f"{rid}-clients.csv",
-        "text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="dl_clients",
-    )
-    cols.download_button(
-        "Partition (CSV)",
-        lambda: store.partition_frame(rid).to_csv(index=False),
-        f"{rid}-partition.csv",
-        "text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="dl_partition",
-    )
-    cols.download_button(
-        "Config (JSON)",
-        info.config.to_json(),
-        f"{rid}-config.json",
-        "application/json",
-        on_click="ignore",
-        icon=":material/download:",
-        key="dl_config",
-    )
 
     def everything() -> str:
         latest = store.get_run(rid) or info
         return results_json(latest, store.rounds_frame(rid), store.clients_frame(rid), store.partition_frame(rid))
 
-    cols.download_button(
-        "Everything (JSON)",
-        everything,
-        f"{rid}-results.json",
-        "application/json",
-        on_click="ignore",
-        icon=":material/download:",
-        key="dl_all",
+    files = (  # label, contents (read when clicked), file name, type, widget key
+        ("Rounds (CSV)", lambda: store.rounds_frame(rid).to_csv(index=False), "rounds.csv", "text/csv", "dl_rounds"),
+        ("Clients (CSV)", lambda: store.clients_frame(rid).to_csv(index=False), "clients.csv", "text/csv", "dl_clients"),
+        ("Partition (CSV)", lambda: store.partition_frame(rid).to_csv(index=False), "partition.csv", "text/csv", "dl_partition"),
+        ("Config (JSON)", info.config.to_json(), "config.json", "application/json", "dl_config"),
+        ("Everything (JSON)", everything, "results.json", "application/json", "dl_all"),
     )
+    row = st.container(horizontal=True)
+    for label, data, name, mime, key in files:
+        row.download_button(label, data, f"{rid}-{name}", mime, on_click="ignore", icon=":material/download:", key=key)
     st.markdown("**Full configuration**")
     st.json(info.config.model_dump(mode="json"), expanded=1)
 
