@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from dashboard.tables import field_label
 from flcore.config import ExperimentConfig, Problem, registries
+from flcore.data.datasets import AVAILABILITY, availability
 from flcore.registry import Registry
 
 KEY_PREFIX = "cfg."
@@ -135,15 +136,14 @@ def field_widget(name: str, value: Any) -> Any:
     if name in CHOICES:
         registry = CHOICES[name]
         names = registry.names()
+        shown = _dataset_label if name == "dataset" else (lambda n: registry.entry(n).label)
         chosen = st.selectbox(
-            label,
-            names,
-            index=names.index(value) if value in names else 0,
-            key=key,
-            format_func=lambda n: registry.entry(n).label,
-            help=info.description,
+            label, names, index=names.index(value) if value in names else 0, key=key, format_func=shown, help=info.description
         )
-        st.caption(registry.entry(chosen).description)
+        caption = registry.entry(chosen).description
+        if name == "dataset" and availability(chosen) != "present":
+            caption += f" It is {AVAILABILITY[availability(chosen)]}."
+        st.caption(caption)
         return chosen
     kind, optional, choices = _kind(info.annotation)
     if choices:
@@ -154,6 +154,13 @@ def field_widget(name: str, value: Any) -> Any:
         return _number(name, info, kind, optional, value, key, label)
     max_chars = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
     return st.text_input(label, value="" if value is None else str(value), key=key, help=info.description, max_chars=max_chars)
+
+
+def _dataset_label(name: str) -> str:
+    """A dataset's label, and whether this server has it (the operator's data folder decides)."""
+    where = availability(name)
+    suffix = {"present": "", "download": " · downloaded when a run starts", "missing": " · not on this server"}[where]
+    return CHOICES["dataset"].entry(name).label + suffix
 
 
 def placed_fields() -> set[str]:

@@ -35,9 +35,10 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def env_int(name: str, low: int, high: int | None = None) -> int | None:
-    """$name as a whole number within [low, high], or None when unset; a sentence when invalid."""
-    raw = os.environ.get(name, "").strip()
+def env_int(name: str, low: int, high: int | None = None, raw: str | None = None) -> int | None:
+    """$name (or `raw`, a value given for it) as a whole number within [low, high], or None when
+    unset; a sentence naming the variable when invalid."""
+    raw = (os.environ.get(name, "") if raw is None else raw).strip()
     if not raw:
         return None
     allowed = f"a whole number of at least {low}" if high is None else f"a whole number from {low} to {high}"

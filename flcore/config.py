@@ -11,7 +11,6 @@ is allowed, e.g. ``clients_per_round=50 exceeds num_clients=10``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +22,9 @@ from flcore.problems import ConfigError, Problem
 if TYPE_CHECKING:
     from flcore.registry import Registry
 
-DEFAULT_DATA_DIR = os.environ.get("FLCORE_DATA_DIR", str(Path.home() / ".cache" / "flcore" / "data"))
+# Fields earlier releases had, which are now server settings (flcore.settings): a stored config
+# that still names them is read without them.
+RETIRED_FIELDS = ("data_dir", "download")
 
 __all__ = ["ConfigError", "ExperimentConfig", "Problem", "registries"]
 
@@ -37,8 +38,6 @@ class ExperimentConfig(BaseModel):
 
     # Data
     dataset: str = Field("digits", description="Dataset name (see `python -m flcore list`).")
-    data_dir: str = Field(DEFAULT_DATA_DIR, description="Where downloaded datasets are stored.")
-    download: bool = Field(True, description="Download a torchvision dataset when it is missing.")
     synthetic_alpha: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): model heterogeneity.")
     synthetic_beta: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): feature heterogeneity.")
 
@@ -123,13 +122,14 @@ class ExperimentConfig(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> "ExperimentConfig":
+        """A config from JSON; fields that are now server settings (RETIRED_FIELDS) are dropped."""
         try:
             values = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError([f"the config is not valid JSON: {err}"]) from None
         if not isinstance(values, dict):
             raise ConfigError(["the config must be a JSON object of field: value"])
-        return cls.create(**values)
+        return cls.create(**{k: v for k, v in values.items() if k not in RETIRED_FIELDS})
 
     @classmethod
     def load(cls, path: str | Path) -> "ExperimentConfig":

@@ -2,9 +2,12 @@
 
 `digits` (scikit-learn's bundled 8x8 handwritten digits) works offline and is the default.
 `synthetic` is Synthetic(alpha, beta) from Li et al. 2020 (FedProx), generated from the data
-seed. `mnist`, `fashion_mnist` and `cifar10` are read from a data directory in their published
-on-disk formats and downloaded there when missing and allowed (see `vision.py`). The test split
-is the server's held-out evaluation set; training samples are what the partitioners split.
+seed. `mnist`, `fashion_mnist` and `cifar10` are read from the server's data folder in their
+published on-disk formats and downloaded there when missing and allowed (see `vision.py`);
+the folder and the permission to download are server settings (`flcore.settings`), not
+experiment settings. `availability` says whether a dataset can be used on this server now.
+The test split is the server's held-out evaluation set; training samples are what the
+partitioners split.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class DatasetSpec:
     info: DatasetInfo
     load: Callable[["ExperimentConfig"], Dataset]
     seeded: bool = False  # its samples depend on the data seed (generated data)
+    # "present" (its files are here, or it needs none), "download" (fetched when a run starts)
+    # or "missing" (not on this server, and downloads are off), for the server's settings
+    availability: Callable[[], str] = lambda: "present"
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -57,6 +63,18 @@ _DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 def load_dataset(config: "ExperimentConfig") -> Dataset:
     return DATASETS.get(config.dataset).load(config)
+
+
+AVAILABILITY = {
+    "present": "on this server",
+    "download": "downloaded when a run starts (needs internet)",
+    "missing": "not on this server: its files are not in the server's data folder and downloads are off",
+}
+
+
+def availability(name: str) -> str:
+    """Whether dataset `name` can be used on this server now: "present", "download" or "missing"."""
+    return DATASETS.get(name).availability()
 
 
 def dataset_fields(config: "ExperimentConfig") -> tuple[str, ...]:
@@ -153,12 +171,25 @@ DATASETS.register(
 # torchvision datasets -----------------------------------------------------------------
 def _vision(name: str) -> Callable[["ExperimentConfig"], Dataset]:
     def load(config: "ExperimentConfig") -> Dataset:
+        from flcore import settings
         from flcore.data import vision
 
-        x_train, y_train, x_test, y_test = vision.load(name, config.data_dir, config.download)
+        s = settings.current()
+        x_train, y_train, x_test, y_test = vision.load(name, s.data_dir, s.download)
         return Dataset(name, DATASETS.get(name).info, x_train, y_train, x_test, y_test)
 
     return load
+
+
+def _vision_availability(name: str) -> Callable[[], str]:
+    def availability() -> str:
+        from flcore import settings
+        from flcore.data import vision
+
+        s = settings.current()
+        return vision.availability(name, s.data_dir, s.download)
+
+    return availability
 
 
 _FASHION = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
@@ -168,4 +199,4 @@ for _name, _label, _info, _desc in (
     ("fashion_mnist", "Fashion-MNIST", DatasetInfo((1, 28, 28), 10, _FASHION, False), "70,000 clothing images, 28x28 grey (downloaded)."),
     ("cifar10", "CIFAR-10", DatasetInfo((3, 32, 32), 10, _CIFAR, False), "60,000 colour images, 32x32 (downloaded)."),
 ):
-    DATASETS.register(_name, label=_label, description=_desc, params=("data_dir", "download"))(DatasetSpec(_info, _vision(_name)))
+    DATASETS.register(_name, label=_label, description=_desc)(DatasetSpec(_info, _vision(_name), availability=_vision_availability(_name)))

@@ -51,7 +51,17 @@ class _Source:
     read: Callable[[str], Split]  # reads from data_dir; images still uint8 [N, C, H, W]
 
 
-def load(name: str, data_dir: str, download: bool) -> Split:
+def availability(name: str, data_dir: str | os.PathLike, download: bool) -> str:
+    """ "present" when dataset `name`'s files are in `data_dir`, "download" when they are not but
+    may be fetched, "missing" otherwise. Checks only that the files exist, without reading them."""
+    src = _SOURCES[name]
+    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
+    if all(os.path.isfile(os.path.join(data_dir, f)) for f in src.files):
+        return "present"
+    return "download" if download else "missing"
+
+
+def load(name: str, data_dir: str | os.PathLike, download: bool) -> Split:
     """Read dataset `name` from `data_dir`, downloading it there first if missing and allowed."""
     if name not in _SOURCES:
         raise ValueError(f"unknown vision dataset {name!r}; choose one of: {', '.join(_SOURCES)}")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pickle
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from flcore import settings
+from flcore.config import ExperimentConfig
 from flcore.data import vision
-from flcore.data.datasets import DATASETS, DatasetUnavailable
+from flcore.data.datasets import DATASETS, DatasetUnavailable, availability
+from flcore.settings import Settings
 
 MNIST_STATS = {"mnist": ("MNIST", 0.1307, 0.3081), "fashion_mnist": ("FashionMNIST", 0.2860, 0.3530)}
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465])
@@ -157,11 +159,12 @@ def test_label_count_must_match_image_count(tmp_path, write_mnist, write_idx):
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
-def test_registry_loads_through_the_config_fields(name, tmp_path, write_mnist, write_cifar10):
+def test_registry_loads_from_the_servers_data_folder(name, tmp_path, write_mnist, write_cifar10, monkeypatch):
     written = _write(name, tmp_path, write_mnist, write_cifar10)
-    config = SimpleNamespace(data_dir=str(tmp_path), download=False)  # the loader reads only these
+    settings.use(Settings(data_dir=tmp_path, download=False))  # the operator's folder, not a config field
+    assert availability(name) == "present"
 
-    dataset = DATASETS.get(name).load(config)
+    dataset = DATASETS.get(name).load(ExperimentConfig.create(dataset=name, model="mlp"))
 
     assert dataset.name == name
     assert tuple(dataset.x_train.shape[1:]) == dataset.info.input_shape
@@ -169,6 +172,13 @@ def test_registry_loads_through_the_config_fields(name, tmp_path, write_mnist, w
     assert dataset.y_train.tolist() == written.y_train.tolist()
     assert dataset.y_test.tolist() == written.y_test.tolist()
     assert int(dataset.y_train.max()) < dataset.info.num_classes
+
+
+def test_availability_follows_the_folder_and_the_download_setting(tmp_path):
+    settings.use(Settings(data_dir=tmp_path, download=False))
+    assert availability("mnist") == "missing" and availability("digits") == "present"
+    settings.use(Settings(data_dir=tmp_path, download=True))
+    assert availability("mnist") == "download"
 
 
 def test_unknown_name_is_rejected(tmp_path):

@@ -1,0 +1,130 @@
+"""Server settings: what the operator decides, never the person filling in a form.
+
+Where datasets live and whether they may be downloaded, who may sign in, and how much one
+person may ask of a shared server are the operator's settings, not experiment settings: a form
+field that named a folder let anyone make the server read (and unpickle) files from it. They are
+read from environment variables, and from an optional TOML file named by ``FLCORE_SETTINGS``
+(keys as below, lower case, e.g. ``data_dir = "/srv/flcore/data"``); the environment wins.
+
+| variable | meaning | default |
+|---|---|---|
+| `FLCORE_DATA_DIR` | where datasets are read and downloaded | `~/.cache/flcore/data` |
+| `FLCORE_DOWNLOAD` | download a missing torchvision dataset (`1`/`0`) | `1` |
+| `FLCORE_USERS` | a users file (see `flcore.auth`): sign-in with a password | none (open) |
+| `FLCORE_ADMINS` | comma-separated users who may act on anyone's runs | none |
+| `FLCORE_MAX_QUEUED` | runs one person may have queued or running at once | 5 |
+| `FLCORE_MAX_RUNNING` | runs of one person that train at the same time | 2 |
+| `FLCORE_MAX_CLIENT_UPDATES` | the work of one run: rounds x clients per round | 250000 |
+
+A process has one `Settings` (`current()`); the runner hands its own to the workers it starts,
+so a worker never reads the environment of another moment. The CLI's `--data-dir` and
+`--download` flags set them for that one command.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from flcore.budget import env_int
+
+DEFAULT_DATA_DIR = Path.home() / ".cache" / "flcore" / "data"
+
+
+class SettingsError(ValueError):
+    """A server setting is invalid; the message names the variable and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    download: bool = True
+    users_file: Path | None = None  # None: no password sign-in
+    admins: frozenset[str] = field(default_factory=frozenset)
+    max_queued: int = 5
+    max_running: int = 2
+    max_client_updates: int = 250_000
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
+        """The settings from $FLCORE_SETTINGS (a TOML file, optional) overridden by the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = env.get("FLCORE_SETTINGS", "").strip()
+        if path:
+            values.update(_read_file(Path(path).expanduser()))
+        if "users" in values:  # the file's `users` key names the users file
+            values["users_file"] = values.pop("users")
+        names = {f.name for f in fields(cls)}
+        variables = {f"FLCORE_{n.upper()}": n for n in names if n != "users_file"} | {"FLCORE_USERS": "users_file"}
+        for var, name in variables.items():
+            raw = env.get(var, "").strip()
+            if raw:
+                values[name] = raw
+        return cls(**{k: _parse(k, v) for k, v in values.items() if k in names})
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **{k: _parse(k, v) for k, v in changes.items()})
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise SettingsError(f"FLCORE_SETTINGS={path}: reading a settings file needs Python 3.11 or newer") from None
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise SettingsError(f"FLCORE_SETTINGS={path} cannot be read: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"FLCORE_SETTINGS={path} is not valid TOML: {e}") from None
+    known = {f.name for f in fields(Settings)} | {"users"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"FLCORE_SETTINGS={path} has unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return data
+
+
+def _parse(name: str, value: Any) -> Any:
+    """A setting from its environment string (or TOML value), checked."""
+    var = "FLCORE_USERS" if name == "users_file" else f"FLCORE_{name.upper()}"
+    if name == "data_dir":
+        return Path(str(value)).expanduser().resolve()
+    if name == "users_file":
+        return None if value in (None, "") else Path(str(value)).expanduser().resolve()
+    if name == "download":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise SettingsError(f"{var}={value!r} must be 1 or 0 (true or false)")
+        return text in ("1", "true", "yes", "on")
+    if name == "admins":
+        if isinstance(value, (set, frozenset, list, tuple)):
+            return frozenset(str(v).strip() for v in value if str(v).strip())
+        return frozenset(v.strip() for v in str(value).split(",") if v.strip())
+    if name in ("max_queued", "max_running", "max_client_updates"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        number = env_int(var, 1, None, str(value))
+        return number
+    raise SettingsError(f"{name} is not a server setting")
+
+
+_current: Settings | None = None
+
+
+def current() -> Settings:
+    """This process's settings (read from the environment the first time)."""
+    global _current
+    if _current is None:
+        _current = Settings.from_environment()
+    return _current
+
+
+def use(settings: Settings) -> None:
+    """Make `settings` this process's settings (a worker takes its server's; a CLI command its flags)."""
+    global _current
+    _current = settings
