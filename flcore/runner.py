@@ -34,9 +34,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flcore.auth import User
 from flcore.budget import CpuBudget
 from flcore.config import ExperimentConfig
-from flcore.store import RunNotRunning, RunStore
+from flcore.quotas import QuotaError, next_runs, submission_problems
+from flcore.settings import Settings
+from flcore.settings import current as current_settings
+from flcore.store import RunNotRunning, RunStore, actions, pid_alive
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how often the scheduler looks for runs queued by other processes (it wakes at once for its own)
 HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
+SERVER_CHECK_S = 1.0  # how often a worker checks that its server still lives
 STALE_CHECK_S = 30.0  # how often the scheduler looks for runs whose worker vanished
 STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before killing it
 
@@ -95,11 +100,17 @@ def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"]
     return _execute_claimed(store, run_id, on_round)
 
 
-def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None, worker: dict | None = None) -> str:
+def _execute_claimed(
+    store: RunStore,
+    run_id: str,
+    on_round: Callable[["RoundResult"], None] | None,
+    worker: dict | None = None,
+    server_pid: int | None = None,
+) -> str:
     try:
         store.mark_running(run_id, os.getpid(), worker)
         run = store.get_run(run_id)
-        with _Heartbeat(store, run_id):
+        with _Heartbeat(store, run_id, server_pid):
             if store.cancel_requested(run_id):
                 store.finish(run_id, "cancelled")
                 return "cancelled"
@@ -126,25 +137,39 @@ def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundRes
         store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
         raise
     except Exception as e:
-        log.exception("run %s failed", run_id)
+        # The sentence is stored for the pages and the CLI; the traceback only in a debug log.
+        log.debug("run %s failed", run_id, exc_info=True)
         store.finish(run_id, "failed", error_message(e))
         return "failed"
 
 
 class _Heartbeat:
-    """A thread that marks the run alive every HEARTBEAT_S, even through a long round."""
+    """A thread that marks the run alive every HEARTBEAT_S, even through a long round, and, in a
+    worker, watches the server that started it: a worker whose server died marks its run
+    interrupted (resumable) and exits, instead of training on unsupervised and uncounted."""
 
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
+    def __init__(self, store: RunStore, run_id: str, server_pid: int | None = None) -> None:
+        self.store, self.run_id, self.server_pid = store, run_id, server_pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"flcore-heartbeat-{run_id}", daemon=True)
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self.store.heartbeat(self.run_id)
-            except Exception:  # a busy database must not kill the run; the next beat tries again
-                log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
+        next_beat = time.monotonic() + HEARTBEAT_S
+        while not self._stop.wait(SERVER_CHECK_S if self.server_pid else HEARTBEAT_S):
+            if self.server_pid and not pid_alive(self.server_pid):
+                self.store.mark_interrupted(
+                    self.run_id,
+                    "The server that started this run stopped; resume the run to continue from its last finished round.",
+                    (os.getpid(),),
+                )
+                log.warning("run %s: its server (pid %d) is gone; stopping", self.run_id, self.server_pid)
+                os._exit(3)
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + HEARTBEAT_S
+                try:
+                    self.store.heartbeat(self.run_id)
+                except Exception:  # a busy database must not kill the run; the next beat tries again
+                    log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
 
     def __enter__(self) -> "_Heartbeat":
         self._thread.start()
@@ -155,10 +180,13 @@ class _Heartbeat:
         self._thread.join()
 
 
-def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: str) -> None:
-    """Entry point of a worker process: apply the CPU budget, then train one claimed run."""
+def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: str, server: Settings, server_pid: int) -> None:
+    """Entry point of a worker process: take the server's settings, apply the CPU budget, then
+    train one claimed run while the server that started it lives."""
+    from flcore import settings as server_settings
     from flcore import warm  # already imported in a forked worker; in a spawned one, before torch
 
+    server_settings.use(server)
     settings = budget.apply()
     worker = {
         "pid": os.getpid(),
@@ -169,7 +197,7 @@ def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: 
         "cuda_initialized": warm.torch.cuda.is_initialized(),  # False: a run that wants CUDA starts it itself
         **settings,
     }
-    _execute_claimed(RunStore(store_path), run_id, None, worker)
+    _execute_claimed(RunStore(store_path), run_id, None, worker, server_pid)
 
 
 # The scheduler -----------------------------------------------------------------------------
@@ -221,9 +249,11 @@ class Runner:
         *,
         threads_per_worker: int | None = None,
         start_method: str | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.store = RunStore(store_path)
         self.store_path = self.store.path
+        self.settings = settings if settings is not None else current_settings()
         self.budget = CpuBudget.plan(max_workers=max_workers, threads=threads_per_worker)
         self.max_workers = self.budget.max_workers
         self._ctx = worker_context(start_method)
@@ -235,19 +265,40 @@ class Runner:
         self._thread: threading.Thread | None = None
 
     # What callers do ------------------------------------------------------------------
-    def submit(self, config: ExperimentConfig, source: str = "dashboard") -> str:
-        """Queue `config` as a new run and wake the scheduler; returns the run id."""
-        run_id = self.store.create_run(config, source)
+    def submit(self, config: ExperimentConfig, source: str = "dashboard", user: User | None = None) -> str:
+        """Queue `config` as a new run of `user` and wake the scheduler; returns the run id.
+        Raises QuotaError when it would break one of the server's limits for that user."""
+        owner = user.name if user is not None else None
+        problems = submission_problems(self.store, config, owner, self.settings)
+        if problems:
+            raise QuotaError(problems)
+        run_id = self.store.create_run(config, source, owner)
         self._nudge()
         return run_id
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, user: User | None = None) -> None:
+        self._check(run_id, user, "cancel")
         self.store.request_cancel(run_id)
 
-    def resume(self, run_id: str) -> None:
+    def resume(self, run_id: str, user: User | None = None) -> None:
         """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint."""
+        self._check(run_id, user, "resume")
         self.store.resume(run_id)
         self._nudge()
+
+    def delete(self, run_id: str, user: User | None = None) -> None:
+        self._check(run_id, user, "delete")
+        self.store.delete_run(run_id)
+
+    def _check(self, run_id: str, user: User | None, action: str) -> None:
+        """Raise PermissionError (a sentence) unless `user` may `action` the run now."""
+        info = self.store.get_run(run_id)
+        if info is None or user is None or action in actions(info, user):
+            return
+        if not user.may_act_on(info.owner):
+            whose = f"{info.owner}'s run" if info.owner else "a run from before runs had owners"
+            raise PermissionError(f"Only its owner or an admin may {action} {whose}; you are signed in as {user.name}.")
+        raise PermissionError(f"A {info.status} run cannot be {action}{'l' if action == 'cancel' else ''}ed.")
 
     def active(self) -> dict[str, int]:
         """Run id -> worker pid of the runs this runner is training now."""
@@ -354,19 +405,19 @@ class Runner:
                 log.warning("run %s: %s", run_id, error)
 
     def _launch(self) -> None:
-        """Start workers for the oldest queued runs while slots are free."""
+        """Start workers for queued runs while slots are free, people in turn (quotas.next_runs)."""
         with self._lock:
             free = self.max_workers - len(self._workers)
         if free <= 0:
             return
-        for run_id in self.store.queued():
-            if free == 0 or self._stop.is_set():
+        for run_id in next_runs(self.store, free, self.settings):
+            if self._stop.is_set():
                 break
             if not self.store.claim(run_id):  # another server took it
                 continue
             proc = self._ctx.Process(
                 target=_worker_main,
-                args=(str(self.store_path), run_id, self.budget, self.start_method),
+                args=(str(self.store_path), run_id, self.budget, self.start_method, self.settings, os.getpid()),
                 name=f"flcore-run-{run_id}",
                 daemon=True,
             )
@@ -381,4 +432,3 @@ class Runner:
                 self.store.mark_running(run_id, proc.pid)
             except RunNotRunning:  # cancelled or deleted in between; the worker notices and exits
                 pass
-            free -= 1

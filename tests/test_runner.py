@@ -17,6 +17,7 @@ import torch
 
 from flcore.config import ExperimentConfig
 from flcore.runner import Runner, execute_run, state_from_bytes
+from flcore.settings import Settings
 from flcore.simulation import Simulation
 from flcore.store import RunStore
 
@@ -65,8 +66,8 @@ def store(tmp_path):
 def make_runner(store):
     runners = []
 
-    def make(max_workers: int = 1) -> Runner:
-        runner = Runner(store.path, max_workers=max_workers, threads_per_worker=1)
+    def make(max_workers: int = 1, **kwargs) -> Runner:
+        runner = Runner(store.path, max_workers=max_workers, threads_per_worker=1, **kwargs)
         runner.start()
         runners.append(runner)
         return runner
@@ -133,8 +134,8 @@ def test_cancel_stops_a_run_between_rounds_and_keeps_its_rounds(store, make_runn
 def test_a_run_whose_worker_raises_ends_failed_with_the_message(store, make_runner, tmp_path):
     empty = tmp_path / "no-data-here"
     empty.mkdir()
-    config = tiny(dataset="mnist", download=False, data_dir=str(empty))
-    run_id = make_runner().submit(config)
+    config = tiny(dataset="mnist")
+    run_id = make_runner(settings=Settings(data_dir=empty, download=False)).submit(config)  # the worker gets the server's settings
     run = wait_status(store, run_id, "failed", "done")
     assert run.status == "failed"
     assert "MNIST" in run.error and "download is off" in run.error

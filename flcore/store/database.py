@@ -81,6 +81,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE runs ADD COLUMN worker_json TEXT;",
     # 3: a client's numbers beyond the typed columns (registered client metrics), as JSON
     "ALTER TABLE client_rounds ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';",
+    # 4: who started each run (runs of earlier releases have none: only an admin may act on them)
+    "ALTER TABLE runs ADD COLUMN owner TEXT;\nCREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, status);",
 )
 
 
@@ -97,23 +99,57 @@ def default_store_path() -> Path:
 
 
 class Database:
-    """A handle on one store file; cheap to create, safe to share between threads (not processes)."""
+    """A handle on one store file; cheap to create, safe to share between threads (not processes).
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    `readonly=True` opens an existing store for reading only (what listing and showing runs need):
+    it works on a file the process may not write, and never changes it."""
+
+    def __init__(self, path: str | Path | None = None, readonly: bool = False) -> None:
         self.path = Path(path).expanduser() if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self._local = threading.local()
-        self._conn().execute("PRAGMA journal_mode=WAL")
-        if self.version() != len(MIGRATIONS):
-            self._migrate()
+        if self.path.is_dir():
+            raise StoreError(
+                f"the run store {self.path} is a folder; point FLCORE_STORE (or --store) at a file in it, such as {self.path / 'runs.db'}"
+            )
+        if readonly and not self.path.exists():
+            raise StoreError(f"there is no run store at {self.path}; runs are stored there once one is started")
+        try:
+            if not readonly:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn().execute("PRAGMA journal_mode=WAL")
+            version = self.version()
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(_open_problem(self.path, err)) from None
+        if version > len(MIGRATIONS) or (version < len(MIGRATIONS) and not readonly):
+            try:
+                self._migrate()
+            except sqlite3.Error as err:
+                raise StoreError(_open_problem(self.path, err)) from None
+        # A store opened to read keeps its schema; readers ask `column` for columns it may lack.
 
     def version(self) -> int:
         """The schema version of the store file."""
         return self._conn().execute("PRAGMA user_version").fetchone()[0]
 
+    def column(self, table: str, name: str, default: str = "NULL") -> str:
+        """`name` for a SELECT on `table`, or `default` where the file predates that column (a
+        store of an earlier release opened read-only, which is never migrated)."""
+        if not hasattr(self._local, "columns"):
+            self._local.columns = {}
+        if table not in self._local.columns:
+            self._local.columns[table] = {row[1] for row in self._conn().execute(f"PRAGMA table_info({table})")}
+        return name if name in self._local.columns[table] else f"{default} AS {name}"
+
     def _migrate(self) -> None:
         """Bring the file to the latest schema, one migration after another, in one transaction
         (taken up front, so two processes opening an old store at once migrate it once)."""
+        if self.readonly:  # only ever called to refuse a newer store
+            version = self.version()
+            raise StoreError(
+                f"the run store {self.path} was written by a newer flcore (schema {version}, this one reads up to "
+                f"{len(MIGRATIONS)}); upgrade flcore, or point FLCORE_STORE at another file"
+            )
         with self._write() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
@@ -130,17 +166,18 @@ class Database:
         return f"{type(self).__name__}({str(self.path)!r})"
 
     def __getstate__(self) -> dict:  # connections never cross a process boundary
-        return {"path": self.path}
+        return {"path": self.path, "readonly": self.readonly}
 
     def __setstate__(self, state: dict) -> None:
-        self.path = state["path"]
+        self.path, self.readonly = state["path"], state.get("readonly", False)
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (reopened after a fork)."""
         conn, pid = getattr(self._local, "conn", None), getattr(self._local, "pid", None)
         if conn is None or pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            target = f"file:{self.path}?mode=ro" if self.readonly else str(self.path)
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=self.readonly)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # In WAL mode, NORMAL syncs at checkpoints instead of at every commit: a killed process
             # (worker, server) still loses nothing; a power cut may lose the last rounds, never half
@@ -174,6 +211,16 @@ class Database:
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self._conn().execute(sql, params).fetchall()
+
+
+def _open_problem(path: Path, err: BaseException) -> str:
+    """One sentence for a store that cannot be opened or written."""
+    text = str(err)
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is not a flcore run store (it is not an SQLite database); point FLCORE_STORE (or --store) at another file"
+    if "readonly" in text or isinstance(err, PermissionError) or "unable to open" in text:
+        return f"cannot write the run store {path} ({text}); check its permissions, or use --store (FLCORE_STORE) to choose another file"
+    return f"the run store {path} cannot be used: {text}"
 
 
 def _statements(script: str) -> Iterator[str]:

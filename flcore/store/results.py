@@ -118,8 +118,9 @@ class RunResults(Database):
     def clients_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
         """One row per sampled client per round (of the rounds past `after`): CLIENT_COLUMNS, then
         the client metrics."""
+        metrics = self.column("client_rounds", "metrics_json", default="'{}'")  # a read-only store may predate it
         rows = self._query(
-            f"SELECT {', '.join(_CLIENT_NAMES)}, metrics_json FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
+            f"SELECT {', '.join(_CLIENT_NAMES)}, {metrics} FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
             (run_id, after),
         )
         return typed_frame([r[:-1] for r in rows], CLIENT_COLUMNS, [json.loads(r[-1]) for r in rows])

@@ -21,6 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+from flcore.auth import User
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.store.database import Database
 
@@ -32,8 +33,8 @@ STALE_AFTER_S = 120.0  # a running run whose heartbeat is older than this has lo
 
 _RUN_FIELDS = (
     "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
-    "finished_at, final_accuracy, cancel_requested, source, worker_json"
-)
+    "finished_at, final_accuracy, cancel_requested, source"
+)  # then worker_json and owner, which stores of earlier releases may lack (see `_run_fields`)
 
 
 class RunNotRunning(RuntimeError):
@@ -56,6 +57,7 @@ class RunInfo:
     cancel_requested: bool
     source: str
     worker: dict | None = None  # what its worker process was given: start method, threads, niceness
+    owner: str | None = None  # who started it (None for runs stored before owners were kept)
 
     @property
     def progress(self) -> float:
@@ -66,9 +68,12 @@ class RunInfo:
         return self.status in ACTIVE
 
 
-def actions(info: RunInfo) -> frozenset[str]:
-    """What a user may do with the run now: "cancel" a queued or running run (once), "resume" a
-    stopped one that has rounds left, "delete" one that is not active."""
+def actions(info: RunInfo, user: User | None = None) -> frozenset[str]:
+    """What `user` may do with the run now: "cancel" a queued or running run (once), "resume" a
+    stopped one that has rounds left, "delete" one that is not active. Only the run's owner or an
+    admin may do any of them (None: no one is signed in, e.g. the CLI: anything goes)."""
+    if user is not None and not user.may_act_on(info.owner):
+        return frozenset()
     allowed = set()
     if info.active and not info.cancel_requested:
         allowed.add("cancel")
@@ -113,27 +118,30 @@ def pid_alive(pid: int) -> bool:
 class RunLifecycle(Database):
     """Runs and their statuses (see the module docstring for the transitions)."""
 
-    def create_run(self, config: ExperimentConfig, source: str = "dashboard") -> str:
-        """Store `config` as a queued run; return its id."""
+    def create_run(self, config: ExperimentConfig, source: str = "dashboard", owner: str | None = None) -> str:
+        """Store `config` as a queued run started by `owner`; return its id."""
         with self._write() as c:
             while True:
                 run_id = secrets.token_hex(4)
                 if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                     break
             c.execute(
-                "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source),
+                "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source, owner) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source, owner),
             )
         return run_id
 
+    def _run_fields(self) -> str:
+        return f"{_RUN_FIELDS}, {self.column('runs', 'worker_json')}, {self.column('runs', 'owner')}"
+
     def get_run(self, run_id: str) -> RunInfo | None:
-        rows = self._query(f"SELECT {_RUN_FIELDS} FROM runs WHERE run_id = ?", (run_id,))
+        rows = self._query(f"SELECT {self._run_fields()} FROM runs WHERE run_id = ?", (run_id,))
         return _info(rows[0]) if rows else None
 
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""
-        return [_info(r) for r in self._query(f"SELECT {_RUN_FIELDS} FROM runs ORDER BY created_at DESC, rowid DESC")]
+        return [_info(r) for r in self._query(f"SELECT {self._run_fields()} FROM runs ORDER BY created_at DESC, rowid DESC")]
 
     def delete_run(self, run_id: str) -> None:
         """Remove the run with all its rows; a worker still running it stops at its next round."""
@@ -144,6 +152,19 @@ class RunLifecycle(Database):
     def queued(self) -> list[str]:
         """Ids of the queued runs, oldest first."""
         return [r[0] for r in self._query("SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")]
+
+    def queue(self) -> list[tuple[str, str | None]]:
+        """(run id, owner) of the queued runs, oldest first."""
+        return self._query("SELECT run_id, owner FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")
+
+    def active_by_owner(self) -> dict[str | None, tuple[int, int]]:
+        """owner -> (queued, running) counts of their active runs."""
+        out: dict[str | None, list[int]] = {}
+        for owner, status, count in self._query(
+            "SELECT owner, status, COUNT(*) FROM runs WHERE status IN ('queued', 'running') GROUP BY owner, status"
+        ):
+            out.setdefault(owner, [0, 0])[status == "running"] += count
+        return {owner: (q, r) for owner, (q, r) in out.items()}
 
     def claim(self, run_id: str) -> bool:
         """Atomically move a queued run to running; False if it is not queued (someone else took it)."""
@@ -242,8 +263,8 @@ class RunLifecycle(Database):
 
 
 def _info(row: tuple) -> RunInfo:
-    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker) = row
+    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker, owner) = row
     return RunInfo(
         run_id, name, _parse_config(config_json), status, rounds_done, total, error,
-        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None,
+        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None, owner,
     )  # fmt: skip

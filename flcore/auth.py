@@ -1,0 +1,161 @@
+"""Who is asking: users, their passwords, and signed sign-in tokens.
+
+A shared server knows its users one of three ways (the dashboard picks the first that applies):
+an identity provider through Streamlit's own `st.login` (OIDC, configured in
+`.streamlit/secrets.toml`); a users file for a small team without one (``FLCORE_USERS``, written
+with ``python -m flcore users add NAME``); or nobody, on a laptop, where the one local user owns
+every run and the server answers only on 127.0.0.1.
+
+The users file is JSON: ``{"alice": {"password": "scrypt$...", "admin": false}}``. Passwords are
+kept only as scrypt hashes (`hashlib.scrypt`, memory-hard, salted per user) and compared in
+constant time. A successful sign-in gives the browser a token, ``name.expiry.signature``, signed
+with HMAC-SHA256 under a server secret kept next to the users file (made once, readable only by
+its owner), so a reload or a second tab stays signed in until the token expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_TTL_S = 12 * 3600  # how long a sign-in lasts
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class AuthError(ValueError):
+    """A sign-in problem or a bad users file; the message is a sentence for people."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool = False
+
+    def may_act_on(self, owner: str | None) -> bool:
+        """Whether this user may cancel, resume or delete a run owned by `owner`."""
+        return self.admin or owner == self.name
+
+
+def local_user() -> User:
+    """The one user of a server without sign-in (a laptop): the account it runs as, an admin."""
+    try:
+        name = getpass.getuser()
+    except Exception:  # no name for this uid (e.g. in a container)
+        name = "local"
+    return User(name, admin=True)
+
+
+# Passwords -----------------------------------------------------------------------------------
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return "scrypt${n}${r}${p}${salt}${digest}".format(
+        **_SCRYPT, salt=base64.b64encode(salt).decode(), digest=base64.b64encode(digest).decode()
+    )
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(digest))
+
+
+# The users file ------------------------------------------------------------------------------
+class Users:
+    """The users file of a server, and the secret its sign-in tokens are signed with."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.secret_path = self.path.with_name(self.path.name + ".secret")
+
+    def load(self) -> dict[str, dict]:
+        if not self.path.exists():
+            raise AuthError(f"the users file {self.path} does not exist; create it with `python -m flcore users add NAME`")
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise AuthError(f"the users file {self.path} cannot be read as JSON: {e}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, dict) and "password" in v for v in data.values()):
+            raise AuthError(f'the users file {self.path} must map each name to {{"password": "scrypt$...", "admin": false}}')
+        return data
+
+    def add(self, name: str, password: str, admin: bool = False) -> None:
+        """Add or update a user (the file is created, readable by its owner only)."""
+        if not NAME_PATTERN.match(name):
+            raise AuthError(f"user name {name!r} may use letters, digits and . _ @ - only (1 to 64 characters)")
+        if len(password) < 8:
+            raise AuthError("a password needs at least 8 characters")
+        users = self.load() if self.path.exists() else {}
+        users[name] = {"password": hash_password(password), "admin": admin}
+        _write_private(self.path, json.dumps(users, indent=2) + "\n")
+
+    def remove(self, name: str) -> None:
+        users = self.load()
+        if name not in users:
+            raise AuthError(f"there is no user {name!r} in {self.path}")
+        del users[name]
+        _write_private(self.path, json.dumps(users, indent=2) + "\n")
+
+    def authenticate(self, name: str, password: str, admins: frozenset[str] = frozenset()) -> User:
+        """The user, if `password` is theirs; else AuthError with one sentence for every failure,
+        so a caller learns nothing about which names exist."""
+        record = self.load().get(name)
+        # A wrong name costs the same hash as a wrong password.
+        stored = record["password"] if record else hash_password(secrets.token_hex(8))
+        if not check_password(password, stored) or record is None:
+            raise AuthError("That user name and password do not match.")
+        return User(name, admin=bool(record.get("admin")) or name in admins)
+
+    def _secret(self) -> bytes:
+        if not self.secret_path.exists():
+            _write_private(self.secret_path, secrets.token_hex(32))
+        return self.secret_path.read_text().strip().encode()
+
+    def token(self, user: User, now: float | None = None) -> str:
+        """A sign-in token for `user`, valid for TOKEN_TTL_S."""
+        expiry = int((time.time() if now is None else now) + TOKEN_TTL_S)
+        body = f"{user.name}.{expiry}"
+        return f"{body}.{self._sign(body)}"
+
+    def user_from_token(self, token: str | None, admins: frozenset[str] = frozenset(), now: float | None = None) -> User | None:
+        """The signed-in user of a token, or None (missing, forged, expired, or the user is gone)."""
+        if not token or token.count(".") < 2:
+            return None
+        body, _, signature = token.rpartition(".")
+        name, _, expiry = body.rpartition(".")
+        if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
+            return None
+        record = self.load().get(name)
+        if record is None:
+            return None
+        return User(name, admin=bool(record.get("admin")) or name in admins)
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self._secret(), body.encode(), hashlib.sha256).hexdigest()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
