@@ -1,8 +1,9 @@
 """A team on one server: page-open times while the run queue is busy, and how long runs wait.
 
-Starts the dashboard on 127.0.0.1 (its own temporary store, the default CPU budget) and drives
-`--users` people at once, each in their own browser context of one headless Chromium (Playwright's
-async API). Each person submits `--runs` runs from New run (rounds cycling through 50, 100 and
+Starts the dashboard (`streamlit run dashboard/serve.py`) on 127.0.0.1 with its own temporary
+store, the default CPU budget, password sign-in for `--users` people and the default quotas, and
+drives them at once, each in their own browser context of one headless Chromium (Playwright's
+async API). Each person signs in through the sign-in page, then submits `--runs` runs from New run (rounds cycling through 50, 100 and
 150, so the queue stays busy for a while), watches each on its Run page for a moment, and looks
 at Runs and Compare in between. Every page open is timed from navigation until the page's main
 content is drawn (New run: its partition preview; Run: its progress bar and first chart; Runs:
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 ROUNDS = (50, 100, 150)
+PASSWORD = "load-test-password"
 DRAWN = "(n) => { const p = document.querySelectorAll('.js-plotly-plot'); return p.length >= n && [...p].every(e => e._fullLayout); }"
 WAIT_MS = 120_000
 
@@ -89,6 +91,11 @@ class User:
         page.set_default_timeout(WAIT_MS)
         self.clock.watch(page)
         await asyncio.sleep(offset)  # people do not all click at the same instant
+        await page.goto(self.url + "/auth/signin")
+        await page.fill("#user", self.name)
+        await page.fill("#password", PASSWORD)
+        await page.click("button[type=submit]")
+        await new_run_ready(page)
         for i in range(runs):
             await self.timed(page, "new run", "/", new_run_ready)
             rounds = ROUNDS[(i + offset) % len(ROUNDS)]
@@ -158,14 +165,19 @@ def main() -> None:
         sys.exit(problem)
     from harness import CHROMIUM
 
+    from flcore.auth import Users
+
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "runs.db"
+        users = Users(Path(tmp) / "users.json")
+        for i in range(args.users):
+            users.add(f"user{i}", PASSWORD)
         chromium = CHROMIUM
         if args.browser_nice:
             chromium = str(Path(tmp) / "chromium-niced")
             Path(chromium).write_text(f'#!/bin/sh\nexec nice -n {args.browser_nice} {CHROMIUM} "$@"\n')
             Path(chromium).chmod(0o755)
-        with DashboardServer(store_path, ROOT / "test-output" / "load-server.log") as server:
+        with DashboardServer(store_path, ROOT / "test-output" / "load-server.log", {"FLCORE_USERS": str(users.path)}) as server:
             started = time.perf_counter()
             opens, server_side = asyncio.run(drive(server.url, args.users, args.runs, chromium))
             store = RunStore(store_path)

@@ -1,9 +1,10 @@
-"""Entry point: `streamlit run dashboard/app.py`.
+"""The pages: `streamlit run dashboard/serve.py` (or, on a laptop, `streamlit run dashboard/app.py`).
 
-Declares the four pages with `st.navigation` (New run, Runs, Run, Compare), makes sure the one
-background runner of this server process is started (so runs queued before a restart are picked
-up), and runs the chosen page. The Run page's URL carries the run id (`/run?run=<id>`), so a
-reload or another browser opens the same run.
+Finds who is signing in (`access.current_user`: the sign-in screen until someone is), declares
+the four pages with `st.navigation` (New run, Runs, Run, Compare), makes sure the one background
+runner of this server process is started (`serve.py` starts it with the server already), and
+runs the chosen page. The Run page's URL carries the run id (`/run?run=<id>`), so a reload or
+another browser opens the same run.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 def main() -> None:
     import streamlit as st
 
-    from dashboard import state
+    from dashboard import access, state
 
     st.set_page_config(page_title="Federated learning simulator", page_icon=":material/hub:", layout="wide")
+    user = access.current_user()
     pages = [
         st.Page(state.NEW_RUN_PAGE, title="New run", icon=":material/add_circle:", url_path="new", default=True),
         st.Page(state.RUNS_PAGE, title="Runs", icon=":material/list:", url_path="runs"),
@@ -31,6 +33,7 @@ def main() -> None:
     page = st.navigation(pages)
     with st.sidebar:
         st.caption("Federated learning simulator: runs train in the background; close the tab and come back any time.")
+        access.sign_out_control(user)
     try:
         state.get_runner()
     except Exception as err:  # the pages still show stored runs; submitting says what is wrong

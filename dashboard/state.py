@@ -74,6 +74,20 @@ def _runner(path: str, max_workers: int | None) -> "Runner":
     return runner
 
 
+def warm_up_pages() -> None:
+    """Import what the pages use and compute the default split preview's labels, so that the
+    first person to open a page after a start does not wait for it (serve.py calls this)."""
+    import sklearn.datasets  # noqa: F401  (the digits dataset)
+
+    import dashboard.form
+    import dashboard.frames
+    import dashboard.tables  # noqa: F401
+    from flcore.config import ExperimentConfig
+    from flcore.data.datasets import load_dataset
+
+    load_dataset(ExperimentConfig())
+
+
 def get_runner() -> "Runner":
     """The one background runner of this server process (started on first use)."""
     return _runner(store_path(), _max_workers())
@@ -93,6 +107,25 @@ def wait_for_first_round(store: "RunStore", run_id: str, timeout: float = FIRST_
         if info.status == "queued" and time.monotonic() > deadline - timeout + 0.1:
             return  # the runner had no free worker: the run waits in the queue
         time.sleep(0.02)
+
+
+def act(action: str, run_id: str) -> None:
+    """A button's callback: cancel, resume or delete a run as the signed-in user. The engine
+    checks the user may; a refusal is shown as a sentence."""
+    from dashboard import access
+
+    try:
+        getattr(get_runner(), action)(run_id, access.user())
+    except PermissionError as err:
+        st.toast(access.plain(err), icon=":material/block:")
+
+
+def not_yours(info: Any, user: Any) -> str | None:
+    """Why `user` may not act on the run (a button's help text), or None when they may."""
+    if user.may_act_on(info.owner):
+        return None
+    who = info.owner if info.owner else "an admin (the run is older than owners)"
+    return f"Only {who}{' or an admin' if info.owner else ''} can change this run; everyone can view and compare it."
 
 
 def open_run(run_id: str) -> None:

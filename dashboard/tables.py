@@ -31,8 +31,6 @@ __all__ = ["describe_split", "registries"]  # re-exported for the pages
 FIELD_LABELS = {
     "name": "Run name",
     "dataset": "Dataset",
-    "data_dir": "Data folder",
-    "download": "Download when missing",
     "synthetic_alpha": "Synthetic alpha (model heterogeneity)",
     "synthetic_beta": "Synthetic beta (feature heterogeneity)",
     "partition": "Split",
@@ -140,13 +138,27 @@ def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
                 "strategy": STRATEGIES.entry(c.strategy).label if c.strategy in STRATEGIES else c.strategy,
                 "clients": c.num_clients,
                 "status": r.status + (" (cancelling)" if r.cancel_requested and r.active else ""),
+                "owner": r.owner or "",
                 "progress": r.progress,
                 "rounds": f"{r.rounds_done} / {r.total_rounds}",
                 "final accuracy": r.final_accuracy,
                 "created": datetime.fromtimestamp(r.created_at),
             }
         )
-    columns = ["id", "name", "dataset", "split", "strategy", "clients", "status", "progress", "rounds", "final accuracy", "created"]
+    columns = [
+        "id",
+        "name",
+        "owner",
+        "dataset",
+        "split",
+        "strategy",
+        "clients",
+        "status",
+        "progress",
+        "rounds",
+        "final accuracy",
+        "created",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -12,6 +12,7 @@ a sentence naming the field.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -91,6 +92,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
     from flcore.data.datasets import load_dataset
     from flcore.data.partition import heterogeneity, label_counts, run_split
 
+    _use_server_flags(args)
     config = config_from_args(args)
     data = load_dataset(config)
     labels = data.y_train.numpy()
@@ -110,21 +112,46 @@ def cmd_partition(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_server_flags(args: argparse.Namespace) -> None:
+    """--data-dir and --download set this command's server settings (see flcore.settings)."""
+    from flcore import settings
+
+    changes = {k: v for k, v in (("data_dir", args.data_dir), ("download", args.download)) if v is not None}
+    if changes:
+        settings.use(settings.current().with_changes(**changes))
+
+
+def _writable_folder(path: Path) -> Path:
+    """`path`, created if missing, after checking results can be written there (before a run is recorded)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} is a file; give a folder for the results")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".flcore-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out {path} cannot be written ({e.strerror or e}); choose another folder") from None
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from flcore.auth import local_user
     from flcore.records import RoundResult
     from flcore.simulation import Simulation
 
+    _use_server_flags(args)
     config = config_from_args(args)
+    out = _writable_folder(Path(args.out)) if args.out else None
     store = run_id = None
     if not args.no_store:
         from flcore.store import RunStore
 
         store = RunStore(args.store)
-        run_id = store.create_run(config, source="cli")
-    out = Path(args.out) if args.out else Path("runs") / (run_id or time.strftime("%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
+        run_id = store.create_run(config, source="cli", owner=local_user().name)
+    out = out or _writable_folder(Path("runs") / (run_id or time.strftime("%Y%m%d-%H%M%S")))
     config.save(out / "config.json")
 
     results: list[RoundResult] = []
@@ -186,7 +213,7 @@ def _print_summary(config: ExperimentConfig, results: list, seconds: float, out:
 def cmd_runs(args: argparse.Namespace) -> int:
     from flcore.store import RunStore
 
-    runs = RunStore(args.store).list_runs()
+    runs = RunStore(args.store, readonly=True).list_runs()
     if not runs:
         print("no runs stored yet; start one with `python -m flcore run`")
         return 0
@@ -208,17 +235,50 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from flcore.store import RunStore
 
-    store = RunStore(args.store)
+    store = RunStore(args.store, readonly=True)
     info = store.get_run(args.run_id)
     if info is None:
         raise UsageError(f"no run with id {args.run_id!r} in {store.path}; `python -m flcore runs` lists them")
     print(f"run {info.run_id}: {info.name}\nstatus: {info.status} ({info.rounds_done}/{info.total_rounds} rounds)")
+    if info.owner:
+        print(f"started by: {info.owner}")
     if info.error:
         print(f"error: {info.error}")
     rounds = store.rounds_frame(info.run_id)
     if len(rounds):
         print(rounds[["round", "test_accuracy", "test_loss"]].to_string(index=False))
     print("config:\n" + info.config.to_json())
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Manage the users file of a server's password sign-in."""
+    import getpass
+
+    from flcore import settings
+    from flcore.auth import Users
+
+    path = args.file or settings.current().users_file
+    if path is None:
+        raise UsageError("name the users file with --file (or set FLCORE_USERS to it)")
+    users = Users(path)
+    if args.action == "list":
+        for name, record in sorted(users.load().items()):
+            print(name + ("  (admin)" if record.get("admin") else ""))
+        return 0
+    if not args.name:
+        raise UsageError(f"`users {args.action}` needs a user name")
+    if args.action == "remove":
+        users.remove(args.name)
+        print(f"removed {args.name} from {users.path}")
+        return 0
+    password = args.password_stdin and sys.stdin.readline().rstrip("\n")
+    if not password:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ; nothing was changed")
+    users.add(args.name, password, admin=args.admin)
+    print(f"{args.name} can now sign in{' (admin)' if args.admin else ''}; users file: {users.path}")
     return 0
 
 
@@ -235,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one simulation")
     _add_config_flags(run)
+    _add_server_flags(run)
     run.add_argument("--out", metavar="DIR", help="where to write the CSV results (default: runs/<run id>)")
     run.add_argument("--store", metavar="PATH", help="run store file (default: $FLCORE_STORE or ~/.local/share/flcore/runs.db)")
     run.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
@@ -243,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     part = sub.add_parser("partition", help="print how the data would be split, without training")
     _add_config_flags(part)
+    _add_server_flags(part)
     part.set_defaults(func=cmd_partition)
 
     sub.add_parser("list", help="list datasets, partitions, models, strategies, attacks, executors and client metrics").set_defaults(
@@ -257,15 +319,36 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--store", metavar="PATH")
     show.set_defaults(func=cmd_show)
+
+    users = sub.add_parser("users", help="add, remove or list the users of a server's password sign-in")
+    users.add_argument("action", choices=("add", "remove", "list"))
+    users.add_argument("name", nargs="?")
+    users.add_argument("--file", type=Path, help="the users file (default: $FLCORE_USERS)")
+    users.add_argument("--admin", action="store_true", help="may cancel, resume and delete anyone's runs")
+    users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    users.set_defaults(func=cmd_users)
     return parser
 
 
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server settings (for this command; a dashboard takes them from its environment)")
+    group.add_argument("--data-dir", metavar="DIR", help="where datasets are read and downloaded (default: $FLCORE_DATA_DIR)")
+    group.add_argument("--download", action=argparse.BooleanOptionalAction, default=None, help="download a missing dataset")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from flcore.auth import AuthError
+    from flcore.settings import SettingsError
+    from flcore.store import StoreError
+
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, ConfigError) as err:
+    except (UsageError, ConfigError, StoreError, AuthError, SettingsError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as err:  # e.g. a store that became read-only: one sentence, not a traceback
+        print(f"error: the run store cannot be written ({err}); check its permissions, or choose another with --store", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, RuntimeError, OSError) as err:  # PartitionError, DatasetUnavailable, ...
         print(f"error: {err}", file=sys.stderr)

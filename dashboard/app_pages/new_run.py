@@ -13,21 +13,26 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import access, charts, state
+from dashboard.access import plain
 from dashboard.form import KEY_PREFIX, Form
 from dashboard.tables import describe_config
+from flcore import settings as server_settings
 from flcore.config import ConfigError, ExperimentConfig, Problem
-from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_fields, load_dataset
+from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
+from flcore.quotas import QuotaError, run_size_problems
 
 PREFILLED_FROM = "prefilled_from"
 
 
 @st.cache_data(show_spinner="Loading the dataset's labels…", max_entries=8)
 def train_labels(dataset_json: str) -> np.ndarray:
-    """The training labels of a dataset, read from disk (never downloaded for a preview);
-    `dataset_json` holds only the fields the dataset reads, so other changes hit the cache."""
-    config = ExperimentConfig.from_json(dataset_json).replace(download=False)
+    """The training labels of a dataset, read from the server's data folder (never downloaded for
+    a preview); `dataset_json` holds only the fields the dataset reads, so other changes hit the cache."""
+    config = ExperimentConfig.from_json(dataset_json)
+    if availability(config.dataset) != "present":
+        raise DatasetUnavailable(f"{config.dataset} is not in the server's data folder")
     return load_dataset(config).y_train.numpy()
 
 
@@ -63,10 +68,16 @@ def _start_values() -> dict:
 
 
 def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
+    """The config, or the problems with it: its own, and what this server allows (the size of
+    one run, whether the dataset is here)."""
     try:
-        return ExperimentConfig.create(**values), []
+        config = ExperimentConfig.create(**values)
     except ConfigError as err:
         return None, list(err.problems)
+    problems = run_size_problems(config, server_settings.current())
+    if availability(config.dataset) == "missing":
+        problems.append(Problem("dataset", f"{DATASETS.entry(config.dataset).label} is {AVAILABILITY['missing']}; choose another dataset"))
+    return config, problems
 
 
 def _preview(values: dict) -> tuple[list[Problem], bool]:
@@ -82,11 +93,7 @@ def _preview(values: dict) -> tuple[list[Problem], bool]:
     try:
         counts = preview_counts(preview_config.to_json())
     except DatasetUnavailable:
-        where = preview_config.data_dir
-        st.info(
-            f"{entry.label} is not on this server yet, so its split cannot be previewed. "
-            + ("It is downloaded when the run starts." if values.get("download") else f"Turn on download, or put its files in {where}.")
-        )
+        st.info(f"{entry.label} is {AVAILABILITY[availability(preview_config.dataset)]}, so its split cannot be previewed yet.")
         return [], False
     except PartitionError as err:
         return [Problem(err.field, str(err))], False
@@ -146,7 +153,7 @@ st.caption(
 )
 start = _start_values()
 if PREFILLED_FROM in st.session_state:
-    st.info(f"Settings copied from **{st.session_state[PREFILLED_FROM]}**: change what you like and press Run.")
+    st.info(f"Settings copied from **{plain(st.session_state[PREFILLED_FROM])}**: change what you like and press Run.")
 
 left, right = st.columns([5, 6], gap="large")
 with right:
@@ -174,7 +181,11 @@ def run_button(config: ExperimentConfig | None, problems: list[Problem]) -> None
     if clicked and config is not None and not problems:
         with st.spinner("Starting the run…"):
             runner = state.get_runner()
-            run_id = runner.submit(config)
+            try:
+                run_id = runner.submit(config, user=access.user())
+            except QuotaError as err:
+                st.error("Nothing was queued: " + "; ".join(plain(p.message) for p in err.problems) + ".")
+                return
             state.wait_for_first_round(runner.store, run_id)
         st.session_state.pop(PREFILLED_FROM, None)
         state.open_run(run_id)
@@ -185,7 +196,7 @@ def run_button(config: ExperimentConfig | None, problems: list[Problem]) -> None
 with action:
     if problems:
         st.markdown("**Not ready to run yet.** Fix these settings:")
-        st.error("\n".join(f"- {p.message}" for p in problems))
+        st.error("\n".join(f"- {plain(p.message)}" for p in problems))
     else:
-        st.markdown(f"**Ready:** {describe_config(config)}")
+        st.markdown(f"**Ready:** {plain(describe_config(config))}")
     run_button(config, problems)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, live, state
+from dashboard import access, charts, live, state
+from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.tables import describe_config, format_duration, results_json, time_left
 from flcore.data.datasets import DATASETS
@@ -36,7 +37,7 @@ def _pick_run(store) -> str | None:
     runs = store.list_runs()
     asked = st.query_params.get("run")
     if asked:
-        st.warning(f"There is no run with id {asked!r}: it may have been deleted. Choose another run below.")
+        st.warning(f"There is no run with id {plain(repr(asked))}: it may have been deleted. Choose another run below.")
     if not runs:
         st.info("No runs yet: start one on the New run page.")
         st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
@@ -78,7 +79,7 @@ def _controls(info) -> None:
     if info.active and info.cancel_requested:
         status = "Cancelling: the run stops after the current round."
     if info.status == "failed":
-        st.error(info.error or "The run failed without saying why.")
+        st.error(plain(info.error) if info.error else "The run failed without saying why.")
     elif info.status in ("cancelled", "interrupted"):
         st.warning(status)
     elif info.status == "done":
@@ -87,23 +88,28 @@ def _controls(info) -> None:
         st.info(status)
 
     row = st.container(horizontal=True)
-    allowed = actions(info)
+    user = access.user()
+    allowed, owners = actions(info, user), actions(info)  # what this user may do; what the owner could
+    not_yours = state.not_yours(info, user)
     if info.active:
         row.button(
             "Cancel",
             icon=":material/stop_circle:",
             disabled="cancel" not in allowed,
             key="cancel_button",
-            on_click=lambda: state.get_runner().cancel(info.run_id),
-            help="Stop the run after the round in progress; what it has done so far is kept.",
+            on_click=state.act,
+            args=("cancel", info.run_id),
+            help=not_yours or "Stop the run after the round in progress; what it has done so far is kept.",
         )
-    elif "resume" in allowed:
+    elif "resume" in owners:
         row.button(
             "Resume",
             icon=":material/play_arrow:",
             key="resume_button",
-            on_click=lambda: state.get_runner().resume(info.run_id),
-            help="Queue the run again; it continues from its last finished round.",
+            disabled="resume" not in allowed,
+            on_click=state.act,
+            args=("resume", info.run_id),
+            help=not_yours or "Queue the run again; it continues from its last finished round.",
         )
     if row.button(
         "Run again with changes", icon=":material/edit:", key="again_button", help="Open New run with this run's settings filled in."
@@ -208,9 +214,10 @@ if info is None:
     _pick_run(store)
     st.stop()
 
-st.title(info.name)
+st.title(plain(info.name))
+started_by = f" by {plain(info.owner)}" if info.owner else ""
 st.caption(
-    f"{describe_config(info.config)}  \nRun {info.run_id} · started from the {info.source} · created "
+    f"{plain(describe_config(info.config))}  \nRun {info.run_id} · started{started_by} from the {info.source} · created "
     f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}"
 )
 _controls(info)

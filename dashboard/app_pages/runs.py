@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import live, state
+from dashboard import access, live, state
+from dashboard.access import plain
 from dashboard.tables import runs_table
 from flcore.store import actions
 
@@ -51,23 +52,28 @@ def _actions(store, runs) -> None:
         "Run again with changes", icon=":material/edit:", key="again_button", help="Open New run with this run's settings filled in."
     ):
         state.run_again(info.config.model_dump())
-    allowed = actions(info)
+    user = access.user()
+    allowed, owners = actions(info, user), actions(info)  # what this user may do; what the owner could
+    not_yours = state.not_yours(info, user)
     if info.active:
         row.button(
             "Cancel",
             icon=":material/stop_circle:",
             key="cancel_button",
             disabled="cancel" not in allowed,
-            help="Stop the run after the round in progress.",
-            on_click=lambda: state.get_runner().cancel(info.run_id),
+            help=not_yours or "Stop the run after the round in progress.",
+            on_click=state.act,
+            args=("cancel", info.run_id),
         )
-    elif "resume" in allowed:
+    elif "resume" in owners:
         row.button(
             "Resume",
             icon=":material/play_arrow:",
             key="resume_button",
-            help="Queue the run again; it continues from its last finished round.",
-            on_click=lambda: state.get_runner().resume(info.run_id),
+            disabled="resume" not in allowed,
+            help=not_yours or "Queue the run again; it continues from its last finished round.",
+            on_click=state.act,
+            args=("resume", info.run_id),
         )
     if row.button(
         "Compare…", icon=":material/compare_arrows:", key="compare_button", help="Open Compare with this run and the runs just before it."
@@ -80,18 +86,22 @@ def _actions(store, runs) -> None:
         icon=":material/delete:",
         key="delete_button",
         disabled="delete" not in allowed,
-        help="Delete the run and all its results." if "delete" in allowed else "Cancel the run first.",
+        help=not_yours or ("Delete the run and all its results." if "delete" in allowed else "Cancel the run first."),
     ):
         st.session_state[CONFIRM] = info.run_id
 
     if st.session_state.get(CONFIRM) == info.run_id:
-        st.warning(f"Delete **{info.name}** ({info.run_id}) and all its results? This cannot be undone.")
+        st.warning(f"Delete **{plain(info.name)}** ({info.run_id}) and all its results? This cannot be undone.")
         confirm = st.container(horizontal=True)
         if confirm.button("Yes, delete it", type="primary", key="confirm_delete"):
-            store.delete_run(info.run_id)
+            try:
+                state.get_runner().delete(info.run_id, user)
+            except PermissionError as err:
+                st.error(plain(err))
+                return
             st.session_state.pop(CONFIRM, None)
             st.session_state.pop(PICK, None)
-            st.toast(f"Deleted {info.name} ({info.run_id}).")
+            st.toast(f"Deleted {plain(info.name)} ({info.run_id}).")
             st.rerun()
         if confirm.button("Keep it", key="keep_run"):
             st.session_state.pop(CONFIRM, None)

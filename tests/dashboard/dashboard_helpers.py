@@ -8,6 +8,7 @@ worker API, so the pages read exactly what a worker would have written, without 
 from __future__ import annotations
 
 import base64
+import html
 import json
 from pathlib import Path
 
@@ -57,12 +58,23 @@ def page(path: str, **query) -> AppTest:
     return at.run()
 
 
+def shown(markdown: str) -> str:
+    """Markdown source as a reader sees it: character references decoded (`access.plain` writes
+    the punctuation of everything people typed as `&#NN;`, so `a&#95;b` reads `a_b`)."""
+    return html.unescape(str(markdown)).replace("\u2060", "")  # and the invisible word joiners
+
+
 def texts(at: AppTest) -> str:
-    """Everything the page wrote as text (markdown, captions, alerts, titles), joined."""
+    """Everything the page wrote as text (markdown, captions, alerts, titles) as shown, joined."""
     parts = []
     for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error", "text"):
-        parts += [str(e.value) for e in getattr(at, kind)]
+        parts += [shown(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
+
+
+def errors(at: AppTest) -> list[str]:
+    """The error boxes of the page, as shown."""
+    return [shown(e.value) for e in at.error]
 
 
 def no_exceptions(at: AppTest) -> None:

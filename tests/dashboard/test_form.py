@@ -23,7 +23,7 @@ def test_field_kinds():
     assert form._kind(FIELDS["server_lr"].annotation) == (float, True, ())
     assert form._kind(FIELDS["device"].annotation) == (str, False, ("auto", "cpu", "cuda"))
     assert form._kind(Literal["a", "b"] | None) == (str, True, ("a", "b"))
-    assert form._kind(FIELDS["download"].annotation) == (bool, False, ())
+    assert form._kind(bool) == (bool, False, ())
 
 
 def test_every_field_has_a_place_in_the_form():

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from dashboard_helpers import app, figure_titled, no_exceptions, texts
+from dashboard_helpers import app, errors, figure_titled, no_exceptions, shown, texts
 
 from flcore.attacks import ATTACKS
 from flcore.config import ExperimentConfig
@@ -31,7 +31,7 @@ def preview_heatmap(at):
 def test_defaults_render_a_ready_form_and_a_partition_preview(store):
     at = app().run()
     no_exceptions(at)
-    assert at.title[0].value == "New run"
+    assert shown(at.title[0].value) == "New run"
     assert "Ready:" in texts(at) and "Digits" in texts(at)
     assert at.selectbox(key="cfg.dataset").value == "digits"
     assert at.selectbox(key="cfg.partition").value == "dirichlet"
@@ -97,8 +97,8 @@ def test_invalid_settings_show_the_engine_message_and_queue_nothing(store):
     at = app().run()
     at.number_input(key="cfg.clients_per_round").set_value(50).run()
     message = "clients_per_round=50 exceeds num_clients=10"
-    assert any(message in e.value for e in at.error), texts(at)
-    assert sum(message in e.value for e in at.error) == 2  # under its widget and above the Run button
+    assert any(message in e for e in errors(at)), texts(at)
+    assert sum(message in e for e in errors(at)) == 2  # under its widget and above the Run button
     at.button(key="run_button").click().run()
     no_exceptions(at)
     assert store.list_runs() == []
@@ -109,18 +109,21 @@ def test_a_split_the_data_cannot_make_is_refused_with_its_reason(store):
     at = app().run()
     at.number_input(key="cfg.num_clients").set_value(1000).run()  # 1,000 x 2 samples > digits' 1,438
     no_exceptions(at)
-    assert any("min_samples_per_client" in e.value and "lower num_clients" in e.value for e in at.error)
+    assert any("min_samples_per_client" in e and "lower num_clients" in e for e in errors(at))
     at.button(key="run_button").click().run()
     assert store.list_runs() == []
 
 
-def test_a_dataset_not_on_disk_is_not_downloaded_for_the_preview(store, tmp_path):
+def test_a_dataset_not_on_the_server_is_said_so_and_never_fetched_for_the_preview(store, server_settings):
     at = app().run()
+    assert not any("data_dir" in str(k) or "download" in str(k) for k in at.session_state)  # the folder is not a form field
     at.selectbox(key="cfg.dataset").set_value("mnist").run()
-    at.text_input(key="cfg.data_dir").set_value(str(tmp_path / "nothing-here")).run()
     no_exceptions(at)
-    assert "not on this server yet" in texts(at)
-    assert not (tmp_path / "nothing-here").exists()
+    assert "not on this server" in texts(at)
+    assert any("MNIST is not on this server" in e for e in errors(at))  # and Run is refused, saying why
+    at.button(key="run_button").click().run()
+    assert store.list_runs() == []
+    assert list(server_settings.data_dir.iterdir()) == []  # nothing was written to the data folder
 
 
 def test_run_queues_the_run_and_opens_its_page(store):
@@ -134,7 +137,7 @@ def test_run_queues_the_run_and_opens_its_page(store):
     (run,) = store.list_runs()
     assert run.config.num_clients == 4 and run.config.rounds == 2 and run.source == "dashboard"
     assert at.query_params.get("run") == run.run_id
-    assert at.title[0].value == run.name  # the Run page is open
+    assert shown(at.title[0].value) == run.name  # the Run page is open
     # the background runner trains it; the page only reads the store
     deadline = time.time() + 90
     while store.get_run(run.run_id).status not in ("done", "failed") and time.time() < deadline:

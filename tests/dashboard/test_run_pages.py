@@ -4,7 +4,7 @@ real store in a temporary directory."""
 from __future__ import annotations
 
 import pytest
-from dashboard_helpers import figure, figure_titled, no_exceptions, page, record_run, texts
+from dashboard_helpers import errors, figure, figure_titled, no_exceptions, page, record_run, shown, texts
 
 RUN, RUNS, COMPARE, NEW = "app_pages/run.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/new_run.py"
 
@@ -31,7 +31,7 @@ def test_a_finished_run_shows_status_progress_every_chart_and_downloads(store, f
     at = page(RUN, run=finished)
     no_exceptions(at)
     info = store.get_run(finished)
-    assert at.title[0].value == info.name
+    assert shown(at.title[0].value) == info.name
     assert "Round 3 of 3" in at.get("progress")[0].proto.text
     assert "Finished" in at.success[0].value
     assert [t.label for t in at.tabs] == [*TABS, "Settings and downloads"]
@@ -60,7 +60,7 @@ def test_a_failed_run_shows_its_stored_error_as_a_sentence(store):
     run_id = record_run(store, stop_after=1, status="failed", error="The worker ran out of memory in round 2.")
     at = page(RUN, run=run_id)
     no_exceptions(at)
-    assert [e.value for e in at.error] == ["The worker ran out of memory in round 2."]
+    assert errors(at) == ["The worker ran out of memory in round 2."]
     assert at.button(key="resume_button")
 
 
@@ -103,7 +103,7 @@ def test_an_unknown_or_missing_run_id_offers_the_stored_runs(store, finished):
     assert pick.options == [f"{store.get_run(finished).name} ({finished}, done)"]
     pick.set_value(finished).run()
     assert at.query_params.get("run") == finished
-    assert at.title[0].value == store.get_run(finished).name
+    assert shown(at.title[0].value) == store.get_run(finished).name
 
 
 def test_run_again_with_changes_prefills_new_run(store):
@@ -111,7 +111,7 @@ def test_run_again_with_changes_prefills_new_run(store):
     at = page(RUN, run=run_id)
     at.button(key="again_button").click().run()
     no_exceptions(at)
-    assert at.title[0].value == "New run"
+    assert shown(at.title[0].value) == "New run"
     assert at.selectbox(key="cfg.strategy").value == "median"
     assert at.number_input(key="cfg.num_clients").value == 7
     assert at.number_input(key="cfg.rounds").value == 3
@@ -138,7 +138,7 @@ def test_runs_opens_and_deletes_a_run(store, finished):
     at.button(key="open_button").click().run()
     no_exceptions(at)
     assert at.query_params.get("run") == finished
-    assert at.title[0].value == store.get_run(finished).name
+    assert shown(at.title[0].value) == store.get_run(finished).name
 
     at = page(RUNS)
     at.selectbox(key="runs_pick").set_value(other).run()
@@ -154,7 +154,7 @@ def test_runs_opens_and_deletes_a_run(store, finished):
 def test_runs_run_again_with_changes_prefills_new_run(store, finished):
     at = page(RUNS)
     at.button(key="again_button").click().run()
-    assert at.title[0].value == "New run"
+    assert shown(at.title[0].value) == "New run"
     assert at.selectbox(key="cfg.attack").value == "sign_flip"
     assert at.number_input(key="cfg.attack_fraction").value == pytest.approx(0.34)
 

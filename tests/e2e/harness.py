@@ -1,6 +1,6 @@
 """A real dashboard server and a real browser, for the end-to-end tests and the benchmarks.
 
-`DashboardServer` starts `streamlit run dashboard/app.py` on a free 127.0.0.1 port with its own
+`DashboardServer` starts `streamlit run dashboard/serve.py` on a free 127.0.0.1 port with its own
 environment (run store, worker settings), waits for `/_stcore/health` and always stops the
 whole process group (server and workers). `launch_chromium` starts Debian's `chromium` through
 Playwright with the flags this sandbox needs. The JavaScript snippets read what a page drew
@@ -44,6 +44,10 @@ CHART_X = """(title) => {
   return null;
 }"""
 ACCURACY_X = f"() => ({CHART_X})('Global test accuracy')"
+CONTENT_HEIGHT = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  return main ? main.scrollHeight : document.body.scrollHeight;
+}"""
 
 
 def free_port() -> int:
@@ -53,7 +57,7 @@ def free_port() -> int:
 
 
 class DashboardServer:
-    """`streamlit run dashboard/app.py` in its own process group; a context manager."""
+    """`streamlit run dashboard/serve.py` in its own process group; a context manager."""
 
     def __init__(self, store: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.store, self.log_path = Path(store), Path(log_path)
@@ -66,7 +70,7 @@ class DashboardServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
+                [sys.executable, "-m", "streamlit", "run", "dashboard/serve.py",
                  "--server.port", str(self.port), "--server.headless", "true", "--server.address", "127.0.0.1"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
@@ -130,3 +134,26 @@ def launch_chromium(playwright):
 def wait_for_text(page, text: str, timeout_ms: int = 60_000) -> None:
     """Wait until the page shows `text` (Streamlit renders after its websocket connects)."""
     page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout_ms)
+
+
+def shoot(page, path) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main block, so grow the
+    window until it holds all of it (charts below the fold grow once they are drawn)."""
+    page.mouse.move(1, 1)  # no tooltip over the page
+    height = 0
+    for _ in range(5):
+        new = max(1000, min(int(page.evaluate(CONTENT_HEIGHT)) + 80, 9000))
+        if new == height:
+            break
+        height = new
+        page.set_viewport_size({"width": 1500, "height": height})
+        page.wait_for_timeout(800)  # let Plotly redraw at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1500, "height": 1000})
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.locator('[data-testid="stNumberInput"]').filter(has=page.get_by_text(label, exact=True))
+    field = box.locator("input")
+    field.fill(str(value))
+    field.press("Enter")

@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from harness import ACCURACY_X, wait_for_text
+from harness import ACCURACY_X, set_number, shoot, wait_for_text
 
 from flcore.store import RunStore
 
@@ -22,36 +22,8 @@ pytestmark = pytest.mark.e2e
 RUN_LIMIT_S = 150  # a 60-round run on a loaded 2-core machine, worker start-up included
 ROUNDS = 60  # long enough (a second or two) that the page shows the round counter grow
 
-CONTENT_HEIGHT = """() => {
-  const main = document.querySelector('[data-testid="stMain"]');
-  return main ? main.scrollHeight : document.body.scrollHeight;
-}"""
-
 
 wait_for_app = wait_for_text
-
-
-def shoot(page, path) -> None:
-    """A screenshot of the whole page: Streamlit scrolls inside its main block, so grow the
-    window until it holds all of it (charts below the fold grow once they are drawn)."""
-    page.mouse.move(1, 1)  # no tooltip over the page
-    height = 0
-    for _ in range(5):
-        new = max(1000, min(int(page.evaluate(CONTENT_HEIGHT)) + 80, 9000))
-        if new == height:
-            break
-        height = new
-        page.set_viewport_size({"width": 1500, "height": height})
-        page.wait_for_timeout(800)  # let Plotly redraw at the new size
-    page.screenshot(path=str(path))
-    page.set_viewport_size({"width": 1500, "height": 1000})
-
-
-def set_number(page, label: str, value: int) -> None:
-    box = page.locator('[data-testid="stNumberInput"]').filter(has=page.get_by_text(label, exact=True))
-    field = box.locator("input")
-    field.fill(str(value))
-    field.press("Enter")
 
 
 def round_counter(page, wait: bool = False) -> tuple[int, int] | None:

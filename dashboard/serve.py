@@ -1,0 +1,198 @@
+"""`streamlit run dashboard/serve.py`: the dashboard as a server, for a laptop or a team.
+
+It serves the pages of `app.py` through Streamlit's ASGI `st.App`, and adds what a shared server
+needs before anyone opens a page:
+
+- **The runner starts with the server** (the lifespan hook): queued runs start, and runs left
+  `running` by a server that died are marked interrupted, at start-up, not at the first page
+  view; the forkserver imports torch and flcore, and the page code is warmed up.
+- **Password sign-in** when `FLCORE_USERS` names a users file: `/auth/signin` (a form that
+  checks the password and sets a signed, HttpOnly, SameSite session cookie), `/auth/signout`.
+- **No way in without a browser's Origin**: WebSocket connections that send no Origin header
+  are refused, so a script that reaches the port cannot drive the app; browsers always send one.
+- **Open mode stays on this machine**: without sign-in (no users file, no `[auth]` in
+  `.streamlit/secrets.toml`), only requests addressed to localhost are answered (which also stops
+  DNS rebinding), with a page saying how to configure sign-in; `.streamlit/config.toml` binds the
+  server to 127.0.0.1 as well.
+
+`streamlit run dashboard/app.py` still serves the same pages without these (the runner then
+starts at the first page view), which is fine on a laptop.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import threading
+from contextlib import asynccontextmanager
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+import streamlit as st
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dashboard import access, state  # noqa: E402
+from flcore import settings as server_settings  # noqa: E402
+from flcore.auth import AuthError, Users  # noqa: E402
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+@asynccontextmanager
+async def lifespan(app):
+    state.get_runner()  # starts the scheduler and the forkserver, marks runs left by a dead server
+    threading.Thread(target=state.warm_up_pages, name="flcore-page-warm-up", daemon=True).start()
+    yield
+
+
+# Sign-in pages ---------------------------------------------------------------------------------
+SIGNIN_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in · Federated learning simulator</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+ body {{ font-family: system-ui, sans-serif; background: #f6f7f9; display: grid; place-items: center; min-height: 100vh; margin: 0; }}
+ form {{ background: white; padding: 2rem 2.2rem; border-radius: 10px; box-shadow: 0 2px 12px #0001; width: 20rem; }}
+ h1 {{ font-size: 1.3rem; margin: 0 0 1.2rem; }}
+ label {{ display: block; font-size: .9rem; margin: .8rem 0 .3rem; }}
+ input {{ width: 100%; box-sizing: border-box; padding: .55rem; border: 1px solid #ccd; border-radius: 6px; font-size: 1rem; }}
+ button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 6px; background: #2563EB; color: white; font-size: 1rem; }}
+ .error {{ color: #b42318; font-size: .9rem; margin-top: 1rem; }}
+ p.note {{ color: #667; font-size: .85rem; margin-top: 1.2rem; }}
+</style></head>
+<body><form method="post" action="/auth/signin">
+<h1>Federated learning simulator</h1>
+<input type="hidden" name="next" value="{next}">
+<label for="user">User name</label><input id="user" name="user" value="{user}" autocomplete="username" autofocus required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+{error}
+<p class="note">Accounts are made by the operator of this server (<code>python -m flcore users add NAME</code>).</p>
+</form></body></html>"""
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this server (no open redirect to another site)."""
+    if not value or not value.startswith("/") or value.startswith("//") or urlparse(value).netloc:
+        return "/"
+    return value
+
+
+def _signin_page(next_path: str, error: str = "", status: int = 200, user: str = "") -> HTMLResponse:
+    shown = f'<p class="error">{html.escape(error)}</p>' if error else ""
+    page = SIGNIN_HTML.format(next=html.escape(next_path, quote=True), error=shown, user=html.escape(user, quote=True))
+    return HTMLResponse(page, status_code=status)
+
+
+async def signin(request: Request) -> Response:
+    settings = server_settings.current()
+    if settings.users_file is None:
+        return RedirectResponse("/", status_code=303)
+    if request.method == "GET":
+        return _signin_page(_safe_next(request.query_params.get("next")))
+    origin = request.headers.get("origin")
+    if origin and urlparse(origin).netloc != request.headers.get("host"):
+        return _signin_page("/", "Sign in from this server's own page.", status=403)
+    form = await request.form()
+    next_path = _safe_next(str(form.get("next", "/")))
+    users = Users(settings.users_file)
+    name = str(form.get("user", "")).strip()
+    try:
+        user = users.authenticate(name, str(form.get("password", "")), settings.admins)
+    except AuthError as err:
+        return _signin_page(next_path, str(err), status=401, user=name)
+    response = RedirectResponse(next_path, status_code=303)
+    response.set_cookie(
+        access.SESSION_COOKIE, users.token(user), httponly=True, samesite="strict", path="/",
+        secure=request.url.scheme == "https",
+    )  # fmt: skip
+    return response
+
+
+async def signout(request: Request) -> Response:
+    response = RedirectResponse(access.SIGNIN_PATH if server_settings.current().users_file else "/", status_code=303)
+    response.delete_cookie(access.SESSION_COOKIE, path="/")
+    return response
+
+
+# The guard -------------------------------------------------------------------------------------
+OPEN_MODE_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not on this machine</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; line-height: 1.5">
+<h1>This dashboard only answers on the machine it runs on</h1>
+<p>It has no sign-in configured, so anyone who could reach it would act as its owner. To share it,
+configure sign-in: set <code>FLCORE_USERS</code> to a users file (make one with
+<code>python -m flcore users add NAME</code>), or an identity provider in
+<code>.streamlit/secrets.toml</code>. The README says how.</p></body></html>"""
+
+
+PUBLIC_PATHS = ("/auth/", "/_stcore/health", "/_stcore/host-config", "/static/", "/favicon")
+
+
+class Guard:
+    """ASGI middleware in front of the app:
+
+    - a WebSocket must send an Origin header (browsers always do; a script that reaches the
+      port does not), and in password mode a valid session cookie;
+    - in password mode, anything but the sign-in pages and static files needs a valid session
+      cookie: a page request without one is sent to the sign-in page, anything else refused;
+    - in open mode (no sign-in configured) only requests addressed to this machine are served.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        websocket = scope["type"] == "websocket"
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        mode = access.auth_mode()
+        host = urlparse("//" + headers.get("host", "")).hostname or ""
+        if mode == "open" and host not in LOCAL_HOSTS:
+            return await _refuse(scope, receive, send, HTMLResponse(OPEN_MODE_HTML, status_code=403))
+        if websocket and "origin" not in headers:
+            return await _refuse(scope, receive, send)  # policy violation: not a browser
+        path = scope.get("path", "/")
+        if mode == "password" and not path.startswith(PUBLIC_PATHS) and not _signed_in(headers):
+            if websocket or scope.get("method") != "GET":
+                return await _refuse(scope, receive, send, Response("Sign in first.", status_code=401))
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = path + (f"?{query}" if query else "")
+            return await RedirectResponse(f"{access.SIGNIN_PATH}?next={quote(target, safe='')}", status_code=303)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _signed_in(headers: dict[str, str]) -> bool:
+    cookies = SimpleCookie()
+    try:
+        cookies.load(headers.get("cookie", ""))
+    except CookieError:
+        return False
+    token = cookies[access.SESSION_COOKIE].value if access.SESSION_COOKIE in cookies else None
+    settings = server_settings.current()
+    try:
+        return Users(settings.users_file).user_from_token(token, settings.admins) is not None
+    except AuthError:
+        return False
+
+
+async def _refuse(scope, receive, send, response: Response | None = None) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+    else:
+        await (response or Response(status_code=403))(scope, receive, send)
+
+
+app = st.App(
+    "app.py",
+    lifespan=lifespan,
+    routes=[Route(access.SIGNIN_PATH, signin, methods=["GET", "POST"]), Route(access.SIGNOUT_PATH, signout)],
+    middleware=[Middleware(Guard)],
+)

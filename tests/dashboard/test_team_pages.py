@@ -1,0 +1,96 @@
+"""The pages of a shared server under AppTest: sign-in, owners, quotas, and text from people
+shown as typed. The real browser, cookies and two people at once: tests/e2e/test_shared_server.py."""
+
+from __future__ import annotations
+
+import pytest
+from dashboard_helpers import app, errors, page, record_run, shown, texts
+
+from dashboard import access
+from flcore import settings
+from flcore.auth import Users
+
+RUN, RUNS, NEW = "app_pages/run.py", "app_pages/runs.py", "app_pages/new_run.py"
+MARKDOWN_NAME = "[sign in again](http://evil.example) ![x](http://evil.example/x.png) **now** :red[red] <b>b</b>"
+
+
+@pytest.fixture
+def team(tmp_path, monkeypatch, server_settings):
+    """A server with password sign-in: alice and bob; `sign_in(name)` makes the page see them."""
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "alice-password")
+    users.add("bob", "bob-password")
+    settings.use(server_settings.with_changes(users_file=users.path, max_queued=1))
+    token = {}
+    monkeypatch.setattr(access, "session_token", lambda: token.get("value"))
+
+    def sign_in(name: str | None) -> None:
+        token["value"] = users.token(users.authenticate(name, f"{name}-password")) if name else None
+
+    return sign_in
+
+
+def test_without_signing_in_a_shared_server_shows_only_the_sign_in(store, team):
+    team(None)
+    at = app().run()
+    assert "sign in to start runs" in texts(at)
+    assert [b.proto.url for b in at.get("link_button")] == ["/auth/signin?next=%2F"]
+    assert not at.get("plotly_chart") and not at.number_input  # no form, no preview: nothing of the app
+
+
+def test_only_the_owner_may_cancel_or_delete_but_everyone_may_look(store, team):
+    run_id = record_run(store, stop_after=1, status=None)  # a running run...
+    store._conn().execute("UPDATE runs SET owner = 'alice' WHERE run_id = ?", (run_id,))  # ... of alice's
+    team("bob")
+    at = page(RUN, run=run_id)
+    assert "started by alice" in texts(at) and at.get("plotly_chart")
+    cancel = at.button(key="cancel_button")
+    assert cancel.disabled and "Only alice or an admin" in cancel.proto.help
+    team("alice")
+    at = page(RUN, run=run_id)
+    assert not at.button(key="cancel_button").disabled
+    at.button(key="cancel_button").click().run()
+    assert store.get_run(run_id).cancel_requested
+
+    done = record_run(store)
+    store._conn().execute("UPDATE runs SET owner = 'alice' WHERE run_id = ?", (done,))
+    team("bob")
+    at = page(RUNS)
+    at.selectbox(key="runs_pick").set_value(done).run()
+    assert at.button(key="delete_button").disabled
+
+
+def test_a_submission_over_the_quota_is_refused_with_the_limit(store, team):
+    team("alice")
+    at = app().run()
+    at.number_input(key="cfg.rounds").set_value(5000).run()  # still queued or running at the second click
+    at.button(key="run_button").click().run()
+    (first,) = store.list_runs()
+    assert first.owner == "alice" and first.active
+    at = app().run()
+    at.button(key="run_button").click().run()
+    assert len(store.list_runs()) == 1
+    assert any("the most one person may have on this server (1)" in e for e in errors(at))
+
+
+def test_a_run_too_big_for_the_server_is_refused_under_the_rounds(store, server_settings):
+    settings.use(server_settings.with_changes(max_client_updates=100))
+    at = app().run()
+    at.number_input(key="cfg.rounds").set_value(20).run()  # 20 rounds x 10 clients = 200 client updates
+    assert any("200 client updates" in e for e in errors(at))
+    at.button(key="run_button").click().run()
+    assert store.list_runs() == []
+
+
+def test_a_name_full_of_markdown_is_shown_as_typed(store):
+    run_id = record_run(store, name=MARKDOWN_NAME)
+    at = page(RUN, run=run_id)
+    title = at.title[0].value
+    assert shown(title) == MARKDOWN_NAME  # what a reader sees is the name...
+    assert "](" not in title and "**" not in title and ":red[" not in title  # ...and nothing Markdown could act on
+    at.button(key="again_button").click().run()  # the "settings copied from" banner
+    banner = next(i.value for i in at.info if "Settings copied from" in shown(i.value))
+    assert MARKDOWN_NAME in shown(banner) and "](http" not in banner
+    at = page(RUN, run="[x](http://evil.example)")
+    warning = at.warning[0].value
+    assert "[x](http://evil.example)" in shown(warning) and "](http" not in warning
