@@ -17,18 +17,20 @@ from dashboard import charts, state
 from dashboard.form import KEY_PREFIX, Form
 from dashboard.tables import describe_config
 from flcore.config import ConfigError, ExperimentConfig, Problem
-from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_fields, load_dataset
+from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_fields, dataset_info, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
 
 PREFILLED_FROM = "prefilled_from"
 
 
 @st.cache_data(show_spinner="Loading the dataset's labels…", max_entries=8)
-def train_labels(dataset_json: str) -> np.ndarray:
-    """The training labels of a dataset, read from disk (never downloaded for a preview);
-    `dataset_json` holds only the fields the dataset reads, so other changes hit the cache."""
+def train_labels(dataset_json: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training labels of a dataset and their natural clients (None if it has none), read
+    from disk (never downloaded for a preview); `dataset_json` holds only the fields the
+    dataset reads, so other changes hit the cache."""
     config = ExperimentConfig.from_json(dataset_json).replace(download=False)
-    return load_dataset(config).y_train.numpy()
+    data = load_dataset(config)
+    return data.y_train.numpy(), data.train_clients
 
 
 def dataset_part(config: ExperimentConfig) -> str:
@@ -40,9 +42,9 @@ def dataset_part(config: ExperimentConfig) -> str:
 def preview_counts(preview_json: str) -> np.ndarray:
     """Clients x classes counts of the split the run will make (same partitioner and seed)."""
     config = ExperimentConfig.from_json(preview_json)
-    labels = train_labels(dataset_part(config))
-    parts = run_split(labels, config)
-    return label_counts(labels, parts, DATASETS.get(config.dataset).info.num_classes)
+    labels, clients = train_labels(dataset_part(config))
+    parts = run_split(labels, config, clients)
+    return label_counts(labels, parts, dataset_info(config).num_classes)
 
 
 def _reset_form() -> None:
@@ -81,17 +83,20 @@ def _preview(values: dict) -> tuple[list[Problem], bool]:
     entry = DATASETS.entry(preview_config.dataset)
     try:
         counts = preview_counts(preview_config.to_json())
-    except DatasetUnavailable:
+    except DatasetUnavailable as err:
         where = preview_config.data_dir
-        st.info(
-            f"{entry.label} is not on this server yet, so its split cannot be previewed. "
-            + ("It is downloaded when the run starts." if values.get("download") else f"Turn on download, or put its files in {where}.")
-        )
+        if "download" not in entry.params:  # files to make or bring (LEAF, a file of one's own): the loader says how
+            st.info(f"{entry.label} cannot be previewed: {err}")
+        else:
+            st.info(
+                f"{entry.label} is not on this server yet, so its split cannot be previewed. "
+                + ("It is downloaded when the run starts." if values.get("download") else f"Turn on download, or put its files in {where}.")
+            )
         return [], False
     except PartitionError as err:
         return [Problem(err.field, str(err))], False
 
-    info = entry.obj.info
+    info = dataset_info(preview_config)
     het = heterogeneity(counts)
     num_classes = counts.shape[1]
     cols = st.columns(2) + st.columns(2)

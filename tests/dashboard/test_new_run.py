@@ -123,6 +123,33 @@ def test_a_dataset_not_on_disk_is_not_downloaded_for_the_preview(store, tmp_path
     assert not (tmp_path / "nothing-here").exists()
 
 
+def test_a_file_of_ones_own_previews_its_natural_split(store, tmp_path):
+    rows = ["user,x1,x2,label"] + [f"u{i % 3},{i},{i * i % 7},{'ab'[i % 2]}" for i in range(40)]
+    (tmp_path / "mine.csv").write_text("\n".join(rows) + "\n")
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    no_exceptions(at)
+    assert any(e.value.startswith("dataset='file' needs data_file") for e in at.error)
+    at.text_input(key="cfg.data_file").set_value(str(tmp_path / "mine.csv")).run()
+    at.text_input(key="cfg.client_column").set_value("user").run()
+    at.selectbox(key="cfg.partition").set_value("natural").run()
+    no_exceptions(at)
+    assert any("num_clients=10 does not match the data: dataset='file' has 3 natural clients" in e.value for e in at.error)
+    at.number_input(key="cfg.num_clients").set_value(3).run()
+    no_exceptions(at)
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (3, 2) and z.sum() == 32  # 3 users x labels a, b; 8 of the 40 rows are held out for testing
+    assert "Ready:" in texts(at)
+
+
+def test_leaf_data_not_on_disk_says_how_to_make_it(store, tmp_path):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("femnist").run()
+    at.text_input(key="cfg.data_dir").set_value(str(tmp_path)).run()
+    no_exceptions(at)
+    assert "./preprocess.sh -s niid --sf 0.05 -k 0 -t sample" in texts(at)
+
+
 def test_run_queues_the_run_and_opens_its_page(store):
     at = app().run()
     at.number_input(key="cfg.num_clients").set_value(4).run()
