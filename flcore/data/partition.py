@@ -187,7 +187,8 @@ def quantity_skew(labels: np.ndarray, num_clients: int, config: "ExperimentConfi
 @PARTITIONERS.register(
     "natural",
     label="Natural (the data's own clients)",
-    description="One client per writer, speaker or client-column value, as the data comes (LEAF, Caldas et al. 2018); num_clients must equal their number.",
+    description="One client per writer, speaker or client-column value, as the data comes (LEAF, Caldas et al. 2018); "
+    "num_clients must equal their number, and each keeps all its samples (min_samples_per_client does not apply).",
 )
 def natural(
     labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator, *, clients: np.ndarray | None
