@@ -20,7 +20,9 @@ import streamlit as st
 from pydantic.fields import FieldInfo
 
 from dashboard.tables import field_label
+from flcore import settings as server_settings
 from flcore.config import ExperimentConfig, Problem, registries
+from flcore.data import uploads
 from flcore.data.datasets import AVAILABILITY, availability
 from flcore.registry import Registry
 
@@ -129,8 +131,51 @@ def _number(name: str, info: FieldInfo, kind: type, optional: bool, value: Any, 
     )
 
 
+def data_file_widget(value: Any) -> str:
+    """The data file of dataset 'file': one of the files uploaded to this server, or a new upload
+    (stored in the server's data folder under its content hash; never a path typed in)."""
+    from dashboard import access
+
+    settings = server_settings.current()
+    fresh = st.file_uploader(
+        f"Upload a CSV, NPZ or zipped image folder (at most {settings.max_upload_mb} MB)",
+        type=[s.lstrip(".") for s in uploads.SUFFIXES], key="upload_data_file",
+        help="A CSV: numeric feature columns, a label column, optionally a client column. An NPZ: arrays x, y (and client). "
+        "A ZIP: one folder of images per class.",
+    )  # fmt: skip
+    if fresh is not None and st.session_state.get("uploaded_id") != fresh.file_id:
+        try:
+            stored = uploads.save(fresh.getvalue(), fresh.name, settings, access.user().name)
+        except uploads.UploadError as err:
+            st.error(access.plain(err))
+        else:
+            st.session_state["uploaded_id"] = fresh.file_id
+            st.session_state[KEY_PREFIX + "data_file"] = str(stored.path)
+    files = {str(u.path): u.label for u in uploads.listing(settings)}
+    key = KEY_PREFIX + "data_file"
+    if not files:
+        st.selectbox(
+            field_label("data_file"),
+            [],
+            index=None,
+            placeholder="No data file on this server yet: upload one above",
+            disabled=True,
+            key=key,
+        )
+        return ""
+    if st.session_state.get(key) not in files:
+        st.session_state.pop(key, None)
+    paths = list(files)
+    return st.selectbox(
+        field_label("data_file"), paths, index=paths.index(value) if value in files else 0, key=key, format_func=files.get,
+        help="The files uploaded to this server, newest first.",
+    )  # fmt: skip
+
+
 def field_widget(name: str, value: Any) -> Any:
     """One widget for config field `name`, starting at `value`; returns what the user chose."""
+    if name == "data_file":
+        return data_file_widget(value)
     info = ExperimentConfig.model_fields[name]
     key, label = KEY_PREFIX + name, field_label(name)
     if name in CHOICES:

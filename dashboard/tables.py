@@ -31,6 +31,10 @@ __all__ = ["describe_split", "registries"]  # re-exported for the pages
 FIELD_LABELS = {
     "name": "Run name",
     "dataset": "Dataset",
+    "data_file": "Data file (CSV, NPZ or ZIP)",
+    "label_column": "Label column",
+    "client_column": "Client column (natural split)",
+    "emnist_split": "EMNIST split",
     "synthetic_alpha": "Synthetic alpha (model heterogeneity)",
     "synthetic_beta": "Synthetic beta (feature heterogeneity)",
     "partition": "Split",

@@ -83,20 +83,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for e in registry.entries():
             params = f"  [settings: {', '.join(e.params)}]" if e.params else ""
-            print(f"  {e.name:<16} {e.description}{params}")
+            facts = f"({e.obj.size}; {'works offline' if e.obj.info.offline else 'downloaded when missing'}) " if field == "dataset" else ""
+            print(f"  {e.name:<16} {facts}{e.description}{params}")
         print()
     return 0
 
 
 def cmd_partition(args: argparse.Namespace) -> int:
     from flcore.data.datasets import load_dataset
-    from flcore.data.partition import heterogeneity, label_counts, run_split
+    from flcore.data.partition import heterogeneity, label_counts, split_dataset
 
     _use_server_flags(args)
     config = config_from_args(args)
     data = load_dataset(config)
     labels = data.y_train.numpy()
-    parts = run_split(labels, config)
+    parts = split_dataset(data, config)
     counts = label_counts(labels, parts, data.info.num_classes)
     stats = heterogeneity(counts)
     table = pd.DataFrame(counts, columns=[f"label_{c}" for c in range(counts.shape[1])])

@@ -38,6 +38,14 @@ class ExperimentConfig(BaseModel):
 
     # Data
     dataset: str = Field("digits", description="Dataset name (see `python -m flcore list`).")
+    data_file: str = Field("", max_length=4096, description="dataset='file': the path of a CSV, NPZ or zipped image folder of your own.")
+    label_column: str = Field("label", max_length=200, description="dataset='file', CSV: the column that holds the labels.")
+    client_column: str = Field(
+        "", max_length=200, description="dataset='file', CSV: a column naming each row's client, for the natural split (empty: none)."
+    )
+    emnist_split: Literal["balanced", "byclass"] = Field(
+        "balanced", description="EMNIST: 'balanced' (47 classes, 131,600 images) or 'byclass' (62 classes, 814,255 images)."
+    )
     synthetic_alpha: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): model heterogeneity.")
     synthetic_beta: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): feature heterogeneity.")
 
@@ -178,7 +186,7 @@ def _choice(field: str, value: str, registry: "Registry") -> Problem | None:
 
 def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
     choices = registries()
-    datasets, models, strategies, attacks = choices["dataset"], choices["model"], choices["strategy"], choices["attack"]
+    strategies, attacks = choices["strategy"], choices["attack"]
     problems = [p for field, registry in choices.items() if (p := _choice(field, getattr(c, field), registry))]
     if c.clients_per_round is not None and c.clients_per_round > c.num_clients:
         problems.append(Problem("clients_per_round", f"clients_per_round={c.clients_per_round} exceeds num_clients={c.num_clients}"))
@@ -187,10 +195,36 @@ def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
     if c.attack == "none" and c.attack_fraction > 0:
         others = ", ".join(n for n in attacks.names() if n != "none")
         problems.append(Problem("attack_fraction", f"attack_fraction={c.attack_fraction} needs an attack; choose one of: {others}"))
-    if not problems and c.dataset in datasets and c.model in models:
-        reason = models.get(c.model).unsupported(datasets.get(c.dataset).info.input_shape)
-        if reason:
-            problems.append(Problem("model", f"model={c.model!r} cannot read dataset={c.dataset!r}: {reason}"))
+    if not problems:
+        problems.extend(_data_problems(c))
     if c.strategy in strategies:
         problems.extend(strategies.get(c.strategy).config_problems(c))
+    return problems
+
+
+def _data_problems(c: ExperimentConfig) -> list[Problem]:
+    """What the dataset's files say about the config: a `file` that cannot be used, a model that
+    cannot read the inputs, a natural split the data does not have or with another client count.
+    A dataset whose files are not there yet (to be downloaded, or made with LEAF's scripts) is
+    checked against what is known without them; its loader explains what is missing."""
+    from flcore.data.datasets import DATASETS, DataFileError, DatasetUnavailable
+    from flcore.data.partition import natural_count_message, natural_missing_message
+    from flcore.models import MODELS
+
+    spec = DATASETS.get(c.dataset)
+    try:
+        info, read = spec.info_for(c), True
+    except DataFileError as err:
+        return [Problem(err.field, str(err))]
+    except DatasetUnavailable:
+        info, read = spec.info, False
+    problems = []
+    reason = MODELS.get(c.model).unsupported(info.input_shape, info.vocab_size)
+    if reason:
+        problems.append(Problem("model", f"model={c.model!r} cannot read dataset={c.dataset!r}: {reason}"))
+    if c.partition == "natural" and read:
+        if info.natural_clients is None:
+            problems.append(Problem("partition", natural_missing_message(c)))
+        elif info.natural_clients != c.num_clients:
+            problems.append(Problem("num_clients", natural_count_message(c, info.natural_clients)))
     return problems

@@ -41,8 +41,12 @@ def run_size_problems(config: ExperimentConfig, settings: Settings) -> list[Prob
 
 
 def submission_problems(store: RunStore, config: ExperimentConfig, owner: str | None, settings: Settings) -> list[Problem]:
-    """Why `owner` may not queue `config` now (empty: they may)."""
+    """Why `owner` may not queue `config` on this server now (empty: they may)."""
+    from flcore.data import uploads
+
     problems = run_size_problems(config, settings)
+    if config.dataset == "file" and (bad := uploads.problem(config.data_file, settings)):
+        problems.append(bad)  # a server reads only files uploaded to it, never a path someone typed
     queued, running = store.active_by_owner().get(owner, (0, 0))
     if queued + running >= settings.max_queued:
         problems.append(

@@ -15,6 +15,7 @@ read from environment variables, and from an optional TOML file named by ``FLCOR
 | `FLCORE_MAX_QUEUED` | runs one person may have queued or running at once | 5 |
 | `FLCORE_MAX_RUNNING` | runs of one person that train at the same time | 2 |
 | `FLCORE_MAX_CLIENT_UPDATES` | the work of one run: rounds x clients per round | 250000 |
+| `FLCORE_MAX_UPLOAD_MB` | the largest data file one may upload on New run | 100 |
 
 A process has one `Settings` (`current()`); the runner hands its own to the workers it starts,
 so a worker never reads the environment of another moment. The CLI's `--data-dir` and
@@ -46,6 +47,7 @@ class Settings:
     max_queued: int = 5
     max_running: int = 2
     max_client_updates: int = 250_000
+    max_upload_mb: int = 100
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -105,7 +107,7 @@ def _parse(name: str, value: Any) -> Any:
         if isinstance(value, (set, frozenset, list, tuple)):
             return frozenset(str(v).strip() for v in value if str(v).strip())
         return frozenset(v.strip() for v in str(value).split(",") if v.strip())
-    if name in ("max_queued", "max_running", "max_client_updates"):
+    if name in ("max_queued", "max_running", "max_client_updates", "max_upload_mb"):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         number = env_int(var, 1, None, str(value))

@@ -31,7 +31,7 @@ from flcore import seeding
 from flcore.attacks import ATTACKS, malicious_clients
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
-from flcore.data.partition import counts_frame, label_counts, run_split
+from flcore.data.partition import counts_frame, label_counts, split_dataset
 from flcore.metrics import ClientRound, compute_client_metrics
 from flcore.models import build_model
 from flcore.records import ClientResult, RoundResult
@@ -70,13 +70,13 @@ class Simulation:
         self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
 
         labels = data.y_train.numpy()
-        self.parts = run_split(labels, config)
+        self.parts = split_dataset(data, config)
         self.label_counts = label_counts(labels, self.parts, data.info.num_classes)
         self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.parts]
 
         with torch.random.fork_rng(devices=[]):  # model init must not touch the caller's RNG
             torch.manual_seed(seeding.derive_seed(config.seed, "init"))
-            self.model = build_model(config.model, data.info.input_shape, data.info.num_classes)
+            self.model = build_model(config.model, data.info.input_shape, data.info.num_classes, data.info.vocab_size)
         self.model.to(self.device)
         self.num_params = sum(p.numel() for p in self.model.parameters())
 

@@ -97,6 +97,28 @@ def test_list_and_partition_commands():
     assert part.returncode == 0 and "classes_per_client" in part.stdout
 
 
+def test_list_shows_every_dataset_with_its_size_and_whether_it_works_offline(capsys):
+    from flcore.data.datasets import DATASETS
+    from flcore.models import MODELS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    datasets = out.split("datasets:\n")[1].split("\n\n")[0].splitlines()
+    assert [row.split()[0] for row in datasets] == DATASETS.names()
+    for row, entry in zip(datasets, DATASETS.entries()):
+        where = "works offline" if entry.obj.info.offline else "downloaded when missing"
+        assert f"({entry.obj.size}; {where})" in row, row
+    rows = {row.split()[0]: row for row in datasets}
+    assert "(60,000 images; downloaded when missing)" in rows["cifar100"]
+    assert (
+        "works offline" in rows["femnist"] and "LEAF" in rows["femnist"] and "[settings:" not in rows["femnist"]
+    )  # its folder is the server's
+    assert "[settings: data_file, label_column, client_column]" in rows["file"]
+    assert "[settings: emnist_split]" in rows["emnist"]
+    for name in (*MODELS.names(), "natural"):
+        assert f"  {name} " in out
+
+
 def test_runs_and_show_read_the_store(tmp_path):
     db = str(tmp_path / "runs.db")
     assert main(["run", *SMALL, "--out", str(tmp_path / "o"), "--store", db]) == 0

@@ -19,7 +19,8 @@ from dashboard.form import KEY_PREFIX, Form
 from dashboard.tables import describe_config
 from flcore import settings as server_settings
 from flcore.config import ConfigError, ExperimentConfig, Problem
-from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, load_dataset
+from flcore.data import uploads
+from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, dataset_info, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
 from flcore.quotas import QuotaError, run_size_problems
 
@@ -27,13 +28,15 @@ PREFILLED_FROM = "prefilled_from"
 
 
 @st.cache_data(show_spinner="Loading the dataset's labels…", max_entries=8)
-def train_labels(dataset_json: str) -> np.ndarray:
-    """The training labels of a dataset, read from the server's data folder (never downloaded for
-    a preview); `dataset_json` holds only the fields the dataset reads, so other changes hit the cache."""
+def train_labels(dataset_json: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training labels of a dataset and their natural clients (None if it has none), read
+    from the server's data folder (never downloaded for a preview); `dataset_json` holds only
+    the fields the dataset reads, so other changes hit the cache."""
     config = ExperimentConfig.from_json(dataset_json)
-    if availability(config.dataset) != "present":
-        raise DatasetUnavailable(f"{config.dataset} is not in the server's data folder")
-    return load_dataset(config).y_train.numpy()
+    if availability(config.dataset) == "download":
+        raise DatasetUnavailable(f"{config.dataset} is not in the server's data folder yet")
+    data = load_dataset(config)
+    return data.y_train.numpy(), data.train_clients
 
 
 def dataset_part(config: ExperimentConfig) -> str:
@@ -45,9 +48,9 @@ def dataset_part(config: ExperimentConfig) -> str:
 def preview_counts(preview_json: str) -> np.ndarray:
     """Clients x classes counts of the split the run will make (same partitioner and seed)."""
     config = ExperimentConfig.from_json(preview_json)
-    labels = train_labels(dataset_part(config))
-    parts = run_split(labels, config)
-    return label_counts(labels, parts, DATASETS.get(config.dataset).info.num_classes)
+    labels, clients = train_labels(dataset_part(config))
+    parts = run_split(labels, config, clients)
+    return label_counts(labels, parts, dataset_info(config).num_classes)
 
 
 def _reset_form() -> None:
@@ -75,6 +78,8 @@ def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
     except ConfigError as err:
         return None, list(err.problems)
     problems = run_size_problems(config, server_settings.current())
+    if config.dataset == "file" and (bad := uploads.problem(config.data_file, server_settings.current())):
+        problems.append(bad)
     if availability(config.dataset) == "missing":
         problems.append(Problem("dataset", f"{DATASETS.entry(config.dataset).label} is {AVAILABILITY['missing']}; choose another dataset"))
     return config, problems
@@ -92,13 +97,17 @@ def _preview(values: dict) -> tuple[list[Problem], bool]:
     entry = DATASETS.entry(preview_config.dataset)
     try:
         counts = preview_counts(preview_config.to_json())
-    except DatasetUnavailable:
-        st.info(f"{entry.label} is {AVAILABILITY[availability(preview_config.dataset)]}, so its split cannot be previewed yet.")
+    except DatasetUnavailable as err:
+        where = availability(preview_config.dataset)
+        if where == "present":  # files to make or bring (LEAF, a file of one's own): the loader says how
+            st.info(f"{entry.label} cannot be previewed: {plain(err)}")
+        else:
+            st.info(f"{entry.label} is {AVAILABILITY[where]}, so its split cannot be previewed yet.")
         return [], False
     except PartitionError as err:
         return [Problem(err.field, str(err))], False
 
-    info = entry.obj.info
+    info = dataset_info(preview_config)
     het = heterogeneity(counts)
     num_classes = counts.shape[1]
     cols = st.columns(2) + st.columns(2)

@@ -18,7 +18,7 @@ from dashboard import access, charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.tables import describe_config, format_duration, results_json, time_left
-from flcore.data.datasets import DATASETS
+from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.metrics import CLIENT_METRICS
 from flcore.store import actions
 
@@ -127,12 +127,23 @@ def _round_span(info) -> int | None:
 TAB_KEY = "run_tab"
 
 
+def _class_names(config) -> tuple[str, ...] | None:
+    """The class names of the run's dataset, or None when they cannot be known any more (a
+    dataset no longer registered, a file of one's own that is gone or changed)."""
+    if config.dataset not in DATASETS:
+        return None
+    try:
+        return dataset_info(config).class_names or None
+    except DatasetUnavailable:
+        return DATASETS.get(config.dataset).info.class_names or None
+
+
 def _charts(store, info) -> None:
     """The run's charts, in tabs; only the open tab is drawn (and redrawn as rounds arrive)."""
     total = _round_span(info)
     frames = run_frames(store, info.run_id)
     rounds, clients, split = frames.rounds, frames.clients, frames.partition
-    class_names = DATASETS.get(info.config.dataset).info.class_names if info.config.dataset in DATASETS else None
+    class_names = _class_names(info.config)
     if rounds.empty and info.active:
         # Nothing to plot yet: a light page while the worker starts, so the browser and the
         # server spend no CPU drawing empty charts that the worker could use instead.

@@ -2,30 +2,41 @@
 
 `digits` (scikit-learn's bundled 8x8 handwritten digits) works offline and is the default.
 `synthetic` is Synthetic(alpha, beta) from Li et al. 2020 (FedProx), generated from the data
-seed. `mnist`, `fashion_mnist` and `cifar10` are read from the server's data folder in their
-published on-disk formats and downloaded there when missing and allowed (see `vision.py`);
-the folder and the permission to download are server settings (`flcore.settings`), not
-experiment settings. `availability` says whether a dataset can be used on this server now.
-The test split is the server's held-out evaluation set; training samples are what the
-partitioners split.
+seed. `mnist`, `fashion_mnist`, `emnist`, `cifar10`, `cifar100` and `svhn` are read from the
+server's data folder in their published on-disk formats and downloaded there when missing and
+allowed (see `vision.py`); the folder and the permission to download are server settings
+(`flcore.settings`), not experiment settings, and `availability` says whether a dataset can be
+used on this server now. `femnist` and `shakespeare` are LEAF's federated benchmarks (Caldas et al. 2018),
+read from the JSON files LEAF's scripts produce (see `leaf.py`), and `file` is a CSV, NPZ or
+zipped image folder of one's own (see `files.py`). The test split is the server's held-out
+evaluation set; training samples are what the partitioners split. A dataset may also say which
+natural client (writer, speaker, a client column) each training sample comes from
+(`Dataset.train_clients`); the `natural` partitioner gives each of them one client.
+
+A dataset whose shape, classes or natural clients depend on its settings or its files (`file`,
+`emnist`, the LEAF sets) reads them through `dataset_info(config)`; `DatasetSpec.info` holds
+only what is known before any file is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from flcore.data.errors import DatasetUnavailable
+from flcore.data.errors import DataFileError, DatasetUnavailable
 from flcore.registry import Registry
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
 
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "DatasetSpec", "DatasetUnavailable", "dataset_fields", "load_dataset"]
+__all__ = [
+    "DATASETS", "DataFileError", "Dataset", "DatasetInfo", "DatasetSpec", "DatasetUnavailable", "dataset_fields",
+    "dataset_info", "load_dataset",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,26 +45,43 @@ class DatasetInfo:
     num_classes: int
     class_names: tuple[str, ...]
     offline: bool  # True when it needs no download
+    vocab_size: int = 0  # 0: real-valued inputs; else int64 token ids in 0..vocab_size-1 (a sequence of input_shape[0])
+    natural_clients: int | None = None  # how many natural clients the training samples come from; None: no natural split
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
     info: DatasetInfo
-    x_train: torch.Tensor  # float32 [n, *input_shape]
+    x_train: torch.Tensor  # float32 [n, *input_shape] (int64 [n, length] when info.vocab_size)
     y_train: torch.Tensor  # int64 [n]
     x_test: torch.Tensor
     y_test: torch.Tensor
+    train_clients: np.ndarray | None = None  # int64 [n]: each training sample's natural client, 0..K-1 (K = info.natural_clients)
+
+    def __post_init__(self) -> None:
+        c = self.train_clients
+        if (c is None) != (self.info.natural_clients is None):
+            raise ValueError("a dataset has train_clients exactly when its info counts natural_clients")
+        if c is not None and (len(c) != len(self.y_train) or not np.array_equal(np.unique(c), np.arange(self.info.natural_clients))):
+            raise ValueError("train_clients must give every training sample a client id, the ids 0..natural_clients-1 each used")
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    info: DatasetInfo
+    info: DatasetInfo  # what is known before any file is read (the shape and classes of a `file` come from the file)
     load: Callable[["ExperimentConfig"], Dataset]
     seeded: bool = False  # its samples depend on the data seed (generated data)
     # "present" (its files are here, or it needs none), "download" (fetched when a run starts)
     # or "missing" (not on this server, and downloads are off), for the server's settings
     availability: Callable[[], str] = lambda: "present"
+    read_info: Callable[["ExperimentConfig"], DatasetInfo] | None = None  # the info, when settings or files decide it
+    size: str = ""  # in a few words for `list` and the README, e.g. "1,797 samples"
+
+    def info_for(self, config: "ExperimentConfig") -> DatasetInfo:
+        """The dataset's info under `config`: read from its files where they decide it. Raises
+        DataFileError for a bad `file`, DatasetUnavailable when the files are not there yet."""
+        return self.read_info(config) if self.read_info is not None else self.info
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -75,6 +103,11 @@ AVAILABILITY = {
 def availability(name: str) -> str:
     """Whether dataset `name` can be used on this server now: "present", "download" or "missing"."""
     return DATASETS.get(name).availability()
+
+
+def dataset_info(config: "ExperimentConfig") -> DatasetInfo:
+    """Shape, classes, input kind and natural clients of the dataset `config` names (see `DatasetSpec.info_for`)."""
+    return DATASETS.get(config.dataset).info_for(config)
 
 
 def dataset_fields(config: "ExperimentConfig") -> tuple[str, ...]:
@@ -114,7 +147,7 @@ DATASETS.register(
     "digits",
     label="Digits (8x8, offline)",
     description="scikit-learn's 1,797 handwritten digits, 8x8 grey; ships with scikit-learn, no download.",
-)(DatasetSpec(DIGITS_INFO, _load_digits))
+)(DatasetSpec(DIGITS_INFO, _load_digits, size="1,797 images"))
 
 
 # synthetic ----------------------------------------------------------------------------
@@ -165,23 +198,28 @@ DATASETS.register(
     label="Synthetic(alpha, beta)",
     description="Li et al. 2020: 60 features, 10 classes, 30 devices with their own models; generated from the data seed.",
     params=("synthetic_alpha", "synthetic_beta"),
-)(DatasetSpec(SYNTHETIC_INFO, _load_synthetic, seeded=True))
+)(DatasetSpec(SYNTHETIC_INFO, _load_synthetic, seeded=True, size="12,000 samples"))
 
 
 # torchvision datasets -----------------------------------------------------------------
-def _vision(name: str) -> Callable[["ExperimentConfig"], Dataset]:
+def _vision(name: str, source: Callable[["ExperimentConfig"], str] | None = None) -> Callable[["ExperimentConfig"], Dataset]:
+    """The loader of a torchvision-format dataset; `source` names its reader in `vision.py` when
+    that depends on a setting (EMNIST's split)."""
+
     def load(config: "ExperimentConfig") -> Dataset:
         from flcore import settings
         from flcore.data import vision
 
         s = settings.current()
-        x_train, y_train, x_test, y_test = vision.load(name, s.data_dir, s.download)
-        return Dataset(name, DATASETS.get(name).info, x_train, y_train, x_test, y_test)
+        x_train, y_train, x_test, y_test = vision.load(source(config) if source else name, s.data_dir, s.download)
+        return Dataset(name, DATASETS.get(name).info_for(config), x_train, y_train, x_test, y_test)
 
     return load
 
 
 def _vision_availability(name: str) -> Callable[[], str]:
+    """Whether `name`'s files are in the server's data folder (for EMNIST: its default split's)."""
+
     def availability() -> str:
         from flcore import settings
         from flcore.data import vision
@@ -194,9 +232,128 @@ def _vision_availability(name: str) -> Callable[[], str]:
 
 _FASHION = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
 _CIFAR = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-for _name, _label, _info, _desc in (
-    ("mnist", "MNIST", DatasetInfo((1, 28, 28), 10, _DIGIT_NAMES, False), "70,000 handwritten digits, 28x28 grey (downloaded)."),
-    ("fashion_mnist", "Fashion-MNIST", DatasetInfo((1, 28, 28), 10, _FASHION, False), "70,000 clothing images, 28x28 grey (downloaded)."),
-    ("cifar10", "CIFAR-10", DatasetInfo((3, 32, 32), 10, _CIFAR, False), "60,000 colour images, 32x32 (downloaded)."),
-):
-    DATASETS.register(_name, label=_label, description=_desc)(DatasetSpec(_info, _vision(_name), availability=_vision_availability(_name)))
+_CIFAR100_WORDS = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle "
+    "caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish "
+    "forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle "
+    "mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine "
+    "possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
+    "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale "
+    "willow_tree wolf woman worm"
+)
+_CIFAR100 = tuple(_CIFAR100_WORDS.split())  # CIFAR-100's fine labels, in label order (its `meta` file's fine_label_names)
+_BYCLASS = tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # EMNIST byclass and FEMNIST, in label order
+EMNIST_INFO = {
+    "balanced": DatasetInfo((1, 28, 28), 47, tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"), False),
+    "byclass": DatasetInfo((1, 28, 28), 62, _BYCLASS, False),
+}
+for _name, _label, _info, _desc, _size in (
+    ("mnist", "MNIST", DatasetInfo((1, 28, 28), 10, _DIGIT_NAMES, False), "70,000 handwritten digits, 28x28 grey (downloaded).", "70,000 images"),
+    ("fashion_mnist", "Fashion-MNIST", DatasetInfo((1, 28, 28), 10, _FASHION, False), "70,000 clothing images, 28x28 grey (downloaded).", "70,000 images"),
+    ("cifar10", "CIFAR-10", DatasetInfo((3, 32, 32), 10, _CIFAR, False), "60,000 colour images, 32x32 (downloaded).", "60,000 images"),
+    ("cifar100", "CIFAR-100", DatasetInfo((3, 32, 32), 100, _CIFAR100, False), "60,000 colour images of 100 classes, 32x32 (downloaded, 169 MB).", "60,000 images"),
+    ("svhn", "SVHN", DatasetInfo((3, 32, 32), 10, _DIGIT_NAMES, False), "99,289 house-number digits from Street View, 32x32 colour (Netzer et al. 2011; downloaded, 246 MB; the extra set is not used).", "99,289 images"),
+):  # fmt: skip
+    DATASETS.register(_name, label=_label, description=_desc)(
+        DatasetSpec(_info, _vision(_name), size=_size, availability=_vision_availability(_name))
+    )
+
+DATASETS.register(
+    "emnist",
+    label="EMNIST",
+    description="Handwritten digits and letters, 28x28 grey (Cohen et al. 2017): 'balanced' 131,600 images of 47 classes, "
+    "'byclass' 814,255 of 62 (downloaded, 562 MB for both).",
+    params=("emnist_split",),
+)(
+    DatasetSpec(
+        EMNIST_INFO["balanced"],
+        _vision("emnist", lambda c: f"emnist_{c.emnist_split}"),
+        read_info=lambda c: EMNIST_INFO[c.emnist_split],
+        size="131,600 or 814,255 images",
+        availability=_vision_availability("emnist_balanced"),
+    )
+)
+
+
+# LEAF's federated benchmarks ------------------------------------------------------------
+def _leaf(name: str) -> DatasetSpec:
+    from flcore import settings
+    from flcore.data import leaf
+
+    bench = leaf.BENCHMARKS[name]
+    info = DatasetInfo(bench.input_shape, bench.num_classes, bench.class_names, offline=True, vocab_size=bench.vocab_size)
+
+    def read_info(config: "ExperimentConfig") -> DatasetInfo:
+        return replace(info, natural_clients=len(leaf.read(name, settings.current().data_dir).train_users))
+
+    def load(config: "ExperimentConfig") -> Dataset:
+        data = leaf.read(name, settings.current().data_dir)
+        x_train, x_test = torch.from_numpy(data.x_train), torch.from_numpy(data.x_test)
+        if not info.vocab_size:  # images: standardised with the training pixels' mean and std
+            mean, std = x_train.mean(), x_train.std().clamp_min(1e-6)
+            x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        return Dataset(
+            name,
+            replace(info, natural_clients=len(data.train_users)),
+            x_train,
+            torch.from_numpy(data.y_train),
+            x_test,
+            torch.from_numpy(data.y_test),
+            train_clients=data.train_clients,
+        )
+
+    def availability() -> str:
+        return "present" if leaf.present(name, settings.current().data_dir) else "missing"
+
+    return DatasetSpec(info, load, read_info=read_info, size=bench.size, availability=availability)
+
+
+DATASETS.register(
+    "femnist",
+    label="FEMNIST (LEAF)",
+    description="LEAF's federated EMNIST (Caldas et al. 2018): 28x28 handwritten digits and letters, 62 classes, split by writer; "
+    "read from LEAF's JSON files in the server's data folder, under femnist/ (made with LEAF's scripts, no download).",
+)(_leaf("femnist"))
+
+DATASETS.register(
+    "shakespeare",
+    label="Shakespeare (LEAF)",
+    description="LEAF's next-character prediction (Caldas et al. 2018): 80-character lines of each speaking role in Shakespeare's plays, "
+    "split by role; read from LEAF's JSON files in the server's data folder, under shakespeare/ (made with LEAF's scripts, no download).",
+)(_leaf("shakespeare"))
+
+
+# a file of one's own --------------------------------------------------------------------
+def _file_info(config: "ExperimentConfig") -> DatasetInfo:
+    return _load_file(config).info
+
+
+def _load_file(config: "ExperimentConfig") -> Dataset:
+    from flcore.data import files
+
+    table = files.read(config.data_file, config.label_column, config.client_column)
+    info = DatasetInfo(
+        tuple(table.x_train.shape[1:]),
+        len(table.class_names),
+        table.class_names,
+        offline=True,
+        natural_clients=None if table.train_clients is None else int(table.train_clients.max()) + 1,
+    )
+    return Dataset(
+        "file",
+        info,
+        torch.from_numpy(table.x_train),
+        torch.from_numpy(table.y_train),
+        torch.from_numpy(table.x_test),
+        torch.from_numpy(table.y_test),
+        train_clients=table.train_clients,
+    )
+
+
+DATASETS.register(
+    "file",
+    label="A file of your own",
+    description="A CSV (numeric feature columns, a label column, optionally a client column), an NPZ (x, y, optionally client) "
+    "or a zipped image folder (one sub-folder per class); split 80/20 with a seed taken from the file's content.",
+    params=("data_file", "label_column", "client_column"),
+)(DatasetSpec(DatasetInfo((), 0, (), offline=True), _load_file, read_info=_file_info, size="as large as your file"))

@@ -2,14 +2,19 @@
 
 Each partitioner is a pure, seeded function ``(labels, num_clients, config, rng) -> list of
 index arrays`` returning a disjoint cover of the training indices (every sample goes to exactly
-one client). `iid` shuffles and deals evenly; `dirichlet` draws each class's spread over clients
-from Dir(alpha) (Hsu et al. 2019), so a small alpha concentrates labels; `shards` sorts by label
-and gives each client k shards (McMahan et al. 2017); `quantity_skew` keeps labels IID but draws
-client sizes from a log-normal or power law. `label_counts` and `heterogeneity` describe a split.
+one client). A partitioner that needs to know which natural client (writer, speaker, a client
+column) each sample comes from also takes the keyword argument ``clients``: int ids 0..K-1, one
+per training sample (`Dataset.train_clients`), or None when the dataset has no natural split;
+the others never see it. `iid` shuffles and deals evenly; `dirichlet` draws each class's spread
+over clients from Dir(alpha) (Hsu et al. 2019), so a small alpha concentrates labels; `shards`
+sorts by label and gives each client k shards (McMahan et al. 2017); `quantity_skew` keeps labels
+IID but draws client sizes from a log-normal or power law; `natural` keeps the data's own clients
+(LEAF's writers and speakers, Caldas et al. 2018). `label_counts` and `heterogeneity` describe a split.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,8 +27,10 @@ from flcore.registry import Registry
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
+    from flcore.data.datasets import Dataset
 
-Partitioner = Callable[[np.ndarray, int, "ExperimentConfig", np.random.Generator], list[np.ndarray]]
+# (labels, num_clients, config, rng) -> one index array per client; `clients=` for those that take it
+Partitioner = Callable[..., list[np.ndarray]]
 PARTITIONERS: Registry[Partitioner] = Registry("partitioner")
 DIRICHLET_TRIES = 200
 
@@ -37,16 +44,28 @@ class PartitionError(ValueError):
         self.field = field
 
 
-def partition(labels: np.ndarray, config: "ExperimentConfig", rng: np.random.Generator) -> list[np.ndarray]:
+def partition(
+    labels: np.ndarray, config: "ExperimentConfig", rng: np.random.Generator, clients: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Split the training samples as `config` says; `clients` are their natural client ids, if any."""
     n, k = len(labels), config.num_clients
-    need = k * config.min_samples_per_client
-    if need > n:
-        raise PartitionError(
-            f"num_clients={k} x min_samples_per_client={config.min_samples_per_client} needs {need} "
-            f"training samples but dataset={config.dataset!r} has {n}; lower num_clients or min_samples_per_client"
-        )
-    parts = PARTITIONERS.get(config.partition)(labels, k, config, rng)
+    split = PARTITIONERS.get(config.partition)
+    if reads_clients(split):
+        parts = split(labels, k, config, rng, clients=clients)
+    else:
+        need = k * config.min_samples_per_client
+        if need > n:
+            raise PartitionError(
+                f"num_clients={k} x min_samples_per_client={config.min_samples_per_client} needs {need} "
+                f"training samples but dataset={config.dataset!r} has {n}; lower num_clients or min_samples_per_client"
+            )
+        parts = split(labels, k, config, rng)
     return [np.sort(p).astype(np.int64) for p in parts]
+
+
+def reads_clients(split: Partitioner) -> bool:
+    """Whether a partitioner takes the samples' natural client ids (a keyword argument `clients`)."""
+    return "clients" in inspect.signature(split).parameters
 
 
 def split_fields(config: "ExperimentConfig") -> tuple[str, ...]:
@@ -77,12 +96,18 @@ def short_split(config: "ExperimentConfig") -> str:
     return f"{entry.name}({value:g})" if isinstance(value, float) else f"{entry.name}({value})"
 
 
-def run_split(labels: np.ndarray, config: "ExperimentConfig") -> list[np.ndarray]:
-    """The split a run with `config` trains on: its partitioner, drawn from the data seed.
+def run_split(labels: np.ndarray, config: "ExperimentConfig", clients: np.ndarray | None = None) -> list[np.ndarray]:
+    """The split a run with `config` trains on: its partitioner, drawn from the data seed;
+    `clients` are the samples' natural client ids (`Dataset.train_clients`), if any.
 
     The simulation, the CLI's `partition` command and the dashboard's preview all call this,
     so a preview always shows exactly the split the run will make."""
-    return partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"))
+    return partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"), clients)
+
+
+def split_dataset(data: "Dataset", config: "ExperimentConfig") -> list[np.ndarray]:
+    """`run_split` of a loaded dataset's training samples."""
+    return run_split(data.y_train.numpy(), config, data.train_clients)
 
 
 @PARTITIONERS.register("iid", label="IID", description="Shuffle and deal out evenly: every client sees every label.")
@@ -157,6 +182,38 @@ def quantity_skew(labels: np.ndarray, num_clients: int, config: "ExperimentConfi
     sizes = floor + np.floor(weights / weights.sum() * spare).astype(int)
     sizes[np.argsort(-weights)[: n - sizes.sum()]] += 1  # hand out the rounding remainder
     return np.split(rng.permutation(n), np.cumsum(sizes)[:-1])
+
+
+@PARTITIONERS.register(
+    "natural",
+    label="Natural (the data's own clients)",
+    description="One client per writer, speaker or client-column value, as the data comes (LEAF, Caldas et al. 2018); "
+    "num_clients must equal their number, and each keeps all its samples (min_samples_per_client does not apply).",
+)
+def natural(
+    labels: np.ndarray, num_clients: int, config: "ExperimentConfig", rng: np.random.Generator, *, clients: np.ndarray | None
+) -> list[np.ndarray]:
+    if clients is None:
+        raise PartitionError(natural_missing_message(config), field="partition")
+    found = int(clients.max()) + 1 if len(clients) else 0
+    if num_clients != found:
+        raise PartitionError(natural_count_message(config, found), field="num_clients")
+    order = np.argsort(clients, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(clients, minlength=found))[:-1])
+
+
+def natural_missing_message(config: "ExperimentConfig") -> str:
+    return (
+        f"partition='natural' needs data that says which client each sample comes from, and dataset={config.dataset!r} "
+        "does not; choose femnist, shakespeare or a file with a client column (dataset='file', client_column), or another partition"
+    )
+
+
+def natural_count_message(config: "ExperimentConfig", found: int) -> str:
+    return (
+        f"num_clients={config.num_clients} does not match the data: dataset={config.dataset!r} has {found} natural clients; "
+        f"set num_clients={found} or choose another partition"
+    )
 
 
 # Describing a split ---------------------------------------------------------------------

@@ -33,8 +33,9 @@ of clients in the round or in the federation. The returned deltas are `[n, P]`, 
 sequential executor; SCAFFOLD's corrections arrive as `[n, P]` from the strategy.
 
 Models: `nn.Sequential` of Linear, Conv2d, ReLU, MaxPool2d and Flatten, without buffers (every
-registered model). `supports(model)` says whether a model qualifies; `auto` falls back to the
-sequential executor when it does not.
+registered model but the character LSTM: embeddings and LSTMs have no batched version here).
+`supports(model)` says whether a model qualifies; `auto` falls back to the sequential executor
+when it does not.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ _aten = torch.ops.aten
 
 def unsupported_reason(model: nn.Module) -> str | None:
     """Why the vectorized executor cannot train `model`, or None when it can."""
+    recurrent = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (nn.Embedding, nn.RNNBase))})
+    if recurrent:
+        return f"it has no batched version of embeddings or recurrent layers ({', '.join(recurrent)}); the sequential executor trains them"
     if not isinstance(model, nn.Sequential):
         return f"it handles nn.Sequential models only, not {type(model).__name__}"
     if not any(True for _ in model.parameters()):

@@ -126,6 +126,36 @@ def test_a_dataset_not_on_the_server_is_said_so_and_never_fetched_for_the_previe
     assert list(server_settings.data_dir.iterdir()) == []  # nothing was written to the data folder
 
 
+def test_an_uploaded_file_is_stored_in_the_data_folder_and_previews_its_natural_split(store, server_settings):
+    rows = ["user,x1,x2,label"] + [f"u{i % 3},{i},{i * i % 7},{'ab'[i % 2]}" for i in range(40)]
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    no_exceptions(at)
+    assert all(t.key != "cfg.data_file" for t in at.text_input)  # no path to type in
+    assert at.selectbox(key="cfg.data_file").disabled and at.selectbox(key="cfg.data_file").options == []
+    at.get("file_uploader")[0].upload("mine.csv", ("\n".join(rows) + "\n").encode(), "text/csv").run()
+    no_exceptions(at)
+    (stored,) = (server_settings.data_dir / "uploads").glob("*.csv")  # under its content hash, in the data folder
+    assert at.selectbox(key="cfg.data_file").value == str(stored)
+    at.text_input(key="cfg.client_column").set_value("user").run()
+    at.selectbox(key="cfg.partition").set_value("natural").run()
+    no_exceptions(at)
+    assert any("num_clients=10 does not match the data: dataset='file' has 3 natural clients" in e for e in errors(at))
+    at.number_input(key="cfg.num_clients").set_value(3).run()
+    no_exceptions(at)
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (3, 2) and z.sum() == 32  # 3 users x labels a, b; 8 of the 40 rows are held out for testing
+    assert "Ready:" in texts(at)
+
+
+def test_leaf_data_not_on_the_server_says_so(store):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("femnist").run()
+    no_exceptions(at)
+    assert "FEMNIST (LEAF) is not on this server" in texts(at)
+    assert any("choose another dataset" in e for e in errors(at))  # Run is refused, saying why
+
+
 def test_run_queues_the_run_and_opens_its_page(store):
     at = app().run()
     at.number_input(key="cfg.num_clients").set_value(4).run()

@@ -1,6 +1,7 @@
 """Writers of tiny datasets in the real published on-disk formats, so that the real loaders run.
 
-Fixtures `write_mnist`, `write_cifar10` and `write_idx` return functions that write into a directory and
+Fixtures `write_mnist`, `write_cifar10`, `write_cifar100`, `write_emnist`, `write_svhn` and
+`write_idx` return functions that write into a directory and
 return the uint8 images and int64 labels they wrote (a `Written`), for tests to compare with
 what a loader reads back. Fixture `offline` makes every network access fail as it does without
 a connection. Layouts are those of torchvision and of the dataset authors:
@@ -11,6 +12,13 @@ a connection. Layouts are those of torchvision and of the dataset authors:
 - CIFAR-10: `<root>/cifar-10-batches-py/data_batch_1..5` and `test_batch`, python pickles of a
   dict with `data` (uint8 [N, 3072]: 1024 red, 1024 green, 1024 blue bytes, each row-major)
   and `labels` (list of int).
+- CIFAR-100: `<root>/cifar-100-python/train`, `test` (dicts with `data` as above,
+  `fine_labels` 0..99 and `coarse_labels` 0..19) and `meta` (`fine_label_names`,
+  `coarse_label_names`), written as protocol-2 pickles like the published (Python 2) files.
+- EMNIST: `<root>/EMNIST/raw/emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte`, IDX
+  as MNIST, but each image is stored transposed (column by column), as in the published files.
+- SVHN: `<root>/SVHN/{train,test}_32x32.mat`, MATLAB (v5) files with `X` uint8 [32, 32, 3, N]
+  (row, column, channel, sample) and `y` uint8 [N, 1] in 1..10, where 10 is the digit 0.
 
 In every split written, sample 0 and sample 1 are fixed so that a test can check the layout
 without reusing the writer's own reshape: sample 0 is all 255 in channel 0 and 0 elsewhere
@@ -102,6 +110,64 @@ def write_cifar10(root: str | os.PathLike, per_batch: int = 3, n_test: int = 4, 
     return Written(np.concatenate(x_train), np.concatenate(y_train), x_test, y_test)
 
 
+def write_cifar100(root: str | os.PathLike, n_train: int = 6, n_test: int = 4, seed: int = 0) -> Written:
+    """Write CIFAR-100's `train`, `test` and `meta` pickles (protocol 2, as the Python 2 originals)."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = []
+    for name, n in (("train", n_train), ("test", n_test)):
+        x = _images(rng, n, 3, 32)
+        y = rng.integers(0, 100, n).astype(np.int64)
+        batch = {
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
+            "batch_label": f"{name} batch",
+            "fine_labels": [int(v) for v in y],
+            "coarse_labels": [int(v) // 5 for v in y],
+            "data": x.reshape(n, 3 * 32 * 32),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        splits += [x, y]
+    meta = {"fine_label_names": [f"class_{i}" for i in range(100)], "coarse_label_names": [f"super_{i}" for i in range(20)]}
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return Written(*splits)
+
+
+def write_emnist(root: str | os.PathLike, split: str = "balanced", n_train: int = 12, n_test: int = 6, seed: int = 0) -> Written:
+    """Write EMNIST's IDX files for `split`; the images returned are upright, the files hold them transposed."""
+    classes = {"balanced": 47, "byclass": 62}[split]
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / "EMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    splits = []
+    for part, n in (("train", n_train), ("test", n_test)):
+        x = _images(rng, n, 1, 28)
+        y = rng.integers(0, classes, n).astype(np.int64)
+        y[:2] = classes - 1  # the highest class appears
+        write_idx(raw / f"emnist-{split}-{part}-images-idx3-ubyte", x[:, 0].transpose(0, 2, 1))
+        write_idx(raw / f"emnist-{split}-{part}-labels-idx1-ubyte", y)
+        splits += [x, y]
+    return Written(*splits)
+
+
+def write_svhn(root: str | os.PathLike, n_train: int = 7, n_test: int = 5, seed: int = 0) -> Written:
+    """Write SVHN's `train_32x32.mat` and `test_32x32.mat`; the labels returned are 0..9 (the files say 10 for 0)."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "SVHN"
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = []
+    for part, n in (("train", n_train), ("test", n_test)):
+        x = _images(rng, n, 3, 32)
+        y = rng.integers(0, 10, n).astype(np.int64)
+        y[0] = 0  # the digit 0, written as 10
+        stored = np.where(y == 0, 10, y).astype(np.uint8).reshape(n, 1)
+        savemat(folder / f"{part}_32x32.mat", {"X": x.transpose(2, 3, 1, 0), "y": stored})
+        splits += [x, y]
+    return Written(*splits)
+
+
 @pytest.fixture(name="write_mnist")
 def write_mnist_fixture():
     return write_mnist
@@ -115,6 +181,21 @@ def write_idx_fixture():
 @pytest.fixture(name="write_cifar10")
 def write_cifar10_fixture():
     return write_cifar10
+
+
+@pytest.fixture(name="write_cifar100")
+def write_cifar100_fixture():
+    return write_cifar100
+
+
+@pytest.fixture(name="write_emnist")
+def write_emnist_fixture():
+    return write_emnist
+
+
+@pytest.fixture(name="write_svhn")
+def write_svhn_fixture():
+    return write_svhn
 
 
 @pytest.fixture

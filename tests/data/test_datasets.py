@@ -38,6 +38,22 @@ def test_synthetic_alpha_beta_control_heterogeneity():
     assert spread(0.0) < spread(5.0)
 
 
-def test_every_dataset_declares_its_shape():
+def test_every_dataset_declares_its_shape_size_and_whether_it_works_offline():
     for entry in DATASETS.entries():
-        assert entry.obj.info.num_classes == len(entry.obj.info.class_names) == 10
+        info = entry.obj.info
+        assert entry.description and entry.obj.size, entry.name
+        assert isinstance(info.offline, bool)
+        if entry.name == "file":  # its shape and classes come from the file
+            assert entry.obj.read_info is not None and info.num_classes == 0
+            continue
+        assert info.num_classes == len(info.class_names) >= 10, entry.name
+        assert len(set(info.class_names)) == info.num_classes, entry.name
+        assert all(n > 0 for n in info.input_shape), entry.name
+    offline = {e.name for e in DATASETS.entries() if e.obj.info.offline}
+    assert offline == {"digits", "synthetic", "femnist", "shakespeare", "file"}  # the others are downloaded
+
+
+def test_datasets_without_their_own_clients_have_no_natural_split():
+    for name in ("digits", "synthetic"):
+        data = load_dataset(ExperimentConfig.create(dataset=name, model="mlp"))
+        assert data.train_clients is None and data.info.natural_clients is None

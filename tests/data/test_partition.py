@@ -4,14 +4,25 @@ import numpy as np
 import pytest
 
 from flcore.config import ExperimentConfig
-from flcore.data.partition import PARTITIONERS, PartitionError, heterogeneity, label_counts, partition
+from flcore.data.partition import PARTITIONERS, PartitionError, heterogeneity, label_counts, partition, reads_clients
 
 LABELS = np.repeat(np.arange(10), 100)  # 1,000 samples, 100 per class
 
 
-def split(seed=0, labels=LABELS, **kw):
-    c = ExperimentConfig.create(**{"num_clients": 10, **kw})
-    return partition(labels, c, np.random.default_rng(seed))
+def natural_clients(k, n=len(LABELS), seed=7):
+    """Client ids 0..k-1 for n samples, each used at least twice, in shuffled order with uneven sizes."""
+    rng = np.random.default_rng(seed)
+    ids = np.concatenate([np.arange(k), np.arange(k), rng.integers(0, k, n - 2 * k) ** 2 % k])
+    return rng.permutation(ids)
+
+
+def split(seed=0, labels=LABELS, clients=None, **kw):
+    c = ExperimentConfig.model_construct(**{**ExperimentConfig().model_dump(), "num_clients": 10, **kw})
+    if c.partition != "natural":
+        c = ExperimentConfig.create(**c.model_dump())
+    if clients is None and c.partition == "natural":
+        clients = natural_clients(c.num_clients, len(labels))
+    return partition(labels, c, np.random.default_rng(seed), clients)
 
 
 @pytest.mark.parametrize("kind", PARTITIONERS.names())
@@ -28,7 +39,45 @@ def test_every_partitioner_is_a_disjoint_cover(kind):
 def test_same_seed_same_split_other_seed_other_split(kind):
     a, b, c = split(0, partition=kind), split(0, partition=kind), split(1, partition=kind)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    if kind == "natural":  # the data's own split: no randomness to vary
+        assert all(np.array_equal(x, y) for x, y in zip(a, c))
+    else:
+        assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_only_the_natural_partitioner_reads_client_ids():
+    assert [n for n in PARTITIONERS.names() if reads_clients(PARTITIONERS.get(n))] == ["natural"]
+
+
+def test_natural_split_gives_each_client_exactly_its_own_samples():
+    clients = natural_clients(13)
+    parts = split(partition="natural", num_clients=13, clients=clients)
+    for k, part in enumerate(parts):
+        assert np.array_equal(part, np.flatnonzero(clients == k))  # client k holds exactly id k's samples, in order
+    counts = label_counts(LABELS, parts, 10)
+    assert counts.sum(1).tolist() == np.bincount(clients).tolist()
+
+
+def test_natural_split_refuses_another_number_of_clients_naming_num_clients():
+    with pytest.raises(PartitionError) as err:
+        split(partition="natural", num_clients=12, clients=natural_clients(13))
+    assert err.value.field == "num_clients"
+    assert str(err.value).startswith("num_clients=12 does not match the data") and "has 13 natural clients" in str(err.value)
+    assert "set num_clients=13" in str(err.value)
+
+
+def test_natural_split_refuses_data_without_clients_naming_partition():
+    c = ExperimentConfig.model_construct(**{**ExperimentConfig().model_dump(), "partition": "natural"})
+    with pytest.raises(PartitionError) as err:
+        partition(LABELS, c, np.random.default_rng(0), clients=None)
+    assert err.value.field == "partition"
+    assert str(err.value).startswith("partition='natural' needs data that says which client each sample comes from")
+
+
+def test_other_partitioners_ignore_client_ids():
+    with_ids = split(partition="dirichlet", clients=natural_clients(10))
+    without = split(partition="dirichlet")
+    assert all(np.array_equal(a, b) for a, b in zip(with_ids, without))
 
 
 def test_dirichlet_large_alpha_is_close_to_iid_and_small_alpha_concentrates():

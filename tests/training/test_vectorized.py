@@ -17,11 +17,13 @@ from flcore.simulation import Simulation
 from flcore.strategies import STRATEGIES
 from flcore.training import SequentialExecutor, TrainingData, VectorizedExecutor, make_executor, supports
 from flcore.training.local import ClientTask, LocalSettings, flat_params
+from flcore.training.vectorized import unsupported_reason
 
 ATOL = 1e-5
 
 
-INPUT = {"logistic": (1, 8, 8), "mlp": (1, 8, 8), "cnn": (1, 8, 8), "cifar_cnn": (3, 16, 16)}
+INPUT = {"logistic": (1, 8, 8), "mlp": (1, 8, 8), "cnn": (1, 8, 8), "cifar_cnn": (3, 16, 16), "femnist_cnn": (1, 8, 8)}
+BATCHED = [m for m in MODELS.names() if not MODELS.get(m).tokens]  # the character LSTM trains one client at a time
 PLAIN = LocalSettings(epochs=1, batch_size=5, lr=0.05, momentum=0.0, weight_decay=0.0, prox_mu=0.0)
 EVERYTHING = LocalSettings(epochs=2, batch_size=5, lr=0.05, momentum=0.9, weight_decay=1e-3, prox_mu=0.1)
 
@@ -58,14 +60,14 @@ def assert_same(seq, vec):
 
 
 # One round, every model ---------------------------------------------------------------------
-@pytest.mark.parametrize("model_name", MODELS.names())
+@pytest.mark.parametrize("model_name", BATCHED)
 @pytest.mark.parametrize("sizes", [(10, 10, 10), (7, 13, 20, 1)], ids=["equal", "unequal"])
 def test_plain_sgd_matches_sequential(model_name, sizes):
     model, x, y, tasks = problem(model_name, sizes)
     assert_same(*both(model, PLAIN, x, y, tasks))
 
 
-@pytest.mark.parametrize("model_name", MODELS.names())
+@pytest.mark.parametrize("model_name", BATCHED)
 def test_momentum_weight_decay_prox_scaffold_and_label_flip_match_sequential(model_name):
     model, x, y, tasks = problem(model_name, (7, 13, 20, 3))
     tasks[1] = ClientTask(tasks[1].client_id, tasks[1].indices, flip_labels=True)
@@ -123,12 +125,23 @@ def test_the_memory_budget_bounds_the_chunk():
 
 
 # Choosing the executor ----------------------------------------------------------------------
-def test_every_registered_model_is_supported_and_auto_is_the_default():
+def test_every_registered_model_of_real_inputs_is_supported_and_auto_is_the_default():
     assert ExperimentConfig().executor == "auto"
-    for name in MODELS.names():
+    assert [m for m in MODELS.names() if m != "char_lstm"] == BATCHED
+    for name in BATCHED:
         assert supports(build_model(name, INPUT[name], 10)), name
     sim = Simulation(ExperimentConfig.create(num_clients=4, rounds=1))
     assert isinstance(sim.executor, VectorizedExecutor)
+
+
+def test_the_character_lstm_is_refused_with_a_reason_and_auto_trains_it_one_client_at_a_time():
+    lstm = build_model("char_lstm", (80,), 80, vocab_size=81)
+    reason = unsupported_reason(lstm)
+    assert reason.startswith("it has no batched version of embeddings or recurrent layers (Embedding, LSTM)")
+    config = ExperimentConfig.create(model="mlp")  # the executor reads only the training settings from it
+    assert isinstance(make_executor(config, lstm, 80), SequentialExecutor)
+    with pytest.raises(ValueError, match="executor='vectorized' cannot train model='mlp': it has no batched version of embeddings"):
+        make_executor(config.replace(executor="vectorized"), lstm, 80)
 
 
 def test_make_executor_honours_the_setting_and_falls_back_for_unsupported_models():

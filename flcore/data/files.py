@@ -1,0 +1,393 @@
+"""A dataset of one's own: a CSV, an NPZ or a zipped image folder, read into a train/test split.
+
+- CSV (`.csv`, or `.tsv` for tab-separated): a header line, then one sample per line. The
+  column `label_column` holds the labels (numbers or words); the optional `client_column` names
+  the client each row belongs to, which gives the natural split; every other column is a
+  feature and must hold numbers (true/false counts as 1/0).
+- NPZ (`numpy.savez`): array `x` ([samples, features], [samples, height, width] or [samples,
+  channels, height, width]) of numbers, `y` (one label per sample), optionally `client` (one
+  client per sample: the natural split) and optionally `x_test` and `y_test`, which then are the
+  test split. Arrays of Python objects are not read (`allow_pickle` stays off).
+- ZIP of an image folder, as torchvision's ImageFolder: one folder per class holding its
+  images (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp), possibly all inside one top
+  folder; top folders `train/` and `test/`, each with the class folders, give the test split.
+  Images are read from the archive in memory (nothing is extracted). All become greyscale if
+  every image is, else RGB; all take the most common image size, scaled down (keeping its
+  aspect ratio) so that no side exceeds 64 pixels. Files other than images, hidden files and
+  `__MACOSX/` are skipped.
+
+Labels become classes 0..C-1 in sorted order, keeping their names. Without a test split in the
+file, 20% of each class is held out for testing, drawn with a seed taken from the file's
+content (SHA-256), so the split belongs to the file, not to the experiment. Features are
+standardised with the training split's mean and standard deviation (per column, or per image
+channel). Natural client ids number the clients that have training samples, 0..K-1 in sorted
+order. Anything wrong with a file raises `DataFileError` with a sentence that names the file
+and the column, line, array or image at fault, and the setting to change.
+A file is read once for each version of it (its size and modification time).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from flcore.data.errors import DataFileError
+
+TEST_FRACTION = 0.2
+MAX_CLASSES = 1000
+MAX_IMAGE_SIDE = 64
+MAX_ZIP_BYTES = 2 * 2**30  # uncompressed; a larger archive is refused before anything is decompressed
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+KINDS = "a CSV (.csv, .tsv), an NPZ (.npz) or a zipped image folder (.zip)"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A file's samples, split and standardised."""
+
+    x_train: np.ndarray  # float32 [n, *shape]
+    y_train: np.ndarray  # int64 [n], 0..C-1
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    train_clients: np.ndarray | None  # int64 [n], 0..K-1, or None without a client column
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """What a reader found, before the split: features, labels and clients as in the file."""
+
+    x: np.ndarray  # float [n, *shape]
+    labels: np.ndarray  # [n], any sortable values
+    clients: np.ndarray | None = None
+    x_test: np.ndarray | None = None  # a test split the file provides
+    labels_test: np.ndarray | None = None
+
+
+def read(path: str, label_column: str = "label", client_column: str = "") -> Table:
+    """The file at `path`, split and standardised (see the module doc)."""
+    if not path:
+        raise DataFileError(f"dataset='file' needs data_file: the path of {KINDS}")
+    full = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(full):
+        raise DataFileError(f"data_file={path!r} does not exist" + (" (it is a folder)" if os.path.isdir(full) else ""))
+    stat = os.stat(full)
+    return _read(full, stat.st_size, stat.st_mtime_ns, label_column, client_column)
+
+
+@functools.lru_cache(maxsize=4)
+def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column: str) -> Table:
+    name = os.path.basename(full)
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in (".csv", ".tsv"):
+        raw = _read_csv(full, name, label_column, client_column, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix == ".npz":
+        raw = _read_npz(full, name)
+    elif suffix == ".zip":
+        raw = _read_zip(full, name)
+    else:
+        raise DataFileError(f"data_file {name!r} is not a kind flcore reads: give {KINDS}")
+    if len(raw.labels) == 0:
+        raise DataFileError(f"data_file {name!r} holds no samples")
+    return _split(raw, name, _content_seed(full), "label_column" if suffix in (".csv", ".tsv") else "data_file")
+
+
+def _shown(value) -> str:
+    """A value from the file as a sentence shows it: 'Paris', 3, inf (numpy scalars as plain ones)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _content_seed(path: str) -> int:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return int.from_bytes(digest.digest()[:8], "little")
+
+
+# The split ------------------------------------------------------------------------------
+def _split(raw: _Raw, name: str, seed: int, label_field: str) -> Table:
+    labels = raw.labels if raw.labels_test is None else np.concatenate([raw.labels, raw.labels_test])
+    codes, classes = _classes(labels, name, label_field)
+    if raw.x_test is None:
+        train, test = _stratified(codes, np.random.default_rng(seed))
+        x_train, y_train, x_test, y_test = raw.x[train], codes[train], raw.x[test], codes[test]
+        clients = None if raw.clients is None else raw.clients[train]
+    else:
+        n = len(raw.labels)
+        x_train, y_train, x_test, y_test = raw.x, codes[:n], raw.x_test, codes[n:]
+        clients = raw.clients
+    mean, std = _stats(x_train)
+    return Table(
+        ((x_train - mean) / std).astype(np.float32),
+        y_train.astype(np.int64),
+        ((x_test - mean) / std).astype(np.float32),
+        y_test.astype(np.int64),
+        classes,
+        None if clients is None else pd.factorize(clients, sort=True)[0].astype(np.int64),
+    )
+
+
+def _classes(labels: np.ndarray, name: str, field: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)  # 1.0, 2.0 are the classes 1 and 2
+    codes, uniques = pd.factorize(labels, sort=True)
+    where = f"label_column of {name!r}" if field == "label_column" else f"the labels of {name!r}"
+    if len(uniques) < 2:
+        raise DataFileError(f"{where} hold a single class ({_shown(uniques[0])}); a classifier needs at least two", field)
+    if len(uniques) > MAX_CLASSES:
+        raise DataFileError(
+            f"{where} hold {len(uniques):,} different values, more than the {MAX_CLASSES} classes flcore allows: "
+            "is it a number to predict rather than a class?",
+            field,
+        )
+    return codes.astype(np.int64), tuple(str(u) for u in uniques)
+
+
+def _stratified(codes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """TEST_FRACTION of each class for testing, the rest for training (both in file order)."""
+    is_test = np.zeros(len(codes), dtype=bool)
+    for c in range(int(codes.max()) + 1):
+        members = np.flatnonzero(codes == c)
+        is_test[rng.choice(members, round(len(members) * TEST_FRACTION), replace=False)] = True
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std over the training samples: per feature (tables), per channel (images)."""
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    mean, std = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True)
+    return mean, np.where(std > 1e-8, std, 1.0)
+
+
+# CSV ------------------------------------------------------------------------------------
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _read_csv(path: str, name: str, label_column: str, client_column: str, sep: str) -> _Raw:
+    try:
+        frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise DataFileError(
+            f"data_file {name!r} is empty: a CSV needs a header line naming its columns, then one line per sample"
+        ) from None
+    except pd.errors.ParserError as e:
+        found = _RAGGED.search(str(e))
+        if found:
+            expected, line, saw = found.groups()
+            raise DataFileError(f"{name!r} line {line} has {saw} values, but the header names {expected} columns") from None
+        raise DataFileError(f"{name!r} is not a valid CSV: {e}") from None
+    except UnicodeDecodeError:
+        raise DataFileError(f"{name!r} is not a text file in UTF-8; save it as a UTF-8 CSV") from None
+    frame.columns = [str(c) for c in frame.columns]
+    columns = ", ".join(frame.columns)
+    if label_column not in frame.columns:
+        raise DataFileError(f"label_column={label_column!r} is not a column of {name!r}; its columns are: {columns}", "label_column")
+    if client_column and client_column not in frame.columns:
+        raise DataFileError(f"client_column={client_column!r} is not a column of {name!r}; its columns are: {columns}", "client_column")
+    if client_column == label_column:
+        raise DataFileError(f"client_column={client_column!r} is also label_column; choose another column or none", "client_column")
+    frame = frame[~frame.isna().all(axis=1)]  # blank lines (kept until now so that row i stays line i + 2)
+    if frame.empty:
+        raise DataFileError(f"{name!r} has a header line but no samples")
+    features = [c for c in frame.columns if c not in (label_column, client_column)]
+    if not features:
+        raise DataFileError(f"{name!r} has no feature columns besides label_column={label_column!r}; add columns of numbers")
+    x = np.column_stack([_numeric(frame[c], name, c, label_column, client_column) for c in features]).astype(np.float64)
+    labels = _present(frame[label_column], name, "label_column", label_column)
+    clients = _present(frame[client_column], name, "client_column", client_column) if client_column else None
+    return _Raw(x, labels, clients)
+
+
+def _line(frame_index: int) -> int:
+    return int(frame_index) + 2  # the header is line 1
+
+
+def _numeric(column: pd.Series, name: str, title: str, label_column: str, client_column: str) -> np.ndarray:
+    if column.dtype == bool:
+        return column.to_numpy(np.float64)
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        i = bad.idxmax()
+        others = f"label_column={label_column!r}" + (f" and client_column={client_column!r}" if client_column else "")
+        raise DataFileError(
+            f"column {title!r} of {name!r} is not numeric: line {_line(i)} holds {_shown(column[i])}; every column but {others} "
+            "must hold numbers (drop the column, or name it as the label or client column)"
+        )
+    if values.isna().any():
+        raise DataFileError(f"{name!r} line {_line(values.isna().idxmax())}: column {title!r} is empty; every feature needs a number")
+    array = values.to_numpy(np.float64)
+    if not np.isfinite(array).all():
+        i = values.index[np.flatnonzero(~np.isfinite(array))[0]]
+        raise DataFileError(f"{name!r} line {_line(i)}: column {title!r} holds {_shown(column[i])}, which is not a finite number")
+    return array
+
+
+def _present(column: pd.Series, name: str, field: str, title: str) -> np.ndarray:
+    if column.isna().any():
+        raise DataFileError(f"{name!r} line {_line(column.isna().idxmax())}: {field}={title!r} is empty", field)
+    return column.to_numpy()
+
+
+# NPZ ------------------------------------------------------------------------------------
+_NPZ_SHAPES = "[samples, features], [samples, height, width] or [samples, channels, height, width]"
+
+
+def _read_npz(path: str, name: str) -> _Raw:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataFileError(f"{name!r} is not a valid NPZ file (numpy.savez): {e}") from None
+    with archive:
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataFileError(f"{name!r} holds a single array; an NPZ needs the arrays x and y (numpy.savez(path, x=..., y=...))")
+        keys = set(archive.files)
+        missing = [k for k in ("x", "y") if k not in keys]
+        if missing:
+            raise DataFileError(
+                f"{name!r} has no array {missing[0]!r} (it has: {', '.join(sorted(keys)) or 'none'}); "
+                "an NPZ needs x and y, optionally client, x_test and y_test"
+            )
+        if ("x_test" in keys) != ("y_test" in keys):
+            raise DataFileError(f"{name!r} has only one of x_test and y_test; give both (a test split) or neither")
+        arrays = {k: _array(archive, k, name) for k in ("x", "y", "client", "x_test", "y_test") if k in keys}
+    x = _features(arrays["x"], "x", name)
+    _one_per_sample(arrays["y"], "y", len(x), name)
+    clients = arrays.get("client")
+    if clients is not None:
+        _one_per_sample(clients, "client", len(x), name)
+    x_test = labels_test = None
+    if "x_test" in arrays:
+        x_test = _features(arrays["x_test"], "x_test", name)
+        if x_test.shape[1:] != x.shape[1:]:
+            raise DataFileError(f"{name!r}: 'x_test' has samples of shape {list(x_test.shape[1:])} but 'x' of {list(x.shape[1:])}")
+        labels_test = arrays["y_test"]
+        _one_per_sample(labels_test, "y_test", len(x_test), name)
+    return _Raw(x, arrays["y"], clients, x_test, labels_test)
+
+
+def _array(archive, key: str, name: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as e:  # object arrays: numpy refuses them without allow_pickle
+        raise DataFileError(
+            f"array {key!r} of {name!r} holds Python objects, which flcore does not read; save numbers or strings ({e})"
+        ) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataFileError(f"array {key!r} of {name!r} could not be read: {e}") from None
+
+
+def _features(x: np.ndarray, key: str, name: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DataFileError(f"array {key!r} of {name!r} must hold numbers, found {x.dtype}")
+    if x.ndim == 1:
+        x = x[:, None]
+    elif x.ndim == 3:
+        x = x[:, None]  # [samples, height, width]: one channel
+    elif x.ndim not in (2, 4):
+        raise DataFileError(f"array {key!r} of {name!r} has shape {list(x.shape)}; expected {_NPZ_SHAPES}")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        i = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+        raise DataFileError(f"array {key!r} of {name!r}: sample {i} holds NaN or an infinite value")
+    return x
+
+
+def _one_per_sample(values: np.ndarray, key: str, n: int, name: str) -> None:
+    if values.ndim != 1 or len(values) != n:
+        raise DataFileError(
+            f"array {key!r} of {name!r} has shape {list(values.shape)}, but there are {n} samples: it needs one value per sample"
+        )
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise DataFileError(f"array {key!r} of {name!r}: sample {int(np.flatnonzero(np.isnan(values))[0])} is NaN")
+
+
+# ZIP of an image folder -------------------------------------------------------------------
+_GREY = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def _read_zip(path: str, name: str) -> _Raw:
+    from PIL import Image
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataFileError(f"{name!r} is not a valid ZIP file: {e}") from None
+    with archive:
+        entries = [e for e in archive.infolist() if not e.is_dir() and not _hidden(e.filename)]
+        images = sorted((e for e in entries if e.filename.lower().endswith(IMAGE_SUFFIXES)), key=lambda e: e.filename)
+        if not images:
+            raise DataFileError(
+                f"{name!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); zip a folder with one sub-folder of images per class"
+            )
+        if sum(e.file_size for e in images) > MAX_ZIP_BYTES:
+            raise DataFileError(f"{name!r} unpacks to more than {MAX_ZIP_BYTES // 2**30} GiB of images; use smaller or fewer images")
+        paths = _class_paths([e.filename for e in images], name)
+        opened = [_open_image(archive, e, name, Image) for e in images]
+    grey = all(img.mode in _GREY for img in opened)
+    width, height = _target_size(Counter(img.size for img in opened).most_common(1)[0][0])
+    x = np.stack([_pixels(img, grey, (width, height), Image) for img in opened])
+    labels = np.array([parts[-2] for parts in paths])
+    split = np.array([parts[0] if len(parts) == 3 else "" for parts in paths])
+    if (split == "").all():
+        return _Raw(x, labels)
+    test = split == "test"
+    return _Raw(x[~test], labels[~test], None, x[test], labels[test])
+
+
+def _hidden(filename: str) -> bool:
+    parts = PurePosixPath(filename).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _class_paths(filenames: list[str], name: str) -> list[tuple[str, ...]]:
+    """Each image's (class, file) or (train|test, class, file), with a shared top folder removed."""
+    paths = [PurePosixPath(f).parts for f in filenames]
+    while all(len(p) > 2 for p in paths) and len({p[0] for p in paths}) == 1 and paths[0][0] not in ("train", "test"):
+        paths = [p[1:] for p in paths]
+    split = {p[0] for p in paths if len(p) == 3} == {"train", "test"} and all(len(p) == 3 for p in paths)
+    for p, f in zip(paths, filenames):
+        if len(p) < 2:
+            raise DataFileError(
+                f"image {f!r} in {name!r} is not inside a class folder; put each class's images in a folder named after the class"
+            )
+        if len(p) > 2 and not split:
+            raise DataFileError(
+                f"image {f!r} in {name!r} is nested too deep: use one folder per class (or train/ and test/ folders, each with one folder per class)"
+            )
+    return paths
+
+
+def _open_image(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, name: str, Image):
+    try:
+        img = Image.open(io.BytesIO(archive.read(entry)))
+        img.load()
+        return img
+    except (OSError, ValueError, Image.DecompressionBombError, zipfile.BadZipFile) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise DataFileError(f"image {entry.filename!r} in {name!r} could not be read as an image ({e})") from None
+
+
+def _target_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The most common size, scaled down to fit MAX_IMAGE_SIDE, keeping the aspect ratio."""
+    width, height = size
+    scale = min(1.0, MAX_IMAGE_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _pixels(img, grey: bool, size: tuple[int, int], Image) -> np.ndarray:
+    img = img.convert("L" if grey else "RGB")
+    if img.size != size:
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    array = np.asarray(img, dtype=np.float64) / 255.0
+    return array[None] if grey else array.transpose(2, 0, 1)

@@ -1,0 +1,206 @@
+"""LEAF's federated benchmarks (Caldas et al. 2018, "LEAF: A Benchmark for Federated Settings"),
+read from the JSON files LEAF's own scripts produce.
+
+LEAF (https://github.com/TalwalkarLab/leaf) builds each benchmark with `preprocess.sh` in
+`leaf/data/<name>/`, which downloads the raw data itself and writes `data/train/*.json` and
+`data/test/*.json`. Each file is one JSON object: `users` (the user ids), `num_samples` (each
+user's sample count) and `user_data`, mapping each user to `{"x": [...], "y": [...]}`:
+
+- FEMNIST: `x` are 784 floats in [0, 1] (a 28x28 image, row by row), `y` an int in 0..61
+  (digits, then upper-case, then lower-case letters); users are writers.
+- Shakespeare: `x` are 80-character strings, `y` the character that follows; users are roles in
+  the plays. Characters become ids by their position in LEAF's `ALL_LETTERS` (80 characters,
+  `models/utils/language_utils.py`); a character of `x` outside it gets the extra id 80, while
+  `y` must be one of the 80 (they are the classes).
+
+flcore reads `<data_dir>/<name>/train/*.json` and `<data_dir>/<name>/test/*.json` and never
+downloads them; when they are missing, the message says how to make them. The training samples
+keep their user as a natural client id (0..K-1, in the order users first appear in the sorted
+training files); the test files together are the server's test set. A parsed benchmark is kept
+for the files' current versions (path, size, modification time), so checking a config and
+loading the data read the files once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from glob import escape, glob
+
+import numpy as np
+
+from flcore.data.errors import DatasetUnavailable
+
+ALL_LETTERS = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"  # LEAF's language_utils
+OTHER_CHARACTER = len(ALL_LETTERS)  # the id of any other character in an input line
+SEQUENCE_LENGTH = 80
+FEMNIST_PIXELS = 28 * 28
+LEAF_URL = "https://github.com/TalwalkarLab/leaf"
+
+
+@dataclass(frozen=True)
+class LeafData:
+    x_train: np.ndarray  # float32 [n, 1, 28, 28] (FEMNIST) or int64 [n, 80] character ids (Shakespeare)
+    y_train: np.ndarray  # int64 [n]
+    train_clients: np.ndarray  # int64 [n]: the user of each training sample, 0..K-1
+    train_users: tuple[str, ...]  # LEAF's user id of each natural client
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    title: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    vocab_size: int  # 0: images
+    size: str  # the full set, in a few words
+    preprocess: str  # LEAF's command that makes the files, run in leaf/data/<name>
+    parse: Callable[[list, list, str], tuple[np.ndarray, np.ndarray]]  # (x, y, where) -> arrays
+
+
+def present(name: str, data_dir: str | os.PathLike) -> bool:
+    """Whether LEAF's train and test JSON files of `name` are in `data_dir` (without reading them)."""
+    folder = os.path.join(os.path.abspath(os.path.expanduser(os.fspath(data_dir))), name)
+    return all(glob(os.path.join(escape(folder), part, "*.json")) for part in ("train", "test"))
+
+
+def read(name: str, data_dir: str | os.PathLike) -> LeafData:
+    """The LEAF benchmark `name` from `<data_dir>/<name>/{train,test}/*.json`."""
+    bench = BENCHMARKS[name]
+    folder = os.path.join(os.path.abspath(os.path.expanduser(os.fspath(data_dir))), name)
+    found = {part: sorted(glob(os.path.join(escape(folder), part, "*.json"))) for part in ("train", "test")}
+    if not all(found.values()):
+        missing = " and ".join(os.path.join(folder, p, "*.json") for p, files in found.items() if not files)
+        raise DatasetUnavailable(
+            f"{bench.title} is not in {folder} (no {missing}). flcore does not download it: make it with LEAF ({LEAF_URL}), "
+            f"`cd leaf/data/{name} && {bench.preprocess}` (LEAF downloads the raw data itself), then copy "
+            f"leaf/data/{name}/data/train and leaf/data/{name}/data/test to {os.path.join(folder, 'train')} and {os.path.join(folder, 'test')}."
+        )
+    stamps = tuple((path, *_stamp(path)) for part in ("train", "test") for path in found[part])
+    return _read(name, tuple(found["train"]), tuple(found["test"]), stamps)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _read(name: str, train_files: tuple[str, ...], test_files: tuple[str, ...], stamps: tuple) -> LeafData:
+    bench = BENCHMARKS[name]
+    users: dict[str, int] = {}
+    xs, ys, clients = [], [], []
+    for path in train_files:
+        for user, x, y in _users(path, bench):
+            if len(y):
+                xs.append(x)
+                ys.append(y)
+                clients.append(np.full(len(y), users.setdefault(user, len(users)), dtype=np.int64))
+    if not users:
+        raise DatasetUnavailable(f"the training files of {bench.title} ({', '.join(train_files)}) hold no samples")
+    tests = [(x, y) for path in test_files for _, x, y in _users(path, bench)]
+    x_test = np.concatenate([x for x, _ in tests]) if tests else np.zeros((0, *bench.input_shape), xs[0].dtype)
+    y_test = np.concatenate([y for _, y in tests]) if tests else np.zeros(0, np.int64)
+    if not len(y_test):
+        raise DatasetUnavailable(f"the test files of {bench.title} ({', '.join(test_files)}) hold no samples")
+    return LeafData(np.concatenate(xs), np.concatenate(ys), np.concatenate(clients), tuple(users), x_test, y_test)
+
+
+def _users(path: str, bench: Benchmark):
+    """(user, x, y) of each user of one LEAF JSON file, in the order of its `users` list."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            blob = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetUnavailable(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); make it again with LEAF") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetUnavailable(f"{path} could not be read ({e})") from e
+    if not isinstance(blob, dict) or not isinstance(blob.get("users"), list) or not isinstance(blob.get("user_data"), dict):
+        keys = ", ".join(map(repr, blob)) if isinstance(blob, dict) else type(blob).__name__
+        raise DatasetUnavailable(
+            f"{path} is not a LEAF file: it needs a list 'users' and an object 'user_data' (with 'num_samples'), found {keys}"
+        )
+    counts = blob.get("num_samples")
+    if counts is not None and (not isinstance(counts, list) or len(counts) != len(blob["users"])):
+        raise DatasetUnavailable(f"{path}: 'num_samples' should give one count per user of 'users' ({len(blob['users'])})")
+    for i, user in enumerate(blob["users"]):
+        where = f"{path}, user {user!r}"
+        data = blob["user_data"].get(user)
+        if not isinstance(data, dict) or not isinstance(data.get("x"), list) or not isinstance(data.get("y"), list):
+            raise DatasetUnavailable(f"{where}: 'user_data' has no entry with lists 'x' and 'y' for this user")
+        x, y = data["x"], data["y"]
+        if len(x) != len(y):
+            raise DatasetUnavailable(f"{where}: {len(x)} samples in 'x' but {len(y)} labels in 'y'")
+        if counts is not None and counts[i] != len(y):
+            raise DatasetUnavailable(f"{where}: 'num_samples' says {counts[i]} samples, 'user_data' holds {len(y)}")
+        yield (user, *bench.parse(x, y, where))
+
+
+def _parse_femnist(x: list, y: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+    for i, row in enumerate(x):
+        if not isinstance(row, list) or len(row) != FEMNIST_PIXELS:
+            size = len(row) if isinstance(row, list) else type(row).__name__
+            raise DatasetUnavailable(f"{where}, sample {i}: 'x' should be {FEMNIST_PIXELS} pixel values (28x28), found {size}")
+    try:
+        pixels = np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28)
+        labels = np.asarray(y, dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise DatasetUnavailable(f"{where}: 'x' must hold numbers and 'y' whole numbers ({e})") from e
+    if len(labels) and (labels.min() < 0 or labels.max() >= 62):
+        raise DatasetUnavailable(f"{where}: 'y' must lie in 0..61 (FEMNIST's 62 classes), found {labels.min()}..{labels.max()}")
+    return pixels, labels
+
+
+_CHAR_IDS = np.full(128, OTHER_CHARACTER, dtype=np.int64)
+_CHAR_IDS[[ord(c) for c in ALL_LETTERS]] = np.arange(len(ALL_LETTERS))
+
+
+def char_ids(text: str) -> np.ndarray:
+    """Each character's position in ALL_LETTERS, OTHER_CHARACTER for any other character."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.where(codes < 128, _CHAR_IDS[np.minimum(codes, 127)], OTHER_CHARACTER)
+
+
+def _parse_shakespeare(x: list, y: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+    for name, values, length in (("x", x, SEQUENCE_LENGTH), ("y", y, 1)):
+        for i, value in enumerate(values):
+            if not isinstance(value, str) or len(value) != length:
+                found = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+                raise DatasetUnavailable(f"{where}, sample {i}: {name!r} should be a string of {length} character(s), found {found}")
+    ids = char_ids("".join(x)).reshape(-1, SEQUENCE_LENGTH)
+    labels = char_ids("".join(y))
+    unknown = np.flatnonzero(labels == OTHER_CHARACTER)
+    if len(unknown):
+        i = int(unknown[0])
+        raise DatasetUnavailable(f"{where}, sample {i}: 'y' is {y[i]!r}, which is not one of LEAF's {len(ALL_LETTERS)} characters")
+    return ids, labels
+
+
+_SHOWN = {"\n": "newline", " ": "space"}
+BENCHMARKS: dict[str, Benchmark] = {
+    "femnist": Benchmark(
+        "FEMNIST",
+        (1, 28, 28),
+        62,
+        tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
+        0,
+        "805,263 images, 3,550 writers",
+        "./preprocess.sh -s niid --sf 0.05 -k 0 -t sample",
+        _parse_femnist,
+    ),
+    "shakespeare": Benchmark(
+        "Shakespeare",
+        (SEQUENCE_LENGTH,),
+        len(ALL_LETTERS),
+        tuple(_SHOWN.get(c, c) for c in ALL_LETTERS),
+        len(ALL_LETTERS) + 1,
+        "4,226,158 lines, 1,129 roles",
+        "./preprocess.sh -s niid --sf 0.2 -k 0 -t sample -tf 0.8",
+        _parse_shakespeare,
+    ),
+}

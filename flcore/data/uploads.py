@@ -1,0 +1,109 @@
+"""Files people upload to a server: kept in its data folder under their content hash.
+
+An upload (a CSV, an NPZ or a zipped image folder for the `file` dataset) is written to
+`<data folder>/uploads/<sha256>.<ext>`, so the same file uploaded twice is stored once and a run
+names its data by content. `uploads/index.json` remembers each file's original name, size, who
+uploaded it and when, for the list the form offers. Nothing is ever written outside the data
+folder, and a run submitted to the server may only read a file from `uploads/` (`problem`): a
+path typed into a form cannot make the server read its other files. The size limit is the
+server setting `max_upload_mb`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flcore.problems import Problem
+from flcore.settings import Settings
+
+SUFFIXES = (".csv", ".npz", ".zip")
+FOLDER = "uploads"
+
+
+class UploadError(ValueError):
+    """An upload refused; the message says why and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    name: str  # as uploaded
+    size: int  # bytes
+    uploaded_by: str | None
+    uploaded_at: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({_size(self.size)})"
+
+
+def folder(settings: Settings) -> Path:
+    return settings.data_dir / FOLDER
+
+
+def save(data: bytes, filename: str, settings: Settings, user: str | None = None) -> Upload:
+    """Store an uploaded file (checked: its kind and size) and return it."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UploadError(f"{filename!r} is not a CSV, NPZ or ZIP file; upload one of: {', '.join(SUFFIXES)}")
+    limit = settings.max_upload_mb * 2**20
+    if len(data) > limit:
+        raise UploadError(f"{filename!r} is {_size(len(data))}; this server takes uploads of at most {settings.max_upload_mb} MB")
+    if not data:
+        raise UploadError(f"{filename!r} is empty")
+    target = folder(settings) / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    index = _index(settings)
+    index[target.name] = {"name": Path(filename).name, "size": len(data), "uploaded_by": user, "uploaded_at": time.time()}
+    _write_index(settings, index)
+    return _upload(target, index[target.name])
+
+
+def listing(settings: Settings) -> list[Upload]:
+    """The uploaded files still on the server, newest first."""
+    index = _index(settings)
+    found = [_upload(folder(settings) / name, entry) for name, entry in index.items() if (folder(settings) / name).is_file()]
+    return sorted(found, key=lambda u: u.uploaded_at, reverse=True)
+
+
+def problem(data_file: str, settings: Settings) -> Problem | None:
+    """Why a run on this server may not read `data_file` (None: it may): only uploaded files."""
+    if not data_file:
+        return Problem("data_file", "data_file is empty: upload a CSV, NPZ or zipped image folder on New run and choose it")
+    path = Path(data_file).expanduser().resolve()
+    if path.parent != folder(settings).resolve() or not path.is_file():
+        return Problem("data_file", "data_file must be a file uploaded to this server (New run, dataset 'A file of your own')")
+    return None
+
+
+def _upload(path: Path, entry: dict) -> Upload:
+    return Upload(
+        path, entry.get("name", path.name), int(entry.get("size", 0)), entry.get("uploaded_by"), float(entry.get("uploaded_at", 0))
+    )
+
+
+def _index(settings: Settings) -> dict[str, dict]:
+    try:
+        return json.loads((folder(settings) / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_index(settings: Settings, index: dict[str, dict]) -> None:
+    path = folder(settings) / "index.json"
+    tmp = path.with_name("index.json.part")
+    tmp.write_text(json.dumps(index, indent=2))
+    os.replace(tmp, path)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{max(1, round(n / 1024))} KB"
