@@ -54,6 +54,7 @@ FIELD_LABELS = {
     "prox_mu": "FedProx mu",
     "executor": "Client training",
     "chunk_size": "Clients per batched chunk",
+    "ray_actors": "Ray actors",
     "strategy": "Aggregation",
     "server_lr": "Server learning rate",
     "server_momentum": "Server momentum",

@@ -1,0 +1,26 @@
+"""Shared fixtures. A local Ray for the tests that need one: started once per test module, shut down after it.
+
+Ray takes a few seconds to start, so a module's Ray tests share one (`ray.init(num_cpus=2)`, the
+CPUs of the CI machine); it is shut down when the module ends, so no Ray process outlives its
+tests and the rest of the suite runs without one. Ray is part of the test install
+(requirements-ray.txt), so these tests never skip: a missing Ray fails them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+RAY_CPUS = 2
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    from flcore.ray_support import NAMESPACE
+
+    if ray.is_initialized():  # a test before this one left it up
+        ray.shutdown()
+    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False, namespace=NAMESPACE)
+    yield ray
+    ray.shutdown()
