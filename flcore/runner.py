@@ -15,6 +15,9 @@ error's message; one that dies (killed, out of memory) is seen by the scheduler 
 marked `interrupted`, as are runs left `running` by a server that died, when the next starts.
 Resuming an interrupted run continues from its last checkpoint and, because every round's
 randomness is a function of (seed, round), reproduces the numbers of an uninterrupted run.
+With $FLCORE_RAY_ADDRESS set, the runner starts each run on a Ray cluster instead of in a local
+process (`flcore.ray_runs`): a thread here drives the run's actor there and writes its rounds
+through the same `_execute_claimed`, so this process stays the only writer of the store.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flcore.budget import CpuBudget
+from flcore.budget import CpuBudget, env_int
 from flcore.config import ExperimentConfig
+from flcore.ray_runs import RayRuns
+from flcore.ray_support import RayWorkerLost
 from flcore.store import RunNotRunning, RunStore
 
 if TYPE_CHECKING:
@@ -95,7 +100,15 @@ def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"]
     return _execute_claimed(store, run_id, on_round)
 
 
-def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None, worker: dict | None = None) -> str:
+def _execute_claimed(
+    store: RunStore,
+    run_id: str,
+    on_round: Callable[["RoundResult"], None] | None,
+    worker: dict | None = None,
+    simulation: Callable | None = None,
+) -> str:
+    """Train a claimed run, writing each round here; `simulation` builds what trains it from the
+    config (a local `Simulation` by default; on Ray, a `RemoteSimulation` driving an actor)."""
     try:
         store.mark_running(run_id, os.getpid(), worker)
         run = store.get_run(run_id)
@@ -105,7 +118,7 @@ def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundRes
                 return "cancelled"
             from flcore.simulation import Simulation
 
-            sim = Simulation(run.config.replace())  # validated again: registries may have changed
+            sim = (simulation or Simulation)(run.config.replace())  # validated again: registries may have changed
             store.save_partition(run_id, sim.label_counts)
             blob = store.load_checkpoint(run_id)
             state = state_from_bytes(blob, sim.device) if blob is not None else None
@@ -125,6 +138,9 @@ def _execute_claimed(store: RunStore, run_id: str, on_round: Callable[["RoundRes
     except KeyboardInterrupt:
         store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
         raise
+    except RayWorkerLost as e:  # a node of the Ray cluster died, or the server stopped the run there
+        store.mark_interrupted(run_id, str(e))
+        return "interrupted"
     except Exception as e:
         log.exception("run %s failed", run_id)
         store.finish(run_id, "failed", error_message(e))
@@ -228,6 +244,8 @@ class Runner:
         self.max_workers = self.budget.max_workers
         self._ctx = worker_context(start_method)
         self.start_method = self._ctx.get_start_method()
+        # With $FLCORE_RAY_ADDRESS set, runs go to a Ray cluster instead of local processes (flcore/ray_runs.py).
+        self._ray = RayRuns.from_env(self.store_path, max_workers if max_workers is not None else env_int("FLCORE_MAX_WORKERS", 1))
         self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
         self._wake_r = self._wake_w = None  # a socket pair while the scheduler runs: a byte wakes it
@@ -355,8 +373,9 @@ class Runner:
 
     def _launch(self) -> None:
         """Start workers for the oldest queued runs while slots are free."""
+        limit = self._ray.capacity() if self._ray is not None else self.max_workers
         with self._lock:
-            free = self.max_workers - len(self._workers)
+            free = limit - len(self._workers)
         if free <= 0:
             return
         for run_id in self.store.queued():
@@ -364,12 +383,15 @@ class Runner:
                 break
             if not self.store.claim(run_id):  # another server took it
                 continue
-            proc = self._ctx.Process(
-                target=_worker_main,
-                args=(str(self.store_path), run_id, self.budget, self.start_method),
-                name=f"flcore-run-{run_id}",
-                daemon=True,
-            )
+            if self._ray is not None:  # a thread here drives the run's actor on the cluster
+                proc = self._ray.process(run_id, _execute_claimed)
+            else:
+                proc = self._ctx.Process(
+                    target=_worker_main,
+                    args=(str(self.store_path), run_id, self.budget, self.start_method),
+                    name=f"flcore-run-{run_id}",
+                    daemon=True,
+                )
             try:
                 proc.start()
             except Exception as e:
