@@ -81,6 +81,17 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE runs ADD COLUMN worker_json TEXT;",
     # 3: a client's numbers beyond the typed columns (registered client metrics), as JSON
     "ALTER TABLE client_rounds ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';",
+    # 4: sweeps (one run per combination of a grid of settings and seeds) and the sweep of each run
+    """
+    CREATE TABLE IF NOT EXISTS sweeps (
+        sweep_id   TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        grid_json  TEXT NOT NULL,  -- {field: [values]}, the seeds under "seeds"
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN sweep_id TEXT;
+    CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs (sweep_id);
+    """,
 )
 
 

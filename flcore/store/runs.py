@@ -32,7 +32,7 @@ STALE_AFTER_S = 120.0  # a running run whose heartbeat is older than this has lo
 
 _RUN_FIELDS = (
     "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
-    "finished_at, final_accuracy, cancel_requested, source, worker_json"
+    "finished_at, final_accuracy, cancel_requested, source, worker_json, sweep_id"
 )
 
 
@@ -56,6 +56,7 @@ class RunInfo:
     cancel_requested: bool
     source: str
     worker: dict | None = None  # what its worker process was given: start method, threads, niceness
+    sweep_id: str | None = None  # the sweep it is one combination of (flcore.store.sweeps), if any
 
     @property
     def progress(self) -> float:
@@ -116,15 +117,19 @@ class RunLifecycle(Database):
     def create_run(self, config: ExperimentConfig, source: str = "dashboard") -> str:
         """Store `config` as a queued run; return its id."""
         with self._write() as c:
-            while True:
-                run_id = secrets.token_hex(4)
-                if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                    break
-            c.execute(
-                "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source),
-            )
+            return self._insert_run(c, config, source)
+
+    def _insert_run(self, c, config: ExperimentConfig, source: str, sweep_id: str | None = None) -> str:
+        """Insert a queued run inside the caller's write transaction; return its id."""
+        while True:
+            run_id = secrets.token_hex(4)
+            if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                break
+        c.execute(
+            "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source, sweep_id) "
+            "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source, sweep_id),
+        )
         return run_id
 
     def get_run(self, run_id: str) -> RunInfo | None:
@@ -136,10 +141,12 @@ class RunLifecycle(Database):
         return [_info(r) for r in self._query(f"SELECT {_RUN_FIELDS} FROM runs ORDER BY created_at DESC, rowid DESC")]
 
     def delete_run(self, run_id: str) -> None:
-        """Remove the run with all its rows; a worker still running it stops at its next round."""
+        """Remove the run with all its rows (and its sweep, when it was the sweep's last run); a
+        worker still running it stops at its next round."""
         with self._write() as c:
             for table in ("client_rounds", "rounds", "partitions", "checkpoints", "runs"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM sweeps WHERE sweep_id NOT IN (SELECT sweep_id FROM runs WHERE sweep_id IS NOT NULL)")
 
     def queued(self) -> list[str]:
         """Ids of the queued runs, oldest first."""
@@ -242,8 +249,8 @@ class RunLifecycle(Database):
 
 
 def _info(row: tuple) -> RunInfo:
-    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker) = row
+    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker, sweep) = row
     return RunInfo(
         run_id, name, _parse_config(config_json), status, rounds_done, total, error,
-        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None,
+        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None, sweep,
     )  # fmt: skip
