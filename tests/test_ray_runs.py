@@ -9,6 +9,7 @@ sentence; shutting the runner down stops its actors; and without Ray the runner 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 
 from flcore import ray_support
+from flcore.__main__ import main
 from flcore.config import ExperimentConfig
 from flcore.runner import Runner, execute_run, state_from_bytes
 from flcore.store import RunStore
@@ -102,7 +104,7 @@ def test_cancel_stops_a_run_on_ray_between_rounds_and_ends_its_actor(store, ray_
 
 
 def test_a_lost_actor_leaves_the_run_interrupted_and_resume_reproduces_an_uninterrupted_run(store, ray_runner, local_ray):
-    config = tiny(rounds=150, strategy="fedadam")  # server state beyond the parameters travels in the checkpoint
+    config = tiny(rounds=80, strategy="fedadam")  # server state beyond the parameters travels in the checkpoint
     run_id = ray_runner.submit(config)
     wait_for(lambda: store.get_run(run_id).rounds_done >= 3, "three rounds")
     (name,) = run_actors(local_ray, run_id)
@@ -111,7 +113,7 @@ def test_a_lost_actor_leaves_the_run_interrupted_and_resume_reproduces_an_uninte
     assert run.status == "interrupted", run.error
     assert run.error.startswith("The run stopped: its Ray actor was lost") and "resume it to continue" in run.error
     stopped_at = run.rounds_done
-    assert 3 <= stopped_at < 150 and state_from_bytes(store.load_checkpoint(run_id)).round == stopped_at
+    assert 3 <= stopped_at < 80 and state_from_bytes(store.load_checkpoint(run_id)).round == stopped_at
 
     ray_runner.resume(run_id)
     run = wait_status(store, run_id, "done", "failed", "interrupted")
@@ -141,6 +143,18 @@ def test_shutting_the_runner_down_stops_its_actors_and_leaves_the_runs_resumable
     run = store.get_run(run_id)
     assert run.status == "interrupted" and run.error.startswith("The server shut down during the run")
     wait_for(lambda: not run_actors(local_ray, run_id), "the actor to end")
+
+
+def test_a_sweep_runs_on_ray(store, local_ray, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(ray_support.ADDRESS_ENV, "local")
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"lr": [0.05, 0.1]}))
+    small = ["--num-clients", "4", "--rounds", "2", "--model", "logistic", "--partition", "iid", "--quiet"]
+    assert main(["sweep", "--grid", str(grid), "--store", str(store.path), *small]) == 0
+    assert "training them on Ray (FLCORE_RAY_ADDRESS=local)" in capsys.readouterr().out
+    (sweep,) = store.list_sweeps()
+    runs = [store.get_run(r) for r in sweep.run_ids]
+    assert sweep.statuses == {"done": 2} and {r.worker["start_method"] for r in runs} == {"ray"}
 
 
 def test_without_ray_the_runner_says_how_to_install_it(store, monkeypatch):
