@@ -30,6 +30,7 @@ INSTALL_HINT = "install it with `pip install -r requirements-ray.txt` (or `pip i
 NAMESPACE = "flcore"  # run actors are named in it, so `ray list actors` shows which run each one is
 
 _connect_lock = threading.Lock()
+_private: dict[str, bool] = {"started": False}  # whether connect() started a Ray of this process's own
 
 
 class RayWorkerLost(RuntimeError):
@@ -81,6 +82,7 @@ def connect() -> ModuleType:
             kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
         try:
             ray.init(address=None if where in (None, "local") else where, **kwargs)
+            _private["started"] = where is None
         except Exception as err:
             shown = f"{ADDRESS_ENV}={where}" if where else "a local Ray"
             raise RuntimeError(
@@ -88,6 +90,20 @@ def connect() -> ModuleType:
                 f"or unset {ADDRESS_ENV} to train in local worker processes"
             ) from None
     return ray
+
+
+def release_private() -> None:
+    """Shut down the Ray that `connect` started for this process alone ($FLCORE_RAY_ADDRESS
+    unset), when the run that needed it ends: a worker process exits without running Ray's own
+    exit hooks, which left Ray's agent processes behind. A Ray this process joined, or one set
+    up by its caller (tests, benchmarks), is left alone."""
+    with _connect_lock:
+        if not _private["started"]:
+            return
+        _private["started"] = False
+        import ray
+
+        ray.shutdown()
 
 
 def describe() -> str:

@@ -19,7 +19,7 @@ tolerance (the tests compare them for every strategy, attacks, FedProx and SCAFF
 Actors: `ray_actors`, else one per free CPU of the Ray cluster (one per GPU where the cluster
 has GPUs and `device` is not `cpu`), never more than a round's clients; Ray's SPREAD strategy
 places them on different nodes. Without $FLCORE_RAY_ADDRESS the run starts a Ray of its own on
-this machine (see `flcore.ray_support`). An actor that is lost (its node died) stops the run as
+this machine (see `flcore.ray_support`) and shuts it down when it ends. An actor that is lost (its node died) stops the run as
 interrupted (`RayWorkerLost`), to be resumed from its last checkpoint.
 """
 
@@ -147,7 +147,8 @@ class RayExecutor:
         return out
 
     def close(self) -> None:
-        """Stop the actors (the run ended); the next `train` starts new ones."""
+        """Stop the actors (the run ended), and the Ray this run started for itself, if it did;
+        the next `train` starts them anew."""
         actors, self._actors, self._data, self.placement = self._actors, [], None, []
         if actors and ray_support.available():
             import ray
@@ -155,6 +156,8 @@ class RayExecutor:
             if ray.is_initialized():
                 for actor in actors:
                     ray.kill(actor)
+        if actors:
+            ray_support.release_private()
 
     def _actors_for(self, ray, data: TrainingData, num_tasks: int) -> list:
         """The actors of this run, started (and given the data) on the first round."""
