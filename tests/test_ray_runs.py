@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from flcore import ray_support
 from flcore.__main__ import main
@@ -53,6 +54,16 @@ def run_actors(ray, run_id: str) -> list[str]:
 
 def seeded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["wall_time_s"])
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The reference runs train in this process with one thread, as Ray's actors do (on a shared
+    2-core machine two OpenMP threads mostly wait on each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

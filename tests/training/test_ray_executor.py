@@ -134,7 +134,7 @@ def test_fedprox_with_momentum_and_weight_decay_matches_through_the_registry(loc
         local_ray.get(seen[0][0].train.remote(None, [], 1, None), timeout=30)
 
 
-def test_a_model_the_vectorized_executor_cannot_batch_on_tensors_from_the_object_store(local_ray):
+def test_a_model_the_vectorized_executor_cannot_batch_on_tensors_from_the_object_store_and_a_lost_actor(local_ray):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(60, 6, generator=g), torch.randint(0, 3, (60,), generator=g)
     tasks = [ClientTask(c, torch.arange(c * 10, c * 10 + 10 - c)) for c in range(6)]
@@ -146,21 +146,17 @@ def test_a_model_the_vectorized_executor_cannot_batch_on_tensors_from_the_object
     ray_exec = RayExecutor(model, cfg, 3)
     try:
         got = ray_exec.train(flat_params(model), tasks, data, 1)
+        expected = SequentialExecutor(model, LocalSettings.from_config(cfg), 3, cfg.seed).train(flat_params(model), tasks, data, 1)
+        assert torch.allclose(got.deltas, expected.deltas, atol=ATOL)
+        for f in ("num_samples", "num_steps", "train_loss", "train_accuracy"):
+            assert torch.allclose(getattr(got, f), getattr(expected, f), atol=ATOL), f
+
+        local_ray.kill(ray_exec._actors[1])  # as if its node died
+        with pytest.raises(ray_support.RayWorkerLost, match="was lost .*resume the run to continue from its last finished round"):
+            ray_exec.train(flat_params(model), tasks, data, 2)
+        assert ray_exec._actors == []  # the other actor was stopped too
     finally:
         ray_exec.close()
-    expected = SequentialExecutor(model, LocalSettings.from_config(cfg), 3, cfg.seed).train(flat_params(model), tasks, data, 1)
-    assert torch.allclose(got.deltas, expected.deltas, atol=ATOL)
-    for f in ("num_samples", "num_steps", "train_loss", "train_accuracy"):
-        assert torch.allclose(getattr(got, f), getattr(expected, f), atol=ATOL), f
-
-
-def test_a_lost_actor_stops_the_round_with_a_sentence(local_ray):
-    sim = Simulation(config(executor="ray", ray_actors=2))
-    state, _ = sim.step(sim.initial_state())
-    local_ray.kill(sim.executor._actors[1])  # as if its node died
-    with pytest.raises(ray_support.RayWorkerLost, match="was lost .*resume the run to continue from its last finished round"):
-        sim.step(state)
-    assert sim.executor._actors == []
 
 
 def test_without_ray_the_executor_is_refused_with_a_sentence(monkeypatch):
