@@ -189,6 +189,24 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
     return pd.DataFrame(rows)
 
 
+def sweeps_table(sweeps: Sequence[Any]) -> pd.DataFrame:
+    """One row per sweep (`flcore.store.SweepInfo`), newest first: what the Runs page lists."""
+    from flcore.sweep import describe_size
+
+    rows = [
+        {
+            "sweep": s.name,
+            "id": s.sweep_id,
+            "grid": describe_size(s.grid),
+            "done": f"{s.done} / {s.total}",
+            "status": ", ".join(f"{n} {status}" for status, n in sorted(s.statuses.items())),
+            "created": datetime.fromtimestamp(s.created_at),
+        }
+        for s in sweeps
+    ]
+    return pd.DataFrame(rows, columns=["sweep", "id", "grid", "done", "status", "created"])
+
+
 def sweep_curves(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame], grid: dict) -> pd.DataFrame:
     """The rounds of a sweep's runs in long form: setting, seed, round, test_accuracy, test_loss."""
     from flcore.sweep import setting_label, setting_of

@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import live, state
-from dashboard.tables import runs_table
+from dashboard.tables import runs_table, sweeps_table
 from flcore.store import actions
 
 PICK = "runs_pick"  # the selectbox of the run the buttons act on
@@ -126,6 +126,14 @@ if not runs:
 else:
     sweeps, shown = {s.sweep_id: s for s in store.list_sweeps()}, ""
     if sweeps:
+        with st.expander(f"Sweeps ({len(sweeps)})", expanded=False):
+            st.dataframe(
+                sweeps_table(list(sweeps.values())),
+                hide_index=True,
+                key="sweeps_table",
+                column_config={"created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss")},
+            )
+            st.caption("A sweep's runs are listed below with its name; Compare draws each setting's mean and spread over seeds.")
         if st.session_state.get(SWEEP_FILTER) not in ("", *sweeps):
             st.session_state[SWEEP_FILTER] = ""
         shown = st.selectbox(

@@ -224,10 +224,11 @@ def test_runs_shows_sweeps_and_opens_compare_on_a_runs_sweep(store):
     sweep_id, run_ids = record_sweep(store, {"lr": [0.05, 0.2]}, name="lr sweep")
     at = page(RUNS)
     no_exceptions(at)
-    table = at.dataframe[0].value
+    sweeps, table = at.dataframe[0].value, at.dataframe[1].value
+    assert sweeps[["sweep", "id", "grid", "done", "status"]].values.tolist() == [["lr sweep", sweep_id, "2 lr = 2 runs", "2 / 2", "2 done"]]
     assert dict(zip(table["id"], table["sweep"])) == {lone: "", run_ids[0]: "lr sweep", run_ids[1]: "lr sweep"}
     at.selectbox(key="runs_sweep_filter").set_value(sweep_id).run()
-    assert sorted(at.dataframe[0].value["id"]) == sorted(run_ids)
+    assert sorted(at.dataframe[1].value["id"]) == sorted(run_ids)
     at.selectbox(key="runs_pick").set_value(run_ids[0]).run()
     at.button(key="compare_sweep_button").click().run()
     no_exceptions(at)
