@@ -180,11 +180,12 @@ class RayExecutor:
         try:
             return ray.get(futures, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
-            self.close()
             unit = "GPU" if starting.get("use_gpu") else "CPU"
+            free = ray.available_resources().get(unit, 0)  # before close(), which may shut this run's own Ray down
+            self.close()
             raise RuntimeError(
                 f"the Ray cluster did not start {starting.get('count')} actors (one {unit} each) within {timeout:.0f} s; "
-                f"it has {ray.available_resources().get(unit, 0):g} {unit}s free now: lower ray_actors, or add nodes"
+                f"it has {free:g} {unit}s free now: lower ray_actors, or add nodes"
             ) from None
         except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as err:
             self.close()
