@@ -40,7 +40,7 @@ SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("Aggregation on the server", "strategy", ()),
     ("Attack", "attack", ()),
 )
-ADVANCED = ("name", "seed", "data_seed", "executor", "chunk_size", "device")
+ADVANCED = ("name", "seed", "data_seed", "executor", "chunk_size", "ray_actors", "device")
 
 # What an empty optional field means, shown inside it.
 PLACEHOLDERS = {
@@ -51,6 +51,7 @@ PLACEHOLDERS = {
     "attack_scale": "the attack's default",
     "data_seed": "same as the seed",
     "chunk_size": "automatic",
+    "ray_actors": "one per free CPU or GPU",
 }
 STEPS = {
     "alpha": 0.1,

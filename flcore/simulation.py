@@ -98,9 +98,19 @@ class Simulation:
         """Yield one result per round, from `state` (a checkpoint) or from the start; each
         carries the server state after its round."""
         state = state if state is not None else self.initial_state()
-        while state.round < self.config.rounds:
-            state, result = self.step(state)
-            yield result
+        try:
+            while state.round < self.config.rounds:
+                state, result = self.step(state)
+                yield result
+        finally:  # the run ended, failed or was abandoned (cancelled): release what trains it
+            self.close()
+
+    def close(self) -> None:
+        """Release what the executor holds between rounds (the `ray` executor's actors); a later
+        round starts them again."""
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
 
     def step(self, state: ServerState) -> tuple[ServerState, RoundResult]:
         """Run round state.round + 1 and return the new state with its result."""
