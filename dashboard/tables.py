@@ -68,6 +68,15 @@ FIELD_LABELS = {
     "attack": "Attack",
     "attack_fraction": "Fraction of malicious clients",
     "attack_scale": "Attack strength",
+    "dp": "Differential privacy",
+    "dp_clip": "Clipping norm (L2)",
+    "dp_noise_multiplier": "Noise multiplier",
+    "dp_delta": "Delta",
+    "dp_target_epsilon": "Privacy budget (epsilon)",
+    "compression": "Update compression",
+    "compression_ratio": "Fraction of coordinates sent",
+    "compression_bits": "Bits per coordinate",
+    "error_feedback": "Error feedback",
     "seed": "Seed",
     "data_seed": "Data split seed",
     "device": "Device",
@@ -96,6 +105,14 @@ def describe_config(config: ExperimentConfig) -> str:
     ]
     if config.attack != "none":
         parts.append(f"attack: {config.attack} on {config.attack_fraction:.0%} of clients")
+    if config.dp != "none":
+        budget = f", budget ε={config.dp_target_epsilon:g}" if config.dp_target_epsilon is not None else ""
+        parts.append(f"{config.dp} DP (noise ×{config.dp_noise_multiplier:g}, clip {config.dp_clip:g}{budget})")
+    feedback = " with error feedback" if config.error_feedback else ""
+    if config.compression == "topk":
+        parts.append(f"updates: top {config.compression_ratio:.0%} of coordinates{feedback}")
+    elif config.compression == "quantize":
+        parts.append(f"updates: {config.compression_bits}-bit quantized{feedback}")
     return " · ".join(parts)
 
 
@@ -167,7 +184,8 @@ def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
 
 
 def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per run: status, rounds, final and best accuracy, final loss and time per round."""
+    """Per run: status, rounds, final and best accuracy, final loss, time per round, the epsilon
+    it spent (with differential privacy) and what its clients sent."""
     labels = run_labels(runs)
     rows = []
     for r in runs:
@@ -184,6 +202,8 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
                 "best round": int(best["round"]) if has else None,
                 "final loss": float(frame["test_loss"].iloc[-1]) if has else None,
                 "seconds per round": float(frame["wall_time_s"].mean()) if has and "wall_time_s" in frame else None,
+                "final epsilon": float(frame["epsilon"].iloc[-1]) if has and "epsilon" in frame else None,
+                "MB sent by clients": float(frame["bytes_received"].sum()) / 1e6 if has and "bytes_received" in frame else None,
             }
         )
     return pd.DataFrame(rows)
