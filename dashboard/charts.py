@@ -709,7 +709,7 @@ def drift_spread_chart(rounds: pd.DataFrame, total_rounds: int | None = None) ->
     fig.add_trace(
         go.Scatter(
             x=x + x[::-1], y=(mean + std).clip(upper=1).tolist() + (mean - std).clip(lower=-1).tolist()[::-1],
-            fill="toself", fillcolor="rgba(99, 110, 250, 0.18)", line={"width": 0}, name="± one std", hoverinfo="skip",
+            mode="lines", fill="toself", fillcolor="rgba(99, 110, 250, 0.18)", line={"width": 0}, name="± one std", hoverinfo="skip",
         )
     )  # fmt: skip
     fig.add_trace(
@@ -788,7 +788,7 @@ def compare_tradeoff_chart(curves: pd.DataFrame, x: str) -> go.Figure:
         drawn += 1
     if not drawn:
         return _waiting(fig, "Pick runs with differential privacy on: these have no epsilon…")
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})  # named even when alone
     return fig
 
 
