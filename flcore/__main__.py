@@ -77,7 +77,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from flcore.metrics import CLIENT_METRICS
 
     titles = {"dataset": "datasets", "partition": "partitions", "model": "models", "strategy": "strategies",
-              "attack": "attacks", "executor": "executors"}  # fmt: skip
+              "attack": "attacks", "dp": "differential privacy (--dp)", "compression": "update compression (--compression)",
+              "executor": "executors"}  # fmt: skip
     for field, registry in [*registries().items(), ("client metric", CLIENT_METRICS)]:
         title = titles.get(field, "per-client metrics (clients.csv)")
         print(f"{title}:")
@@ -351,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(part)
     part.set_defaults(func=cmd_partition)
 
-    sub.add_parser("list", help="list datasets, partitions, models, strategies, attacks, executors and client metrics").set_defaults(
-        func=cmd_list
-    )
+    sub.add_parser(
+        "list", help="list datasets, partitions, models, strategies, attacks, privacy, compression, executors and client metrics"
+    ).set_defaults(func=cmd_list)
 
     runs = sub.add_parser("runs", help="list the runs in the run store")
     runs.add_argument("--store", metavar="PATH")

@@ -247,3 +247,15 @@ def test_the_cli_says_why_a_budget_ended_the_run(tmp_path, capsys):
     assert main(["show", info.run_id, "--store", str(db)]) == 0
     shown = capsys.readouterr().out
     assert "note: The privacy budget dp_target_epsilon=4" in shown and "epsilon" in shown.splitlines()[3]
+
+
+def test_list_names_the_privacy_and_compression_choices(capsys):
+    from flcore.__main__ import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    privacy = out.split("differential privacy (--dp):\n")[1].split("\n\n")[0].splitlines()
+    assert [row.split()[0] for row in privacy] == ["none", "central", "local"]
+    assert "[settings: dp_clip, dp_noise_multiplier, dp_delta, dp_target_epsilon]" in privacy[1]
+    compression = out.split("update compression (--compression):\n")[1].split("\n\n")[0].splitlines()
+    assert [row.split()[0] for row in compression] == ["none", "topk", "quantize"]
