@@ -128,13 +128,23 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def planned_rounds(info: "RunInfo") -> int:
+    """The rounds the run will train: all of them, or as many as its privacy budget allows."""
+    from flcore.privacy import affordable_rounds
+
+    try:
+        return min(info.total_rounds, affordable_rounds(info.config))
+    except Exception:  # a stored config that no longer validates: its rounds as stored
+        return info.total_rounds
+
+
 def time_left(info: "RunInfo", now: float | None = None) -> float | None:
     """Seconds until the run ends at its pace so far, or None before the first round."""
     if info.status != "running" or info.rounds_done <= 0 or info.started_at is None:
         return None
     now = time.time() if now is None else now
     per_round = max(now - info.started_at, 0.0) / info.rounds_done
-    return per_round * max(info.total_rounds - info.rounds_done, 0)
+    return per_round * max(planned_rounds(info) - info.rounds_done, 0)
 
 
 def run_labels(runs: Sequence["RunInfo"]) -> dict[str, str]:

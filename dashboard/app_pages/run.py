@@ -17,7 +17,7 @@ import streamlit as st
 from dashboard import access, charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
-from dashboard.tables import describe_config, format_duration, results_json, time_left
+from dashboard.tables import describe_config, format_duration, planned_rounds, results_json, time_left
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.metrics import CLIENT_METRICS
 from flcore.store import actions
@@ -66,6 +66,8 @@ def _controls(info) -> None:
     """Status line, progress bar, and the Cancel / Resume / Run again buttons."""
     done, total = info.rounds_done, info.total_rounds
     text = f"Round {done} of {total}"
+    if (allowed := planned_rounds(info)) < total:
+        text += f" · its privacy budget allows {allowed}"
     left = time_left(info)
     if info.status == "running" and left is not None:
         text += f" · about {format_duration(left)} left"

@@ -76,7 +76,7 @@ def test_a_run_its_privacy_budget_ended_is_finished_and_says_why(store):
     at = page(RUN, run=run_id)
     no_exceptions(at)
     done = store.get_run(run_id).rounds_done
-    assert 0 < done < 30 and f"Round {done} of 30" in at.get("progress")[0].proto.text
+    assert 0 < done < 30 and f"Round {done} of 30 · its privacy budget allows {done}" in at.get("progress")[0].proto.text
     assert "Finished" in at.success[0].value
     assert "The privacy budget dp_target_epsilon=6 allows" in shown(at.info[0].value) and not errors(at)
     assert figure_titled(at, "Privacy spent")["layout"]["shapes"][0]["y0"] == 6  # the budget line

@@ -9,6 +9,7 @@ import pytest
 
 from dashboard import tables
 from flcore.config import ExperimentConfig
+from flcore.privacy import affordable_rounds
 from flcore.store import RunInfo
 
 
@@ -101,3 +102,11 @@ def test_privacy_and_compression_appear_in_the_run_line_the_final_metrics_and_th
         diff.index
     )
     assert diff.loc["Differential privacy"].tolist() == ["No differential privacy", "Local DP"]
+
+
+def test_a_run_with_a_privacy_budget_plans_and_times_only_the_rounds_it_allows():
+    limited = info(status="running", rounds_done=2, total=40, num_clients=20, clients_per_round=2, dp="central", dp_target_epsilon=3)
+    allowed = affordable_rounds(limited.config)
+    assert 2 < allowed < 40 and tables.planned_rounds(limited) == allowed
+    assert tables.time_left(limited, now=110.0) == pytest.approx(5.0 * (allowed - 2))  # 5 s per round so far
+    assert tables.planned_rounds(info(total=40)) == 40
