@@ -48,6 +48,14 @@ CAPTIONS = {
     "compare_loss": "Test loss of each selected run by round: lower is better; a curve that rises or jumps is a run that diverged.",
     "sweep_accuracy": "Each line is one setting's test accuracy averaged over its seeds; the band spans one standard deviation either side. Settings whose bands overlap are not told apart by these seeds.",
     "sweep_loss": "Each line is one setting's test loss averaged over its seeds, with a band of one standard deviation either side: a wide band means the result depends on the seed as much as on the setting.",
+    "epsilon": "Privacy spent so far (epsilon at the run's delta, from Opacus's accountant): it only grows; lower is more private, and a dashed line marks the budget.",
+    "accuracy_bytes": "Test accuracy against everything the clients have sent so far: compression moves the curve left; a curve that climbs early is cheap accuracy.",
+    "drift_cosine": CLIENT_METRICS.get("drift_cosine").caption,
+    "drift_distance": CLIENT_METRICS.get("drift_distance").caption,
+    "drift": "Each client, averaged over the rounds it took part in: those to the left disagree with where the model went and those high up end far from it; attackers (x) and clients with unusual data pull away.",
+    "drift_spread": "How much the clients agree with the global update in each round: the line is the mean over the sampled clients, the band one standard deviation; a wide band means clients pulling in different directions.",
+    "compare_bytes": "Test accuracy of each run against what its clients had sent so far: further left for the same accuracy means cheaper communication.",
+    "compare_epsilon": "Test accuracy of each private run against the privacy it had spent: higher and further left is a better trade of accuracy for privacy.",
 }
 
 _CLIENT_PALETTE = (
@@ -581,6 +589,142 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
     return fig
 
 
+# Privacy and communication -------------------------------------------------------------------
+def epsilon_chart(
+    rounds: pd.DataFrame, total_rounds: int | None = None, delta: float | None = None, target: float | None = None
+) -> go.Figure:
+    """Epsilon spent after each round (the `epsilon` round metric), with the budget, if any, dashed."""
+    fig = go.Figure()
+    _layout(fig, "Privacy spent: epsilon" + (f" at delta = {delta:g}" if delta else ""), "Round", "Epsilon (lower is more private)")
+    _round_axis(fig, total_rounds, int(rounds["round"].max()) if len(rounds) else None)
+    if rounds.empty or "epsilon" not in rounds:
+        return _waiting(fig, "Waiting for the first round…")
+    finite = rounds[np.isfinite(rounds["epsilon"].to_numpy(dtype=np.float64))]
+    if finite.empty:
+        return _waiting(fig, "No noise (dp_noise_multiplier = 0): epsilon is infinite…")
+    shown = thin(finite)
+    fig.add_trace(
+        go.Scatter(
+            x=shown["round"],
+            y=shown["epsilon"],
+            mode="lines+markers" if len(shown) <= 100 else "lines",
+            name="epsilon",
+            line={"color": run_color(3), "width": 3},
+            hovertemplate="round %{x}<br>epsilon %{y:.3g}<extra></extra>",
+        )
+    )
+    if target is not None:
+        fig.add_hline(y=target, line={"dash": "dash", "color": MALICIOUS_COLOR}, annotation_text=f"budget {target:g}")
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def _cumulative_bytes(rows: pd.DataFrame) -> pd.Series:
+    return rows.sort_values("round")["bytes_received"].astype(np.float64).cumsum()
+
+
+def accuracy_bytes_chart(rounds: pd.DataFrame) -> go.Figure:
+    """Global test accuracy against the bytes the clients have sent so far."""
+    fig = go.Figure()
+    _layout(fig, "Accuracy against data sent by clients", "Sent by clients so far (bytes)", "Test accuracy")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_xaxes(tickformat="~s", ticksuffix="B", rangemode="tozero")
+    if rounds.empty:
+        return _waiting(fig, "Waiting for the first round…")
+    ordered = rounds.sort_values("round").assign(sent=_cumulative_bytes(rounds))
+    shown = thin(ordered)
+    fig.add_trace(
+        go.Scatter(
+            x=shown["sent"],
+            y=shown["test_accuracy"],
+            mode="lines+markers" if len(shown) <= 100 else "lines",
+            name="test accuracy",
+            line={"color": run_color(0), "width": 3},
+            customdata=shown["round"],
+            hovertemplate="round %{customdata}<br>%{x:.3s}B sent<br>accuracy %{y:.1%}<extra></extra>",
+        )
+    )
+    return fig
+
+
+def drift_chart(clients: pd.DataFrame, max_points: int = MAX_POINTS) -> go.Figure:
+    """One point per client: its mean cosine with the global update (x) and mean distance from
+    the new global model (y) over the rounds it took part in, in its colour; attackers as an x.
+    Past `max_points` clients, the farthest are shown (the title says so)."""
+    title = "Client drift: who pulls away"
+    fig = go.Figure()
+    _layout(fig, title, "Agreement with the global update (mean cosine)", "Distance from the global model (mean L2)", legend_title="Client")
+    fig.update_xaxes(range=[-1.08, 1.08], zeroline=True, zerolinecolor="#999")
+    if clients.empty or "drift_cosine" not in clients:
+        return _waiting(fig, "Waiting for the first round…")
+    per = clients.groupby("client_id").agg(
+        cosine=("drift_cosine", "mean"), distance=("drift_distance", "mean"), rounds=("round", "size"), malicious=("malicious", "max")
+    )
+    per = per.reset_index()
+    if len(per) > max_points:
+        fig.update_layout(title_text=f"{title} (the {max_points} farthest of {len(per)} clients)")
+        per = per.nlargest(max_points, "distance")
+    fig.update_yaxes(rangemode="tozero")
+    hover = "%{text}<br>cosine %{x:.2f}<br>distance %{y:.3g}<br>in %{customdata} rounds<extra></extra>"
+    if len(per) <= MANY_CLIENTS:  # one legend entry per client, labelled on the chart
+        for row in per.itertuples():
+            bad = bool(row.malicious)
+            fig.add_trace(
+                go.Scatter(
+                    x=[row.cosine], y=[row.distance], mode="markers+text", name=_client_name(row.client_id, bad),
+                    text=[str(row.client_id)], textposition="top center", customdata=[row.rounds],
+                    marker={"color": client_color(row.client_id), "size": 14 if bad else 11, "symbol": "x" if bad else "circle",
+                            "line": {"width": 1, "color": "white"}},
+                    hovertext=[_client_name(row.client_id, bad)],
+                    hovertemplate=hover.replace("%{text}", "%{hovertext}"),
+                )
+            )  # fmt: skip
+        return fig
+    bad = per["malicious"].astype(bool).to_numpy()
+    fig.add_trace(
+        go.Scatter(
+            x=per["cosine"], y=per["distance"], mode="markers", name="clients", showlegend=False,
+            text=[_client_name(c, b) for c, b in zip(per["client_id"], bad)], customdata=per["rounds"],
+            marker={"color": [client_color(c) for c in per["client_id"]], "symbol": np.where(bad, "x", "circle"), "size": 7},
+            hovertemplate=hover,
+        )
+    )  # fmt: skip
+    if bad.any():
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="markers", name="malicious client", marker={"symbol": "x", "color": "#555", "size": 9})
+        )
+        fig.update_layout(legend={"orientation": "h", "y": -0.18})
+    return fig
+
+
+def drift_spread_chart(rounds: pd.DataFrame, total_rounds: int | None = None) -> go.Figure:
+    """The round metrics drift_cosine_mean and drift_cosine_std: a line and a band of one standard deviation."""
+    fig = go.Figure()
+    _layout(fig, "Client agreement per round", "Round", "Cosine with the global update (mean ± std)")
+    fig.update_yaxes(range=[-1.05, 1.05])
+    _round_axis(fig, total_rounds, int(rounds["round"].max()) if len(rounds) else None)
+    if rounds.empty or "drift_cosine_mean" not in rounds:
+        return _waiting(fig, "Waiting for the first round…")
+    shown = thin(rounds.sort_values("round"))
+    mean, std = shown["drift_cosine_mean"], shown["drift_cosine_std"]
+    x = shown["round"].tolist()
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1], y=(mean + std).clip(upper=1).tolist() + (mean - std).clip(lower=-1).tolist()[::-1],
+            mode="lines", fill="toself", fillcolor="rgba(99, 110, 250, 0.18)", line={"width": 0}, name="± one std", hoverinfo="skip",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=mean, mode="lines+markers" if len(shown) <= 100 else "lines", name="mean over clients",
+            line={"color": run_color(0), "width": 3}, customdata=std,
+            hovertemplate="round %{x}<br>mean %{y:.2f} ± %{customdata:.2f}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
+    return fig
+
+
 # Comparing runs ------------------------------------------------------------------------------
 def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Figure:
     """Overlay one metric of several runs: `curves` has columns run, round and `metric`."""
@@ -681,6 +825,46 @@ def sweep_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Figur
         )
     _round_axis(fig, None, int(bands["round"].max()))
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    return fig
+
+
+def compare_tradeoff_chart(curves: pd.DataFrame, x: str) -> go.Figure:
+    """Test accuracy of several runs against the bytes their clients sent so far (x="bytes") or
+    the epsilon they had spent (x="epsilon"; runs without differential privacy are left out)."""
+    epsilon = x == "epsilon"
+    title = "Test accuracy against privacy spent" if epsilon else "Test accuracy against data sent by clients"
+    x_title = "Epsilon spent (lower is more private)" if epsilon else "Sent by clients so far (bytes)"
+    fig = go.Figure()
+    _layout(fig, title, x_title, "Test accuracy", legend_title="Run")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    if not epsilon:
+        fig.update_xaxes(tickformat="~s", ticksuffix="B")
+    fig.update_xaxes(rangemode="tozero")
+    if curves.empty:
+        return _waiting(fig, "Pick runs that have finished at least one round")
+    drawn = 0
+    for i, (run, rows) in enumerate(curves.groupby("run", sort=False)):
+        rows = rows.sort_values("round")
+        if epsilon:
+            if "epsilon" not in rows or not np.isfinite(rows["epsilon"].to_numpy(dtype=np.float64)).any():
+                continue
+            rows = rows[np.isfinite(rows["epsilon"].to_numpy(dtype=np.float64))]
+            xs = rows["epsilon"]
+        else:
+            xs = _cumulative_bytes(rows)
+        rows = thin(rows.assign(_x=xs.to_numpy()))
+        fig.add_trace(
+            go.Scatter(
+                x=rows["_x"], y=rows["test_accuracy"], mode="lines+markers", name=str(run), customdata=rows["round"],
+                line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]}, marker={"size": 4},
+                hovertemplate=f"{run}<br>round %{{customdata}}<br>" + ("epsilon %{x:.3g}" if epsilon else "%{x:.3s}B sent")
+                + "<br>%{y:.1%}<extra></extra>",
+            )
+        )  # fmt: skip
+        drawn += 1
+    if not drawn:
+        return _waiting(fig, "Pick runs with differential privacy on: these have no epsilon…")
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})  # named even when alone
     return fig
 
 

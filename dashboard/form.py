@@ -39,6 +39,8 @@ SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("Local training on each client", "model", ("local_epochs", "batch_size", "lr", "momentum", "weight_decay", "prox_mu")),
     ("Aggregation on the server", "strategy", ()),
     ("Attack", "attack", ()),
+    ("Privacy", "dp", ()),
+    ("Communication: what clients send back", "compression", ()),
 )
 ADVANCED = ("name", "seed", "data_seed", "executor", "chunk_size", "ray_actors", "device")
 
@@ -52,6 +54,7 @@ PLACEHOLDERS = {
     "data_seed": "same as the seed",
     "chunk_size": "automatic",
     "ray_actors": "one per free CPU or GPU",
+    "dp_target_epsilon": "no budget: every round",
 }
 STEPS = {
     "alpha": 0.1,
@@ -71,6 +74,11 @@ STEPS = {
     "trim_beta": 0.05,
     "attack_fraction": 0.05,
     "attack_scale": 0.5,
+    "dp_clip": 0.1,
+    "dp_noise_multiplier": 0.1,
+    "dp_delta": 1e-6,
+    "dp_target_epsilon": 0.5,
+    "compression_ratio": 0.01,
 }
 # A value the widget starts at when it appears and the form still holds the config default,
 # because the config default alone is refused (an attack needs some malicious clients).

@@ -70,6 +70,15 @@ FIELD_LABELS = {
     "attack": "Attack",
     "attack_fraction": "Fraction of malicious clients",
     "attack_scale": "Attack strength",
+    "dp": "Differential privacy",
+    "dp_clip": "Clipping norm (L2)",
+    "dp_noise_multiplier": "Noise multiplier",
+    "dp_delta": "Delta",
+    "dp_target_epsilon": "Privacy budget (epsilon)",
+    "compression": "Update compression",
+    "compression_ratio": "Fraction of coordinates sent",
+    "compression_bits": "Bits per coordinate",
+    "error_feedback": "Error feedback",
     "seed": "Seed",
     "data_seed": "Data split seed",
     "device": "Device",
@@ -98,6 +107,14 @@ def describe_config(config: ExperimentConfig) -> str:
     ]
     if config.attack != "none":
         parts.append(f"attack: {config.attack} on {config.attack_fraction:.0%} of clients")
+    if config.dp != "none":
+        budget = f", budget ε={config.dp_target_epsilon:g}" if config.dp_target_epsilon is not None else ""
+        parts.append(f"{config.dp} DP (noise ×{config.dp_noise_multiplier:g}, clip {config.dp_clip:g}{budget})")
+    feedback = " with error feedback" if config.error_feedback else ""
+    if config.compression == "topk":
+        parts.append(f"updates: top {config.compression_ratio:.0%} of coordinates{feedback}")
+    elif config.compression == "quantize":
+        parts.append(f"updates: {config.compression_bits}-bit quantized{feedback}")
     return " · ".join(parts)
 
 
@@ -113,13 +130,23 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def planned_rounds(info: "RunInfo") -> int:
+    """The rounds the run will train: all of them, or as many as its privacy budget allows."""
+    from flcore.privacy import affordable_rounds
+
+    try:
+        return min(info.total_rounds, affordable_rounds(info.config))
+    except Exception:  # a stored config that no longer validates: its rounds as stored
+        return info.total_rounds
+
+
 def time_left(info: "RunInfo", now: float | None = None) -> float | None:
     """Seconds until the run ends at its pace so far, or None before the first round."""
     if info.status != "running" or info.rounds_done <= 0 or info.started_at is None:
         return None
     now = time.time() if now is None else now
     per_round = max(now - info.started_at, 0.0) / info.rounds_done
-    return per_round * max(info.total_rounds - info.rounds_done, 0)
+    return per_round * max(planned_rounds(info) - info.rounds_done, 0)
 
 
 def run_labels(runs: Sequence["RunInfo"]) -> dict[str, str]:
@@ -171,7 +198,8 @@ def runs_table(runs: Sequence["RunInfo"], sweep_names: dict[str, str] | None = N
 
 
 def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per run: status, rounds, final and best accuracy, final loss and time per round."""
+    """Per run: status, rounds, final and best accuracy, final loss, time per round, the epsilon
+    it spent (with differential privacy) and what its clients sent."""
     labels = run_labels(runs)
     rows = []
     for r in runs:
@@ -188,6 +216,8 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
                 "best round": int(best["round"]) if has else None,
                 "final loss": float(frame["test_loss"].iloc[-1]) if has else None,
                 "seconds per round": float(frame["wall_time_s"].mean()) if has and "wall_time_s" in frame else None,
+                "final epsilon": float(frame["epsilon"].iloc[-1]) if has and "epsilon" in frame else None,
+                "MB sent by clients": float(frame["bytes_received"].sum()) / 1e6 if has and "bytes_received" in frame else None,
             }
         )
     return pd.DataFrame(rows)

@@ -80,7 +80,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from flcore.metrics import CLIENT_METRICS
 
     titles = {"dataset": "datasets", "partition": "partitions", "model": "models", "strategy": "strategies",
-              "attack": "attacks", "executor": "executors"}  # fmt: skip
+              "attack": "attacks", "dp": "differential privacy (--dp)", "compression": "update compression (--compression)",
+              "executor": "executors"}  # fmt: skip
     for field, registry in [*registries().items(), ("client metric", CLIENT_METRICS)]:
         title = titles.get(field, "per-client metrics (clients.csv)")
         print(f"{title}:")
@@ -181,14 +182,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"run {run_id} {status}: {info.error or ''}".rstrip(": "), file=sys.stderr)
             _write_results(out, results, counts)
             return 1
+        note = info.error  # a done run's note: a privacy budget ended it early
     else:
         sim = Simulation(config)
         counts = sim.partition_frame()
         for result in sim.run():
             on_round(result)
+        note = sim.privacy.stop_message
     bar.close()
     _write_results(out, results, counts)
     _print_summary(config, results, time.perf_counter() - started, out, run_id, store)
+    if note:
+        print(note)
     return 0
 
 
@@ -213,7 +218,9 @@ def _print_summary(config: ExperimentConfig, results: list, seconds: float, out:
         f"{len(results)} rounds in {seconds:.1f} s\n"
         f"final test accuracy {final.test_accuracy:.4f} (loss {final.test_loss:.4f}); "
         f"best {best['test_accuracy']:.4f} at round {int(best['round'])}\n"
-        f"results written to {out}/" + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
+        + "".join(line + "\n" for line in summary_lines(config, pd.DataFrame([r.row() for r in results])))
+        + f"results written to {out}/"
+        + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
     )
 
 
@@ -284,6 +291,40 @@ def _run_sweep(store, sweep_id: str, run_ids: list[str], combos: list, grid: dic
     return 1 if failed else 0
 
 
+def _size(num_bytes: float) -> str:
+    """3.52 MB, 870 kB, 12 B."""
+    for unit in ("B", "kB", "MB"):
+        if num_bytes < 1000:
+            return f"{num_bytes:.3g} {unit}"
+        num_bytes /= 1000
+    return f"{num_bytes:.3g} GB"
+
+
+def summary_lines(config: ExperimentConfig, rounds: pd.DataFrame) -> list[str]:
+    """Privacy, communication and client drift of a run, one line each, from its rounds."""
+    if rounds.empty:
+        return []
+    last = rounds.iloc[-1]
+    lines = []
+    if "epsilon" in rounds:
+        lines.append(
+            f"privacy: epsilon {last['epsilon']:.4g} at dp_delta={config.dp_delta:g} after round {int(last['round'])} "
+            f"(dp={config.dp!r}, dp_noise_multiplier={config.dp_noise_multiplier:g}, dp_clip={config.dp_clip:g})"
+        )
+    received, sent = rounds["bytes_received"].sum(), rounds["bytes_sent"].sum()
+    line = f"communication: clients sent {_size(received)}, the server sent {_size(sent)}"
+    if config.compression != "none":
+        line += f" (compression={config.compression!r}: {received / sent:.1%} of the uncompressed uploads)"
+    lines.append(line)
+    if "drift_cosine_mean" in rounds:
+        lines.append(
+            f"client drift in the last round: cosine with the global update {last['drift_cosine_mean']:.3f} "
+            f"± {last['drift_cosine_std']:.3f}, distance from the global model {last['drift_distance_mean']:.3g} "
+            f"± {last['drift_distance_std']:.3g}"
+        )
+    return lines
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from flcore.store import RunStore
 
@@ -317,10 +358,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if info.owner:
         print(f"started by: {info.owner}")
     if info.error:
-        print(f"error: {info.error}")
+        print(f"{'note' if info.status == 'done' else 'error'}: {info.error}")
     rounds = store.rounds_frame(info.run_id)
     if len(rounds):
-        print(rounds[["round", "test_accuracy", "test_loss"]].to_string(index=False))
+        shown = [c for c in ("round", "test_accuracy", "test_loss", "bytes_received", "epsilon", "drift_cosine_mean") if c in rounds]
+        print(rounds[shown].to_string(index=False))
+        for line in summary_lines(info.config, rounds):
+            print(line)
     print("config:\n" + info.config.to_json())
     return 0
 
@@ -392,9 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(part)
     part.set_defaults(func=cmd_partition)
 
-    sub.add_parser("list", help="list datasets, partitions, models, strategies, attacks, executors and client metrics").set_defaults(
-        func=cmd_list
-    )
+    sub.add_parser(
+        "list", help="list datasets, partitions, models, strategies, attacks, privacy, compression, executors and client metrics"
+    ).set_defaults(func=cmd_list)
 
     runs = sub.add_parser("runs", help="list the runs in the run store")
     runs.add_argument("--store", metavar="PATH")

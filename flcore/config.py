@@ -93,6 +93,21 @@ class ExperimentConfig(BaseModel):
     attack_fraction: float = Field(0.0, ge=0, lt=1, description="Fraction of clients that are malicious.")
     attack_scale: float | None = Field(None, gt=0, le=1e4, description="Attack strength (None = the attack's default).")
 
+    # Privacy (see flcore/privacy.py): read only when dp is not "none"
+    dp: str = Field("none", description="Differential privacy: none, central (DP-FedAvg, server adds noise) or local (clients add it).")
+    dp_clip: float = Field(1.0, gt=0, le=1e6, description="DP: the L2 norm each client's update is clipped to.")
+    dp_noise_multiplier: float = Field(1.0, ge=0, le=100, description="DP: Gaussian noise standard deviation as a multiple of dp_clip.")
+    dp_delta: float = Field(1e-5, gt=0, lt=1, description="DP: the delta at which epsilon is reported.")
+    dp_target_epsilon: float | None = Field(
+        None, gt=0, le=1e6, description="DP: the privacy budget; the run stops before a round that would spend more (None = no budget)."
+    )
+
+    # Communication (see flcore/compression.py): what clients send back
+    compression: str = Field("none", description="How clients compress their updates: none, topk or quantize.")
+    compression_ratio: float = Field(0.1, gt=0, le=1, description="Top-k: the fraction of coordinates each client sends.")
+    compression_bits: int = Field(8, ge=1, le=16, description="Quantize: bits per coordinate (stochastic, unbiased).")
+    error_feedback: bool = Field(False, description="Top-k/quantize: each client adds what it could not send to its next update.")
+
     # Reproducibility and hardware
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Root seed for model init, sampling and shuffling.")
     data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
@@ -169,15 +184,17 @@ def format_validation_error(err: ValidationError) -> list[Problem]:
 def registries() -> dict[str, "Registry"]:
     """The config fields whose value names a registry entry, with that registry (in form order)."""
     from flcore.attacks import ATTACKS
+    from flcore.compression import COMPRESSORS
     from flcore.data.datasets import DATASETS
     from flcore.data.partition import PARTITIONERS
     from flcore.models import MODELS
+    from flcore.privacy import PRIVACY
     from flcore.strategies import STRATEGIES
     from flcore.training import EXECUTORS
 
     return {
         "dataset": DATASETS, "partition": PARTITIONERS, "model": MODELS, "strategy": STRATEGIES,
-        "attack": ATTACKS, "executor": EXECUTORS,
+        "attack": ATTACKS, "dp": PRIVACY, "compression": COMPRESSORS, "executor": EXECUTORS,
     }  # fmt: skip
 
 
@@ -205,6 +222,10 @@ def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
     executor_check = getattr(choices["executor"].get(c.executor), "config_problems", None) if c.executor in choices["executor"] else None
     if executor_check is not None:  # e.g. the ray executor without Ray installed
         problems.extend(executor_check(c))
+    if not problems:
+        from flcore.privacy import config_problems as privacy_problems
+
+        problems.extend(privacy_problems(c))
     return problems
 
 

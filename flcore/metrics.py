@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from flcore.registry import Registry
@@ -38,6 +39,7 @@ class ClientMetric:
     axis: str  # the y-axis title of its chart, with the unit
     caption: str  # the line under its chart: what to look for
     compute: Callable[[ClientRound], torch.Tensor] | None = None  # [n]; None: filled in by the engine
+    summarize: bool = False  # also store its mean and spread over the round's clients as round metrics
 
 
 CLIENT_METRICS: Registry[ClientMetric] = Registry("client metric")
@@ -64,6 +66,62 @@ CLIENT_METRICS.register(
         "and attackers often stand out here.",
     )
 )
+
+
+# Client drift: how far each client pulls from where the federation went this round. The
+# aggregated update is the global model's step, global_after - global_before (FedAvg's mean
+# update times server_lr; a server optimizer's step; with central DP, the noised mean).
+def _global_step(view: ClientRound) -> torch.Tensor:
+    return (view.global_after - view.global_before).to(view.deltas)[None, :]
+
+
+def drift_cosine(view: ClientRound) -> torch.Tensor:
+    """cos(u_i, global step): 1 pulls where the model went, 0 elsewhere, -1 against it (0 for a zero vector)."""
+    return torch.nn.functional.cosine_similarity(view.deltas, _global_step(view), dim=1, eps=1e-12)
+
+
+def drift_distance(view: ClientRound) -> torch.Tensor:
+    """||(w_before + u_i) - w_after||: how far the model the client sent lies from the new global model."""
+    return torch.linalg.vector_norm(view.deltas - _global_step(view), dim=1)
+
+
+CLIENT_METRICS.register(
+    "drift_cosine",
+    label="Drift: agreement with the global update",
+    description="Cosine similarity between each client's update and the step the global model took in that round.",
+)(
+    ClientMetric(
+        "Cosine similarity",
+        "Cosine similarity between each client's update and the step the global model took: near 1 the client pulls "
+        "where the federation went, near 0 or below it pulls elsewhere; attackers and clients with unusual data sit low.",
+        drift_cosine,
+        summarize=True,
+    )
+)
+CLIENT_METRICS.register(
+    "drift_distance",
+    label="Drift: distance from the new global model",
+    description="L2 distance between the model a client sent (global model + its update) and the global model after aggregation.",
+)(
+    ClientMetric(
+        "L2 distance",
+        "How far the model each client sent (the global model plus its update) lies from the new global model: "
+        "clients that pull away sit high, attackers highest.",
+        drift_distance,
+        summarize=True,
+    )
+)
+
+
+def round_summaries(values: dict[str, list[float]]) -> dict[str, float]:
+    """For each metric registered with `summarize`: its mean and standard deviation over the
+    round's clients, as round metrics `<name>_mean` and `<name>_std`."""
+    out = {}
+    for entry in CLIENT_METRICS.entries():
+        if entry.obj.summarize and values.get(entry.name):
+            column = np.asarray(values[entry.name], dtype=np.float64)
+            out[f"{entry.name}_mean"], out[f"{entry.name}_std"] = float(column.mean()), float(column.std())
+    return out
 
 
 def compute_client_metrics(view: ClientRound) -> dict[str, list[float]]:

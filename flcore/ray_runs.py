@@ -183,8 +183,11 @@ class RemoteSimulation:
     def __init__(self, config: "ExperimentConfig", control: RunControl) -> None:
         import torch
 
+        from flcore.privacy import Privacy
+
         ray = ray_support.connect()
         self.control = control
+        self.privacy = Privacy(config)  # the rounds a privacy budget allows, and why it ended (runner.py reads it)
         options = actor_resources(config, ray.cluster_resources())
         name = f"flcore-run-{control.run_id}-{secrets.token_hex(2)}"
         actor = _actor_class(ray).options(name=name, namespace=ray_support.NAMESPACE, max_restarts=0, **options).remote()

@@ -136,7 +136,7 @@ def _execute_claimed(
                 if store.cancel_requested(run_id):
                     store.finish(run_id, "cancelled")
                     return "cancelled"
-            store.finish(run_id, "done")
+            store.finish(run_id, "done", sim.privacy.stop_message)  # why a privacy budget ended it early, if it did
             return "done"
     except RunNotRunning:  # cancelled, interrupted or deleted under our feet: stop quietly
         run = store.get_run(run_id)

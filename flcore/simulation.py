@@ -5,9 +5,11 @@ the strategy. `run()` then repeats, top to bottom:
 
   1. sample clients       seeded by (seed, round)
   2. broadcast            the global parameters (and SCAFFOLD's corrections)
-  3. local training       each sampled client trains on its own samples
+  3. local training       each sampled client trains on its own samples (clipped under DP)
   4. attack               malicious clients poison the update they send
+     send                 local DP noise, then compression with error feedback: what travels
   5. aggregate            the strategy turns the updates into the next global model
+                          (under central DP, DP-FedAvg's noised mean and the strategy's step)
   6. evaluate             the global model on the held-out test set
   7. emit                 a RoundResult with global and per-client numbers
 
@@ -29,11 +31,13 @@ import torch
 
 from flcore import seeding
 from flcore.attacks import ATTACKS, malicious_clients
+from flcore.compression import Channel
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
 from flcore.data.partition import counts_frame, label_counts, split_dataset
-from flcore.metrics import ClientRound, compute_client_metrics
+from flcore.metrics import ClientRound, compute_client_metrics, round_summaries
 from flcore.models import build_model
+from flcore.privacy import Privacy
 from flcore.records import ClientResult, RoundResult
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
 from flcore.training import ClientTask, TrainingData, evaluate, make_executor
@@ -85,6 +89,8 @@ class Simulation:
         self.malicious = set(malicious_clients(config.num_clients, config.attack_fraction, seeding.rng(config.seed, "attack")).tolist())
         self.strategy = build_strategy(config)
         self.executor = make_executor(config, self.model, data.info.num_classes)
+        self.privacy = Privacy(config)  # noise, epsilon and the rounds a budget allows (clipping: in the executors)
+        self.channel = Channel(config, self.num_params)  # what clients really send back
 
     # Describing the split -----------------------------------------------------------
     def partition_frame(self) -> pd.DataFrame:
@@ -99,7 +105,7 @@ class Simulation:
         carries the server state after its round."""
         state = state if state is not None else self.initial_state()
         try:
-            while state.round < self.config.rounds:
+            while state.round < self.privacy.last_round:  # config.rounds, unless a privacy budget ends the run sooner
                 state, result = self.step(state)
                 yield result
         finally:  # the run ended, failed or was abandoned (cancelled): release what trains it
@@ -135,10 +141,15 @@ class Simulation:
             deltas = deltas.clone()
             deltas[bad] = self.attack.poison(deltas[bad], self.attack_scale, g)
 
+        # send: local DP noise, then compression with error feedback (the residuals live in the state)
+        sent = self.channel.send(self.privacy.privatize(deltas, sampled, round_), sampled, round_, state)
+        deltas = sent.deltas
+
         # 5. aggregate
         updates = ClientUpdates(sampled, deltas, trained.num_samples, trained.num_steps)
         before = state
-        state, metrics = self.strategy.aggregate(state, updates)
+        state, metrics = self.privacy.aggregate(self.strategy, state, updates, round_)
+        state = self.channel.keep(state, sent)
         if not torch.isfinite(state.params).all():
             raise DivergedError(
                 f"the global model diverged in round {round_} (its weights are no longer finite numbers); "
@@ -174,7 +185,7 @@ class Simulation:
             test_accuracy=test_accuracy,
             wall_time_s=time.perf_counter() - start,
             bytes_sent=len(sampled) * vector_bytes * per_client,
-            bytes_received=len(sampled) * vector_bytes * per_client,
-            metrics=metrics,
+            bytes_received=sent.bytes + len(sampled) * vector_bytes * (per_client - 1),
+            metrics={**metrics, **round_summaries(extra), **self.privacy.round_metrics(round_)},
             state=state,
         )

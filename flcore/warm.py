@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp
 
 import numpy  # noqa: F401
+import opacus.accountants.analysis.rdp  # noqa: F401  (the privacy accountant of runs with dp)
 import pandas  # noqa: F401
 import sklearn.datasets  # noqa: F401  (the digits dataset)
 import torch  # noqa: F401

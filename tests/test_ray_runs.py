@@ -102,6 +102,17 @@ def test_a_run_on_ray_stores_the_rounds_of_a_local_run_and_its_actor_never_opens
     wait_for(lambda: not run_actors(local_ray, run_id) and ray_runner.active() == {}, "the actor and the thread to end")
 
 
+def test_a_run_on_ray_that_spends_its_privacy_budget_stops_and_says_why(store, ray_runner):
+    config = tiny(rounds=30, num_clients=10, clients_per_round=5, dp="central", dp_noise_multiplier=1.0, dp_target_epsilon=4.0)
+    run_id = ray_runner.submit(config)
+    run = wait_status(store, run_id, "done", "failed", "interrupted")
+    reference = store.create_run(config, source="cli")
+    assert execute_run(store, reference) == "done"  # the same config, in this process
+    assert run.status == "done" and run.error == store.get_run(reference).error
+    assert "dp_target_epsilon=4 allows" in run.error and 0 < run.rounds_done < 30
+    assert run.rounds_done == store.get_run(reference).rounds_done
+
+
 def test_cancel_stops_a_run_on_ray_between_rounds_and_ends_its_actor(store, ray_runner, local_ray):
     run_id = ray_runner.submit(tiny(rounds=3000))
     wait_for(lambda: store.get_run(run_id).rounds_done >= 2, "two rounds")

@@ -70,10 +70,18 @@ def test_a_run_cancelled_under_the_old_release_resumes_to_the_uninterrupted_numb
     reference = store.create_run(cancelled.config, source="cli")  # the same config, never interrupted
     assert execute_run(store, reference) == "done"
     timing = ["wall_time_s"]
-    pd.testing.assert_frame_equal(
-        store.rounds_frame(cancelled.run_id).drop(columns=timing), store.rounds_frame(reference).drop(columns=timing)
-    )
-    pd.testing.assert_frame_equal(store.clients_frame(cancelled.run_id), store.clients_frame(reference))
+    _same_numbers(store.rounds_frame(cancelled.run_id).drop(columns=timing), store.rounds_frame(reference).drop(columns=timing))
+    _same_numbers(store.clients_frame(cancelled.run_id), store.clients_frame(reference))
+
+
+def _same_numbers(resumed: pd.DataFrame, whole: pd.DataFrame) -> None:
+    """Equal frames, except that numbers added since the old release (e.g. client drift) are
+    missing from the two rounds it stored: those columns must be equal from round 3 on."""
+    old = resumed["round"] <= 2
+    since = [c for c in resumed.columns if resumed.loc[old, c].isna().all()]
+    assert not set(since) & {"round", "test_loss", "test_accuracy", "train_loss", "update_norm"}
+    pd.testing.assert_frame_equal(resumed.drop(columns=since), whole.drop(columns=since))
+    pd.testing.assert_frame_equal(resumed.loc[~old, since], whole.loc[~old, since])
 
 
 def test_a_store_from_a_newer_release_is_refused_with_a_sentence(tmp_path):

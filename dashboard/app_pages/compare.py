@@ -1,7 +1,7 @@
-"""Compare: several runs side by side: their accuracy and loss curves overlaid, a table of
-final metrics, and the settings in which they differ. Or a sweep: for each of its settings the
-mean curve over its seeds with a band of one standard deviation, and a table of final accuracy
-mean ± std.
+"""Compare: several runs side by side: their accuracy and loss curves overlaid, accuracy against
+the bytes their clients sent and the privacy they spent, a table of final metrics, and the
+settings in which they differ. Or a sweep: for each of its settings the mean curve over its seeds
+with a band of one standard deviation, and a table of final accuracy mean ± std.
 
 While a chosen run (or a run of the chosen sweep) is still going, the page checks progress every
 two seconds and redraws when it changed, so a comparison can be watched as it forms.
@@ -130,6 +130,10 @@ def comparison(run_ids: list[str]) -> None:
     with b:
         st.plotly_chart(charts.compare_chart(curves, "test_loss"), width="stretch", key="compare_loss")
         st.caption(charts.CAPTIONS["compare_loss"])
+    for column, x in zip(st.columns(2), ("bytes", "epsilon")):  # what the accuracy cost: communication, privacy
+        with column:
+            st.plotly_chart(charts.compare_tradeoff_chart(curves, x), width="stretch", key=f"compare_{x}")
+            st.caption(charts.CAPTIONS[f"compare_{x}"])
 
     st.subheader("Final metrics")
     st.dataframe(
@@ -141,6 +145,8 @@ def comparison(run_ids: list[str]) -> None:
             "best accuracy": st.column_config.NumberColumn(format="percent"),
             "final loss": st.column_config.NumberColumn(format="%.3f"),
             "seconds per round": st.column_config.NumberColumn(format="%.2f"),
+            "final epsilon": st.column_config.NumberColumn(format="%.3g"),
+            "MB sent by clients": st.column_config.NumberColumn(format="%.3g"),
         },
     )
 

@@ -17,7 +17,7 @@ import streamlit as st
 from dashboard import access, charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
-from dashboard.tables import describe_config, format_duration, results_json, time_left
+from dashboard.tables import describe_config, format_duration, planned_rounds, results_json, time_left
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.metrics import CLIENT_METRICS
 from flcore.store import actions
@@ -66,6 +66,8 @@ def _controls(info) -> None:
     """Status line, progress bar, and the Cancel / Resume / Run again buttons."""
     done, total = info.rounds_done, info.total_rounds
     text = f"Round {done} of {total}"
+    if (allowed := planned_rounds(info)) < total:
+        text += f" · its privacy budget allows {allowed}"
     left = time_left(info)
     if info.status == "running" and left is not None:
         text += f" · about {format_duration(left)} left"
@@ -84,6 +86,8 @@ def _controls(info) -> None:
         st.warning(status)
     elif info.status == "done":
         st.success(status + (f" Final test accuracy: {info.final_accuracy:.1%}." if info.final_accuracy is not None else ""))
+        if info.error:  # why it ended before its last round: a privacy budget
+            st.info(plain(info.error), icon=":material/lock:")
     else:
         st.info(status)
 
@@ -153,10 +157,17 @@ def _charts(store, info) -> None:
         return
 
     def global_model() -> None:
-        _chart_pair(
-            (charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart"),
-            (charts.loss_chart(rounds, total), "loss", "loss_chart"),
-        )
+        accuracy = (charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart")
+        loss = (charts.loss_chart(rounds, total), "loss", "loss_chart")
+        sent = (charts.accuracy_bytes_chart(rounds), "accuracy_bytes", "accuracy_bytes_chart")
+        config = info.config
+        if config.dp != "none":  # epsilon next to the accuracy it costs
+            epsilon = charts.epsilon_chart(rounds, total, config.dp_delta, config.dp_target_epsilon)
+            _chart_pair(accuracy, (epsilon, "epsilon", "epsilon_chart"))
+            _chart_pair(loss, sent)
+        else:
+            _chart_pair(accuracy, loss)
+            _chart_pair(sent)
 
     def per_client() -> None:
         # One chart per registered client metric the run stored, two side by side.
@@ -166,6 +177,11 @@ def _charts(store, info) -> None:
                 with column:
                     st.plotly_chart(charts.registered_client_chart(clients, entry, total), width="stretch", key=f"{entry.name}_chart")
                     st.caption(entry.obj.caption)
+        if "drift_cosine" in clients.columns:  # runs stored before drift was measured have none
+            _chart_pair(
+                (charts.drift_chart(clients), "drift", "drift_chart"),
+                (charts.drift_spread_chart(rounds, total), "drift_spread", "drift_spread_chart"),
+            )
         _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
 
     def data() -> None:
@@ -187,9 +203,9 @@ def _charts(store, info) -> None:
                 draw()
 
 
-def _chart_pair(left: tuple, right: tuple) -> None:
-    """Two (figure, caption key, widget key) charts side by side."""
-    for column, chart in zip(st.columns(2), (left, right)):
+def _chart_pair(*pair: tuple) -> None:
+    """Two (figure, caption key, widget key) charts side by side (or one, in the left half)."""
+    for column, chart in zip(st.columns(2), pair):
         with column:
             _chart(*chart)
 

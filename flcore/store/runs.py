@@ -49,7 +49,7 @@ class RunInfo:
     status: str
     rounds_done: int
     total_rounds: int
-    error: str | None
+    error: str | None  # why it failed or stopped; for a done run, why it ended before its last round (a privacy budget)
     created_at: float
     started_at: float | None
     finished_at: float | None

@@ -85,7 +85,11 @@ class Strategy:
         return state.params + self.server_lr * delta, state.extra, {}
 
     def aggregate(self, state: ServerState, updates: ClientUpdates) -> tuple[ServerState, dict[str, float]]:
-        delta, metrics = self.combine(updates)
+        return self.apply(state, *self.combine(updates))
+
+    def apply(self, state: ServerState, delta: torch.Tensor, metrics: dict[str, float]) -> tuple[ServerState, dict[str, float]]:
+        """The next state from a combined update (`server_step`), and the round's metrics. DP-FedAvg
+        (flcore/privacy.py) calls it with its noised mean in place of `combine`'s."""
         params, extra, step_metrics = self.server_step(state, delta)
         new = state.evolve(params=params, round=state.round + 1, extra=extra)
         return new, {"aggregate_update_norm": float(delta.norm()), **step_metrics, **metrics}

@@ -72,7 +72,7 @@ class SequentialExecutor:
         ]
         deltas, samples, steps, losses, accs = zip(*rows)
         as_t = lambda v: torch.tensor(v, dtype=torch.float32)
-        return TrainedClients(torch.stack(deltas), as_t(samples), as_t(steps), as_t(losses), as_t(accs))
+        return TrainedClients(self.objective.finish(torch.stack(deltas)), as_t(samples), as_t(steps), as_t(losses), as_t(accs))
 
     def _train_one(self, global_params, task, x, y, round_, correction):
         s, model = self.settings, self.model

@@ -11,8 +11,9 @@ and the step is PyTorch's SGD with momentum: buf = momentum * buf + d (buf = d a
 step), w -= lr * buf. `LocalObjective.direction` adds everything but the loss gradient to it,
 in place, over any list of tensors: one client's parameters (sequential executor) or a
 `[clients, ...]` stack of them (vectorized executor), so both executors compute the same
-arithmetic in the same order. What later changes to the local update add (for example
-clipping the update) belongs here too.
+arithmetic in the same order. What later changes to the local update add belongs here too:
+`LocalObjective.finish` clips the finished updates to `clip` for differential privacy
+(McMahan et al. 2018; see flcore/privacy.py), for either executor's stack of updates.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+
+from flcore.privacy import clip_rows_
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
@@ -34,10 +37,12 @@ class LocalSettings:
     momentum: float
     weight_decay: float
     prox_mu: float
+    clip: float | None = None  # DP: the L2 norm each finished update is clipped to (None: not clipped)
 
     @classmethod
     def from_config(cls, c: "ExperimentConfig") -> "LocalSettings":
-        return cls(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.prox_mu)
+        clip = c.dp_clip if c.dp != "none" else None
+        return cls(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.prox_mu, clip)
 
 
 class LocalObjective:
@@ -67,3 +72,10 @@ class LocalObjective:
                 g.sub_(anchors[k])
             if corrections is not None:
                 g.add_(corrections[k])
+
+    def finish(self, deltas: torch.Tensor) -> torch.Tensor:
+        """In place, on the `[clients, P]` updates an executor is about to return: each clipped to
+        L2 norm `clip` when differential privacy is on. Returns `deltas`."""
+        if self.settings.clip is not None:
+            clip_rows_(deltas, self.settings.clip)
+        return deltas

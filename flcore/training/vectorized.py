@@ -330,7 +330,7 @@ class VectorizedExecutor:
             deltas[where], loss_sum[where], correct[where] = d, chunk_loss, c
         seen = torch.as_tensor(s.epochs * sizes, dtype=torch.float32).clamp_min(1)
         return TrainedClients(
-            deltas,
+            self.objective.finish(deltas),
             torch.as_tensor(sizes, dtype=torch.float32),
             torch.as_tensor(steps, dtype=torch.float32),
             loss_sum.cpu() / seen,

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import pytest
 
 from dashboard import charts
+from flcore.metrics import CLIENT_METRICS
 
 ROUNDS = pd.DataFrame(
     {
@@ -20,6 +21,9 @@ ROUNDS = pd.DataFrame(
         "wall_time_s": [0.5, 0.4, 0.4],
         "bytes_sent": [10, 10, 10],
         "bytes_received": [10, 10, 10],
+        "epsilon": [1.5, 2.25, 2.75],
+        "drift_cosine_mean": [0.5, 0.2, 0.1],
+        "drift_cosine_std": [0.1, 0.6, 0.7],
     }
 )
 # 3 clients, 2 sampled per round; client 2 is malicious.
@@ -33,6 +37,8 @@ CLIENTS = pd.DataFrame(
         "train_accuracy": [0.2] * 6,
         "update_norm": [1.0, 1.1, 0.9, 9.0, 0.8, 9.5],
         "malicious": [False, False, False, True, False, True],
+        "drift_cosine": [0.9, 0.7, 0.8, -0.9, 0.6, -0.7],
+        "drift_distance": [1.0, 1.2, 0.8, 9.0, 1.0, 9.4],
     }
 )
 # client 0 holds labels 0 and 1, client 1 label 1, client 2 label 2 (3 labels).
@@ -58,6 +64,14 @@ def all_charts(rounds=ROUNDS, clients=CLIENTS, partition=PARTITION) -> dict[str,
         "compare_loss": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_loss"),
         "sweep_accuracy": charts.sweep_chart(sweep_curves(rounds), "test_accuracy"),
         "sweep_loss": charts.sweep_chart(sweep_curves(rounds), "test_loss"),
+        "epsilon": charts.epsilon_chart(rounds, 5, 1e-5, 3.0),
+        "accuracy_bytes": charts.accuracy_bytes_chart(rounds),
+        "drift_cosine": charts.registered_client_chart(clients, CLIENT_METRICS.entry("drift_cosine"), 5),
+        "drift_distance": charts.registered_client_chart(clients, CLIENT_METRICS.entry("drift_distance"), 5),
+        "drift": charts.drift_chart(clients),
+        "drift_spread": charts.drift_spread_chart(rounds, 5),
+        "compare_bytes": charts.compare_tradeoff_chart(curves if not rounds.empty else rounds.assign(run=[]), "bytes"),
+        "compare_epsilon": charts.compare_tradeoff_chart(curves if not rounds.empty else rounds.assign(run=[]), "epsilon"),
     }
 
 
@@ -205,3 +219,64 @@ def test_sweep_chart_draws_a_band_and_a_mean_line_per_setting_in_one_colour():
         r, g, b = (int(line.line.color[i : i + 2], 16) for i in (1, 3, 5))
         assert band.fillcolor.startswith(f"rgba({r}, {g}, {b},")  # the band in its line's colour
     assert fig.layout.yaxis.tickformat == ".0%"
+
+
+# Privacy, communication and drift ----------------------------------------------------------------
+def test_epsilon_chart_draws_the_stored_epsilon_and_the_budget():
+    fig = charts.epsilon_chart(ROUNDS, 10, 1e-5, 3.0)
+    (trace,) = fig.data
+    assert list(trace.x) == [1, 2, 3] and list(trace.y) == [1.5, 2.25, 2.75]
+    assert "delta = 1e-05" in fig.layout.title.text
+    (budget,) = fig.layout.shapes
+    assert (budget.y0, budget.y1, budget.line.dash) == (3.0, 3.0, "dash")
+    assert not charts.epsilon_chart(ROUNDS, 10, 1e-5, None).layout.shapes
+    infinite = charts.epsilon_chart(ROUNDS.assign(epsilon=float("inf")), 10)
+    assert not infinite.data and "infinite" in infinite.layout.annotations[0].text
+
+
+def test_accuracy_against_bytes_accumulates_what_the_clients_sent():
+    rounds = ROUNDS.assign(bytes_received=[100, 40, 40])
+    (trace,) = charts.accuracy_bytes_chart(rounds.iloc[::-1]).data  # in round order, whatever the frame's order
+    assert list(trace.x) == [100, 140, 180] and list(trace.y) == [0.3, 0.5, 0.6]
+    assert list(trace.customdata) == [1, 2, 3]
+
+
+def test_drift_chart_places_each_client_at_its_mean_in_its_colour_and_marks_attackers():
+    fig = charts.drift_chart(CLIENTS)
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"client 0", "client 1", "client 2 (malicious)"}
+    # client 0: rounds 1 and 3, cosines 0.9 and 0.6, distances 1.0 and 1.0
+    assert list(by_name["client 0"].x) == pytest.approx([0.75]) and list(by_name["client 0"].y) == pytest.approx([1.0])
+    assert list(by_name["client 2 (malicious)"].x) == pytest.approx([-0.8]) and list(by_name["client 2 (malicious)"].y) == pytest.approx(
+        [9.2]
+    )
+    assert by_name["client 2 (malicious)"].marker.symbol == "x" and by_name["client 0"].marker.symbol == "circle"
+    assert all(t.marker.color == charts.client_color(int(t.name.split()[1])) for t in fig.data)  # the colour of every chart
+    assert tuple(fig.layout.xaxis.range) == (-1.08, 1.08)
+
+
+def test_drift_chart_for_many_clients_keeps_the_farthest_and_says_so():
+    clients = pd.DataFrame({"round": 1, "client_id": np.arange(50), "malicious": np.arange(50) == 3,
+                            "drift_cosine": np.linspace(1, -1, 50), "drift_distance": np.arange(50.0)})  # fmt: skip
+    fig = charts.drift_chart(clients, max_points=30)
+    points = fig.data[0]  # more than MANY_CLIENTS: one trace, each point in its client's colour
+    assert "the 30 farthest of 50 clients" in fig.layout.title.text
+    assert sorted(points.y) == list(range(20, 50)) and list(points.marker.color) == [charts.client_color(c) for c in range(49, 19, -1)]
+    assert charts.drift_chart(clients).data[1].name == "malicious client"
+
+
+def test_drift_spread_is_the_mean_with_a_band_of_one_standard_deviation():
+    band, mean = charts.drift_spread_chart(ROUNDS, 5).data
+    assert list(mean.y) == [0.5, 0.2, 0.1]
+    assert list(band.y) == pytest.approx([0.6, 0.8, 0.8, -0.6, -0.4, 0.4])  # upper edge, then the lower edge backwards
+
+
+def test_compare_tradeoffs_overlay_runs_on_bytes_and_leave_out_runs_without_privacy():
+    curves = pd.concat([ROUNDS.assign(run="private"), ROUNDS.drop(columns="epsilon").assign(run="plain", bytes_received=5)])
+    on_bytes = charts.compare_tradeoff_chart(curves, "bytes")
+    assert [t.name for t in on_bytes.data] == ["private", "plain"]
+    assert list(on_bytes.data[0].x) == [10, 20, 30] and list(on_bytes.data[1].x) == [5, 10, 15]
+    on_epsilon = charts.compare_tradeoff_chart(curves, "epsilon")
+    assert [t.name for t in on_epsilon.data] == ["private"] and list(on_epsilon.data[0].x) == [1.5, 2.25, 2.75]
+    none = charts.compare_tradeoff_chart(curves[curves["run"] == "plain"], "epsilon")
+    assert not none.data and "no epsilon" in none.layout.annotations[0].text

@@ -9,9 +9,11 @@ import pytest
 from dashboard_helpers import app, errors, figure_titled, no_exceptions, shown, texts
 
 from flcore.attacks import ATTACKS
+from flcore.compression import COMPRESSORS
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import DATASETS
 from flcore.data.partition import PARTITIONERS
+from flcore.privacy import PRIVACY
 from flcore.strategies import STRATEGIES
 
 FIELDS = set(ExperimentConfig.model_fields)
@@ -46,7 +48,8 @@ def test_every_engine_setting_has_a_widget_for_some_choice(store):
     """Each registry entry shows exactly the fields it reads, and every config field appears."""
     at = app().run()
     seen = widget_keys(at)
-    for field, registry in (("dataset", DATASETS), ("partition", PARTITIONERS), ("strategy", STRATEGIES), ("attack", ATTACKS)):
+    choices = (("dataset", DATASETS), ("partition", PARTITIONERS), ("strategy", STRATEGIES), ("attack", ATTACKS), ("dp", PRIVACY))
+    for field, registry in (*choices, ("compression", COMPRESSORS)):
         for entry in registry.entries():
             if field == "dataset" and not entry.obj.info.offline:
                 at.selectbox(key="cfg.dataset").set_value(entry.name).run()

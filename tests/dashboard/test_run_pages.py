@@ -16,8 +16,16 @@ def finished(store) -> str:
 
 # Run ----------------------------------------------------------------------------------------
 TABS = {
-    "Global model": ("Global test accuracy", "Global test loss"),
-    "Clients": ("Training loss per client", "Update size per client", "Participation"),
+    "Global model": ("Global test accuracy", "Global test loss", "Accuracy against data sent by clients"),
+    "Clients": (
+        "Training loss per client",
+        "Update size per client",
+        "Drift: agreement with the global update",
+        "Drift: distance from the new global model",
+        "Client drift: who pulls away",
+        "Client agreement per round",
+        "Participation",
+    ),  # fmt: skip
     "Data": ("Labels per client", "Training samples per client", "Labels of the sampled clients"),
 }
 

@@ -9,6 +9,7 @@ import pytest
 
 from dashboard import tables
 from flcore.config import ExperimentConfig
+from flcore.privacy import affordable_rounds
 from flcore.store import RunInfo
 
 
@@ -128,3 +129,32 @@ def test_results_json_holds_config_and_every_table():
     doc = json.loads(tables.results_json(info(), rounds, rounds.iloc[0:0], rounds.iloc[0:0]))
     assert doc["config"]["rounds"] == 4 and doc["rounds"] == [{"round": 1, "test_accuracy": 0.5}]
     assert ExperimentConfig.create(**doc["config"]) == info().config
+
+
+def test_privacy_and_compression_appear_in_the_run_line_the_final_metrics_and_the_differences():
+    plain = ExperimentConfig.create()
+    private = ExperimentConfig.create(dp="local", dp_noise_multiplier=0.8, dp_target_epsilon=8, compression="quantize", compression_bits=4)
+    line = tables.describe_config(private)
+    assert "local DP (noise ×0.8, clip 1, budget ε=8)" in line and "updates: 4-bit quantized" in line
+    assert "DP" not in tables.describe_config(plain) and "updates:" not in tables.describe_config(plain)
+    frames = {
+        "a1": pd.DataFrame({"round": [1, 2], "test_accuracy": [0.5, 0.6], "test_loss": [1.0, 0.9], "bytes_received": [1e6, 5e5],
+                            "epsilon": [1.5, 2.5]}),
+        "b2": pd.DataFrame({"round": [1], "test_accuracy": [0.4], "test_loss": [1.2], "bytes_received": [2e6]}),
+    }  # fmt: skip
+    table = tables.final_metrics([info("a1"), info("b2")], frames).set_index("run")
+    assert table.loc["demo [a1]", "final epsilon"] == 2.5 and pd.isna(table.loc["demo [b2]", "final epsilon"])
+    assert table["MB sent by clients"].tolist() == [1.5, 2.0]
+    diff = tables.config_differences({"plain": plain, "private": private})
+    assert {"Differential privacy", "Noise multiplier", "Privacy budget (epsilon)", "Update compression", "Bits per coordinate"} <= set(
+        diff.index
+    )
+    assert diff.loc["Differential privacy"].tolist() == ["No differential privacy", "Local DP"]
+
+
+def test_a_run_with_a_privacy_budget_plans_and_times_only_the_rounds_it_allows():
+    limited = info(status="running", rounds_done=2, total=40, num_clients=20, clients_per_round=2, dp="central", dp_target_epsilon=3)
+    allowed = affordable_rounds(limited.config)
+    assert 2 < allowed < 40 and tables.planned_rounds(limited) == allowed
+    assert tables.time_left(limited, now=110.0) == pytest.approx(5.0 * (allowed - 2))  # 5 s per round so far
+    assert tables.planned_rounds(info(total=40)) == 40

@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from harness import ACCURACY_X, set_number, shoot, wait_for_text
+from harness import ACCURACY_X, CHART_X, set_number, shoot, wait_for_text
 
 from flcore.store import RunStore
 
@@ -73,7 +73,7 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
     page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length && Math.max(...x) === {ROUNDS}; }}", timeout=30_000)
     wait_for_app(page, "Finished.")
     shoot(page, screenshots / "02-run-finished.png")
-    for tab, charts, name in (("Clients", 3, "02b-run-clients.png"), ("Data", 3, "02c-run-data.png")):
+    for tab, charts, name in (("Clients", 7, "02b-run-clients.png"), ("Data", 3, "02c-run-data.png")):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_function(
             "(n) => { const p = document.querySelectorAll('.js-plotly-plot'); return p.length === n && [...p].every(e => e._fullLayout); }",
@@ -223,3 +223,82 @@ def test_a_live_page_sends_nothing_while_no_round_arrives_and_stops_checking_whe
     start = len(received)
     page.wait_for_timeout(3000)
     assert received[start:] == [], "a finished run's page kept checking the store"
+
+
+# The traces of the chart whose title contains `title`: name, marker symbol and colour, first x.
+CHART_TRACES = """(title) => {
+  for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const t = el.layout && el.layout.title ? (el.layout.title.text ?? el.layout.title) : '';
+    if (String(t).includes(title) && el._fullLayout)
+      return el.data.map((d) => ({name: d.name, symbol: d.marker && d.marker.symbol, color: d.marker && d.marker.color}));
+  }
+  return null;
+}"""
+
+
+def _store_finished_run(store: RunStore, **settings) -> str:
+    """A run trained here and written through the worker API, as a worker would."""
+    import os
+
+    from flcore.config import ExperimentConfig
+    from flcore.simulation import Simulation
+
+    config = ExperimentConfig.create(model="logistic", batch_size=32, **settings)
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    store.mark_running(run_id, os.getpid())
+    sim = Simulation(config)
+    store.save_partition(run_id, sim.label_counts)
+    for result in sim.run():
+        store.append_round(run_id, result)
+    store.finish(run_id, "done", sim.privacy.stop_message)
+    return run_id
+
+
+def test_drift_singles_out_attackers_and_epsilon_grows_next_to_accuracy(server, server_store, page, screenshots):
+    """The drift chart of a run with sign-flipping attackers on a skewed split marks the attackers
+    (x, far left and high) in the colours every chart gives its clients; a private, compressed
+    run shows epsilon next to accuracy, up to its budget. Screenshots: 07-drift*.png, 08-privacy.png."""
+    from dashboard.charts import client_color
+
+    store = RunStore(server_store)
+    attacked = _store_finished_run(
+        store, name="drift under attack", num_clients=10, rounds=8, partition="dirichlet", alpha=0.3, strategy="median",
+        attack="sign_flip", attack_fraction=0.2,
+    )  # fmt: skip
+    page.goto(f"{server}/run?run={attacked}")
+    wait_for_app(page, "Finished.")
+    page.get_by_role("tab", name="Clients").click()
+    page.wait_for_function(f"() => ({CHART_TRACES})('Client drift') !== null", timeout=30_000)
+    traces = page.evaluate(f"() => ({CHART_TRACES})('Client drift')")
+    malicious = {c for c in store.clients_frame(attacked).query("malicious")["client_id"].unique()}
+    assert len(malicious) == 2
+    for trace in traces:
+        client = int(trace["name"].split()[1])
+        assert trace["color"] == client_color(client)
+        assert (trace["symbol"] == "x") == (client in malicious) == trace["name"].endswith("(malicious)")
+    chart = page.locator(".js-plotly-plot").filter(has_text="Client drift")
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(800)
+    chart.screenshot(path=str(screenshots / "07-drift-chart.png"))
+    shoot(page, screenshots / "07-drift-clients-tab.png")
+
+    private = _store_finished_run(
+        store, name="private and compressed", num_clients=100, clients_per_round=10, rounds=40, partition="iid", lr=0.3,
+        dp="central", dp_noise_multiplier=1.0, dp_clip=2.0, dp_target_epsilon=4.2, compression="topk", compression_ratio=0.2,
+        error_feedback=True,
+    )  # fmt: skip
+    done = store.get_run(private).rounds_done
+    assert 0 < done < 40
+    page.goto(f"{server}/run?run={private}")
+    wait_for_app(page, "The privacy budget dp_target_epsilon=4.2 allows")
+    page.wait_for_function(f"() => {{ const x = ({CHART_X})('Privacy spent'); return x && x.length === {done}; }}", timeout=30_000)
+    shoot(page, screenshots / "08-privacy.png")
+
+    # Compare opens on the two newest finished runs: these two, on the axes of what accuracy cost.
+    page.goto(server + "/compare")
+    wait_for_app(page, "Final metrics")
+    page.wait_for_function(f"() => ({CHART_TRACES})('against privacy spent') !== null", timeout=30_000)
+    assert [t["name"] for t in page.evaluate(f"() => ({CHART_TRACES})('against privacy spent')")] == ["private and compressed"]
+    assert len(page.evaluate(f"() => ({CHART_TRACES})('against data sent')")) == 2
+    shoot(page, screenshots / "09-compare-tradeoffs.png")

@@ -134,6 +134,25 @@ def test_fedprox_with_momentum_and_weight_decay_matches_through_the_registry(loc
         local_ray.get(seen[0][0].train.remote(None, [], 1, None), timeout=30)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(dp="central", dp_clip=0.5, dp_noise_multiplier=0.8, compression="topk", compression_ratio=0.2, error_feedback=True),
+        dict(dp="local", dp_clip=0.5, dp_noise_multiplier=0.3, compression="quantize", compression_bits=4),
+    ],
+    ids=["central-dp-topk", "local-dp-quantize"],
+)
+def test_privacy_and_compression_match_the_vectorized_executor(local_ray, changes):
+    """Clipping happens in the actors' executors; noise, compression and error feedback on the
+    driver; all of it gives the vectorized executor's numbers, epsilon and bytes included."""
+    sim = Simulation(config(executor="ray", ray_actors=2, **changes))
+    got = list(sim.run())
+    expected = list(Simulation(config(executor="vectorized", **changes)).run())
+    assert_same_rounds(got, expected)
+    assert [r.bytes_received for r in got] == [r.bytes_received for r in expected]
+    assert got[-1].metrics["epsilon"] == expected[-1].metrics["epsilon"] > 0
+
+
 def test_a_model_the_vectorized_executor_cannot_batch_on_tensors_from_the_object_store_and_a_lost_actor(local_ray):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(60, 6, generator=g), torch.randint(0, 3, (60,), generator=g)
