@@ -2,9 +2,12 @@
 
 An executor trains one round's sampled clients from the global parameters and returns their
 updates. It receives the global parameters, the round's `ClientTask`s, the training data as a
-`TrainingData` handle and SCAFFOLD's corrections; it returns a `TrainedClients`. Executors are
-registered by name in `EXECUTORS` (the config's `executor` field, the CLI flag and the form all
-read it); each entry builds one from the model, the config and the number of classes.
+`TrainingData` handle and SCAFFOLD's corrections; it returns a `TrainedClients`. A task's
+`max_steps` cuts the client's local work short after that many mini-batch steps (the first ones
+of its usual batch order), as a straggler that sends what it finished does (Li et al. 2020);
+every executor honours it with the same numbers. Executors are registered by name in
+`EXECUTORS` (the config's `executor` field, the CLI flag and the form all read it); each entry
+builds one from the model, the config and the number of classes.
 
 `TrainingData` is a handle, not the tensors: it pickles as the run's config and a device, so
 a worker in another process (or on another machine) resolves it by loading the dataset from the
@@ -35,6 +38,7 @@ class ClientTask:
     client_id: int
     indices: torch.Tensor  # int64 positions in the training set
     flip_labels: bool = False  # a label-flipping attacker
+    max_steps: int | None = None  # stop after this many local steps (a straggler's partial work); None: all of them
 
 
 @dataclass(frozen=True)
