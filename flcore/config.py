@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 # Fields earlier releases had, which are now server settings (flcore.settings): a stored config
 # that still names them is read without them.
 RETIRED_FIELDS = ("data_dir", "download")
+# Fields added later whose default is not what earlier configs meant: a stored config written
+# before one existed (a full dump that lacks it) is read with the value it was run with.
+EARLIER_MEANING = {"synthetic_sizes": "equal"}
 
-__all__ = ["ConfigError", "ExperimentConfig", "Problem", "registries"]
+__all__ = ["ConfigError", "ExperimentConfig", "Problem", "natural_defaults", "registries"]
 
 
 class ExperimentConfig(BaseModel):
@@ -48,6 +51,10 @@ class ExperimentConfig(BaseModel):
     )
     synthetic_alpha: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): model heterogeneity.")
     synthetic_beta: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): feature heterogeneity.")
+    synthetic_sizes: Literal["powerlaw", "equal"] = Field(
+        "powerlaw",
+        description="Synthetic: samples per device, 'powerlaw' (as in Li et al. 2020) or 'equal' (400 each, flcore's first release).",
+    )
 
     # Partition
     partition: str = Field("dirichlet", description="How the training data is split over clients.")
@@ -95,6 +102,15 @@ class ExperimentConfig(BaseModel):
     data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, values: Any) -> Any:
+        """A dataset split by its own clients by default (synthetic) brings partition='natural'
+        and its client count where they are not given (see `natural_defaults`)."""
+        if not isinstance(values, dict):
+            return values
+        return natural_defaults(values)
+
     @model_validator(mode="after")
     def _check(self) -> "ExperimentConfig":
         problems = _cross_field_problems(self)
@@ -129,14 +145,18 @@ class ExperimentConfig(BaseModel):
         return self.model_dump_json(indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ExperimentConfig":
-        """A config from JSON; fields that are now server settings (RETIRED_FIELDS) are dropped."""
+    def from_json(cls, text: str, stored: bool = False) -> "ExperimentConfig":
+        """A config from JSON; fields that are now server settings (RETIRED_FIELDS) are dropped.
+        `stored`: a full config an earlier release may have written (a run store's), whose
+        missing fields take the value they had then (EARLIER_MEANING)."""
         try:
             values = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError([f"the config is not valid JSON: {err}"]) from None
         if not isinstance(values, dict):
             raise ConfigError(["the config must be a JSON object of field: value"])
+        if stored:
+            values = {**EARLIER_MEANING, **values}
         return cls.create(**{k: v for k, v in values.items() if k not in RETIRED_FIELDS})
 
     @classmethod
@@ -161,6 +181,34 @@ def format_validation_error(err: ValidationError) -> list[Problem]:
         value = e.get("input")
         problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}"))
     return problems
+
+
+def natural_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (config fields by name) with the split settings the dataset implies where they
+    are left out: a dataset split by its own clients by default (Synthetic's devices) takes
+    partition='natural', and the natural split takes num_clients from the data when its number
+    of clients can be known (without a download). What cannot be known is left for the config's
+    validation to explain."""
+    from flcore.data.datasets import DATASETS, DataFileError, DatasetUnavailable
+
+    name = values.get("dataset", ExperimentConfig.model_fields["dataset"].default)
+    if not isinstance(name, str) or name not in DATASETS:
+        return values
+    spec = DATASETS.get(name)
+    out = dict(values)
+    if "partition" not in out and spec.natural_by_default:
+        out["partition"] = "natural"
+    if out.get("partition") == "natural" and "num_clients" not in out:
+        count = spec.info.natural_clients
+        if count is None and spec.read_info is not None:
+            draft = ExperimentConfig.model_construct(**{**ExperimentConfig().model_dump(), **out})
+            try:
+                count = spec.read_info(draft).natural_clients
+            except (DataFileError, DatasetUnavailable, ValueError, TypeError, OSError):
+                count = None  # the loader explains what is wrong when the config is checked
+        if count is not None:
+            out["num_clients"] = count
+    return out
 
 
 def registries() -> dict[str, "Registry"]:

@@ -69,7 +69,7 @@ def test_a_run_page_redraws_at_once_only_for_what_a_user_waits_for():
 
 def test_polling_is_fast_before_the_first_round_and_redraws_are_paced_by_size():
     small = ExperimentConfig.create(num_clients=10)
-    big = ExperimentConfig.create(dataset="synthetic", num_clients=1000, clients_per_round=100, rounds=500)
+    big = ExperimentConfig.create(dataset="synthetic", partition="dirichlet", num_clients=1000, clients_per_round=100, rounds=500)
 
     class Info:
         def __init__(self, config, rounds_done):

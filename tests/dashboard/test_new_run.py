@@ -140,12 +140,33 @@ def test_an_uploaded_file_is_stored_in_the_data_folder_and_previews_its_natural_
     at.text_input(key="cfg.client_column").set_value("user").run()
     at.selectbox(key="cfg.partition").set_value("natural").run()
     no_exceptions(at)
+    assert at.number_input(key="cfg.num_clients").value == 3  # the natural split takes its clients from the data
+    at.number_input(key="cfg.num_clients").set_value(10).run()
     assert any("num_clients=10 does not match the data: dataset='file' has 3 natural clients" in e for e in errors(at))
     at.number_input(key="cfg.num_clients").set_value(3).run()
     no_exceptions(at)
     z = np.array(preview_heatmap(at)["data"][0]["z"])
     assert z.shape == (3, 2) and z.sum() == 32  # 3 users x labels a, b; 8 of the 40 rows are held out for testing
     assert "Ready:" in texts(at)
+
+
+def test_synthetic_brings_its_natural_split_of_30_devices_and_the_preview_shows_it(store):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("synthetic").run()
+    no_exceptions(at)
+    assert at.selectbox(key="cfg.partition").value == "natural"
+    assert at.number_input(key="cfg.num_clients").value == 30
+    assert at.selectbox(key="cfg.synthetic_sizes").value == "powerlaw"
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (30, 10) and z.sum(1).max() > 5 * np.median(z.sum(1))  # one row per device, power-law sizes
+    assert "Ready:" in texts(at) and not at.error
+    at.selectbox(key="cfg.partition").set_value("iid").run()  # another split can still be chosen
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (30, 10) and z.sum(1).max() - z.sum(1).min() <= 1
+    at.selectbox(key="cfg.partition").set_value("natural").run()
+    at.selectbox(key="cfg.dataset").set_value("digits").run()  # digits has no devices: the default split again
+    no_exceptions(at)
+    assert at.selectbox(key="cfg.partition").value == "dirichlet" and "Ready:" in texts(at)
 
 
 def test_leaf_data_not_on_the_server_says_so(store):
