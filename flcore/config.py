@@ -70,6 +70,29 @@ class ExperimentConfig(BaseModel):
     client_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
     rounds: int = Field(20, ge=1, le=10_000, description="Communication rounds.")
 
+    # Clients that come and go (flcore.availability, flcore.clock)
+    availability: float = Field(1.0, gt=0, le=1, description="Probability that a client is online in a round (1 = always).")
+    availability_model: Literal["uniform", "heterogeneous"] = Field(
+        "uniform",
+        description="'uniform': every client is online with that probability; 'heterogeneous': each client has its own, "
+        "drawn once from a Beta distribution around it.",
+    )
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Probability that a sampled client fails to report in a round (its update never arrives)."
+    )
+    stragglers: float = Field(0.0, ge=0, le=1, description="Fraction of the sampled clients that are slow in a round.")
+    straggler_policy: Literal["drop", "partial"] = Field(
+        "drop",
+        description="What the server does with stragglers: 'drop' ignores them; with 'partial' they send what they finished "
+        "(a random number of their local steps, as in FedProx).",
+    )
+    round_deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=1e7,
+        description="Simulated seconds the server waits for updates in a round; later ones are late (None = wait for all).",
+    )
+
     # Local training
     model: str = Field("mlp", description="Model architecture.")
     local_epochs: int = Field(2, ge=1, le=100, description="Local epochs per round.")
@@ -179,8 +202,22 @@ def format_validation_error(err: ValidationError) -> list[Problem]:
             problems.append(Problem(field, f"{field} is not a setting; see `python -m flcore run --help` for the settings"))
             continue
         value = e.get("input")
-        problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}"))
+        allowed = _allowed_range(field) if e["type"] in _BOUND_ERRORS else ""
+        problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}{allowed}"))
     return problems
+
+
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _allowed_range(field: str) -> str:
+    """' (allowed: above 0, at most 1)': both ends of a numeric field's range, for its message."""
+    info = ExperimentConfig.model_fields.get(field)
+    if info is None:
+        return ""
+    words = {"gt": "above", "ge": "at least", "lt": "below", "le": "at most"}
+    ends = [f"{words[k]} {getattr(m, k):g}" for m in info.metadata for k in words if hasattr(m, k)]
+    return f" (allowed: {', '.join(ends)})" if len(ends) > 1 else ""
 
 
 def natural_defaults(values: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,9 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE client_rounds ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';",
     # 4: who started each run (runs of earlier releases have none: only an admin may act on them)
     "ALTER TABLE runs ADD COLUMN owner TEXT;\nCREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, status);",
+    # 5: clients that come and go: what became of each sampled client (every earlier one trained),
+    # and which clients were offline in a round, as JSON {"group": g, "counts": [...]} (NULL: none)
+    "ALTER TABLE client_rounds ADD COLUMN status TEXT NOT NULL DEFAULT 'trained';\nALTER TABLE rounds ADD COLUMN offline_json TEXT;",
 )
 
 
