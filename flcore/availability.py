@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flcore import seeding
+from flcore import clock, seeding
 from flcore.clock import Devices, devices, round_duration
-from flcore.records import REPORTED, Offline
+from flcore.records import REPORTED, Offline, RoundResult
 from flcore.training.local import local_steps, samples_in_steps
 
 if TYPE_CHECKING:
@@ -170,3 +170,22 @@ class Availability:
         if c.round_deadline_s is not None and seconds + upload > c.round_deadline_s:
             status = "late"
         return status, steps if status in REPORTED else 0, float(seconds), float(upload)
+
+
+def summary(config: ExperimentConfig, results: list[RoundResult]) -> str:
+    """The command line's lines about the simulated clock and, when clients come and go, what
+    became of the sampled ones."""
+    if not results:
+        return ""
+    total = results[-1].metrics.get("sim_clock_s", 0.0)
+    lines = [f"simulated time {clock.describe(total)} ({clock.describe(total / len(results))} a round on average)"]
+    if uneven(config):
+        statuses = [c.status for r in results for c in r.clients]
+        online = sum(r.metrics.get("num_online", config.num_clients) for r in results) / (len(results) * config.num_clients)
+        skipped = sum(r.metrics.get("aggregated", 1.0) == 0 for r in results)
+        lines.append(
+            f"clients online {online:.0%} of the time; of {len(statuses)} sampled, {sum(s in REPORTED for s in statuses)} reported "
+            f"({statuses.count('partial')} with partial work), {statuses.count('late')} late, {statuses.count('dropped')} dropped"
+            + (f"; {skipped} rounds had too few updates to aggregate" if skipped else "")
+        )
+    return "\n".join(lines)

@@ -53,3 +53,11 @@ def round_duration(finish_s: list[float], deadline_s: float | None, all_reported
     if deadline_s is not None and not all_reported:
         return float(deadline_s)
     return float(max(finish_s, default=0.0))
+
+
+def describe(seconds: float) -> str:
+    """Simulated seconds in words: '42.0 s', '12.5 min', '3.2 h', '2.1 days'."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
