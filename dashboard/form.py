@@ -38,6 +38,11 @@ SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("Data", "dataset", ()),
     ("Split over clients", "partition", ("num_clients",)),
     ("Each round", None, ("clients_per_round", "client_fraction", "rounds")),
+    (
+        "Clients that come and go",
+        None,
+        ("availability", "availability_model", "dropout", "stragglers", "straggler_policy", "round_deadline_s"),
+    ),
     ("Local training on each client", "model", ("local_epochs", "batch_size", "lr", "momentum", "weight_decay", "prox_mu")),
     ("Aggregation on the server", "strategy", ()),
     ("Attack", "attack", ()),
@@ -53,6 +58,7 @@ PLACEHOLDERS = {
     "attack_scale": "the attack's default",
     "data_seed": "same as the seed",
     "chunk_size": "automatic",
+    "round_deadline_s": "none: wait for every client",
 }
 STEPS = {
     "alpha": 0.1,
@@ -72,6 +78,10 @@ STEPS = {
     "trim_beta": 0.05,
     "attack_fraction": 0.05,
     "attack_scale": 0.5,
+    "availability": 0.05,
+    "dropout": 0.05,
+    "stragglers": 0.05,
+    "round_deadline_s": 1.0,
 }
 # A value the widget starts at when it appears and the form still holds the config default,
 # because the config default alone is refused (an attack needs some malicious clients).

@@ -16,7 +16,7 @@ from flcore.store import RunStore
 
 # The frame cache ------------------------------------------------------------------------------
 def test_run_frames_read_only_new_rounds_and_always_equal_the_store(store, monkeypatch):
-    config = ExperimentConfig.create(num_clients=4, rounds=5, model="logistic", batch_size=32)
+    config = ExperimentConfig.create(num_clients=4, rounds=5, model="logistic", batch_size=32, availability=0.7)
     run_id = store.create_run(config)
     store.claim(run_id)
     sim = Simulation(config)
@@ -35,6 +35,8 @@ def test_run_frames_read_only_new_rounds_and_always_equal_the_store(store, monke
     pd.testing.assert_frame_equal(later.rounds, store.rounds_frame(run_id))
     pd.testing.assert_frame_equal(later.clients, store.clients_frame(run_id))
     pd.testing.assert_frame_equal(later.partition, store.partition_frame(run_id))
+    pd.testing.assert_frame_equal(later.offline.reset_index(drop=True), store.offline_frame(run_id))
+    assert len(later.offline)  # 30% offline: some rounds had someone offline
     assert first.last_round == 1 and later.last_round == 4
 
 

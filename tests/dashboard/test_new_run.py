@@ -169,6 +169,25 @@ def test_synthetic_brings_its_natural_split_of_30_devices_and_the_preview_shows_
     assert at.selectbox(key="cfg.partition").value == "dirichlet" and "Ready:" in texts(at)
 
 
+def test_clients_that_come_and_go_have_their_own_section_and_bad_values_are_explained(store):
+    at = app().run()
+    assert any(m.value == "**Clients that come and go**" for m in at.markdown)
+    fields = ("availability", "availability_model", "dropout", "stragglers", "straggler_policy", "round_deadline_s")
+    assert set(fields) <= widget_keys(at)
+    assert at.selectbox(key="cfg.straggler_policy").options == ["drop", "partial"]
+    at.number_input(key="cfg.availability").set_value(0.0).run()
+    message = "availability=0.0 is invalid: input should be greater than 0 (allowed: above 0, at most 1)"
+    assert sum(message in e for e in errors(at)) == 2  # under its widget and above the Run button
+    at.button(key="run_button").click().run()
+    assert store.list_runs() == [] and "Nothing was queued" in texts(at)
+    at.number_input(key="cfg.availability").set_value(0.5).run()
+    at.number_input(key="cfg.stragglers").set_value(0.9).run()
+    at.selectbox(key="cfg.straggler_policy").set_value("partial").run()
+    at.number_input(key="cfg.round_deadline_s").set_value(30.0).run()
+    no_exceptions(at)
+    assert not at.error and "clients online 50% of rounds · 90% stragglers send partial work · deadline 30 s" in texts(at)
+
+
 def test_leaf_data_not_on_the_server_says_so(store):
     at = app().run()
     at.selectbox(key="cfg.dataset").set_value("femnist").run()
