@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from harness import ACCURACY_X, set_number, shoot, wait_for_text
+from harness import ACCURACY_X, open_tab, set_number, shoot, wait_for_text
 
 from flcore.store import RunStore
 
@@ -73,13 +73,11 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
     page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length && Math.max(...x) === {ROUNDS}; }}", timeout=30_000)
     wait_for_app(page, "Finished.")
     shoot(page, screenshots / "02-run-finished.png")
-    for tab, charts, name in (("Clients", 3, "02b-run-clients.png"), ("Data", 3, "02c-run-data.png")):
-        page.get_by_role("tab", name=tab).click()
-        page.wait_for_function(
-            "(n) => { const p = document.querySelectorAll('.js-plotly-plot'); return p.length === n && [...p].every(e => e._fullLayout); }",
-            arg=charts,
-            timeout=30_000,
-        )
+    for tab, charts, title, name in (
+        ("Clients", 3, "Participation", "02b-run-clients.png"),
+        ("Data", 3, "Labels per client", "02c-run-data.png"),
+    ):
+        open_tab(page, tab, charts, title)
         shoot(page, screenshots / name)
     page.get_by_role("tab", name="Global model").click()
 
