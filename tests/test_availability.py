@@ -14,7 +14,7 @@ import torch
 
 from flcore import clock
 from flcore.availability import HETEROGENEITY, OFFLINE_GROUPS, Availability, offline_summary, online_probabilities
-from flcore.config import ExperimentConfig
+from flcore.config import ConfigError, ExperimentConfig
 from flcore.records import REPORTED
 from flcore.simulation import Simulation, sample_clients
 from flcore.training.local import local_steps, samples_in_steps
@@ -233,3 +233,39 @@ def test_partial_work_moves_the_model_less_than_full_work_and_fednova_rescales_i
     assert nova.metrics["fednova_tau_eff"] == pytest.approx(
         np.average([c.num_steps for c in b.clients], weights=[c.num_samples for c in b.clients])
     )
+
+
+# Bad values -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("availability", 0.0, "(allowed: above 0, at most 1)"),
+        ("availability", math.nan, "(allowed: above 0, at most 1)"),
+        ("availability_model", "beta", "input should be 'uniform' or 'heterogeneous'"),
+        ("dropout", 1.0, "(allowed: at least 0, below 1)"),
+        ("dropout", "half", "input should be a valid number"),
+        ("stragglers", 1.5, "(allowed: at least 0, at most 1)"),
+        ("straggler_policy", "wait", "input should be 'drop' or 'partial'"),
+        ("round_deadline_s", -5.0, "(allowed: above 0, at most 1e+07)"),
+        ("round_deadline_s", math.inf, "(allowed: above 0, at most 1e+07)"),
+        ("synthetic_sizes", "zipf", "input should be 'powerlaw' or 'equal'"),
+    ],
+)
+def test_each_new_field_refuses_a_bad_value_with_a_sentence_naming_it_and_what_is_allowed(field, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        config(**{field: value})
+    (problem,) = err.value.problems
+    assert problem.field == field
+    assert problem.message.startswith(f"{field}={value!r} is invalid: ") and allowed in problem.message
+
+
+def test_a_natural_split_is_refused_where_the_data_has_no_clients_or_another_number_of_them():
+    with pytest.raises(ConfigError) as err:
+        config(partition="natural")  # digits: no client ids
+    (problem,) = err.value.problems
+    assert problem.field == "partition" and "dataset='digits' does not" in problem.message and "choose synthetic" in problem.message
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(dataset="synthetic", partition="natural", num_clients=29)
+    (problem,) = err.value.problems
+    assert problem.field == "num_clients" and "has 30 natural clients" in problem.message and "set num_clients=30" in problem.message
+    assert ExperimentConfig.create(dataset="synthetic", partition="natural").num_clients == 30  # taken from the data when left out
