@@ -1,4 +1,5 @@
-# `make run` starts the dashboard, `make test` checks lint and format, then runs the whole test suite; both set up .venv first.
+# `make run` starts the dashboard, `make test` checks lint and format, then runs the whole test suite; both set up .venv first
+# (with requirements-dev.txt, which includes requirements-ray.txt, so the Ray tests run on a local Ray).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PORT ?= 8501
 
 .PHONY: run test lint simulate benchmark browser clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt

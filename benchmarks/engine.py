@@ -21,6 +21,17 @@ The last lines are `RESULT key=value ...`, one per workload, for scripts to read
     python benchmarks/engine.py            # full, a few minutes on 2 cores
     python benchmarks/engine.py --quick    # fewer rounds, under a minute
     python benchmarks/engine.py --vmap     # also time the torch.func.vmap design on A
+    python benchmarks/engine.py --ray      # C on the ray executor with 1 and 2 actors, next to vectorized
+    python benchmarks/engine.py --ray-cluster   # ... with the 2 actors on 2 Ray nodes of this machine
+
+`--ray` runs workload C (10,000 clients, 100 per round) through the `ray` executor with 1 and 2
+actors on a local Ray (one CPU each) and prints seconds per round next to the local vectorized
+executor at 1 thread and at the benchmark's threads, and the Ray overhead per round: the round's
+wall time minus the slowest actor's own training time (sending the parameters and tasks,
+scheduling, returning and reassembling the updates). The first round, which starts the actors
+and ships them the 188 MB data set, is reported apart. `--ray-cluster` does the same with
+2 actors on a simulated 2-node cluster (`ray.cluster_utils.Cluster`, one CPU per node), so the
+data set and every round's traffic cross between two object stores as they would between machines.
 """
 
 from __future__ import annotations
@@ -232,6 +243,82 @@ def scale(rounds: int) -> list[dict]:
     return rows
 
 
+# C on Ray ----------------------------------------------------------------------------------
+def ray_scale(rounds: int, cluster: bool) -> list[dict]:
+    """Workload C (10,000 clients) per round: local vectorized, then the ray executor."""
+    import ray
+
+    from flcore.training.ray_executor import RayExecutor
+
+    x, y, parts = synthetic(60_000, (1, 28, 28), 10_000, "iid")
+    model = build_model("mlp", (1, 28, 28), 10)
+    settings = LocalSettings(1, 10, 0.05, 0.0, 0.0, 0.0)
+    config = ExperimentConfig.create(
+        model="mlp", local_epochs=1, batch_size=10, lr=0.05, seed=SEED, num_clients=10_000, clients_per_round=100
+    )
+    data = TrainingData.holding(None, "cpu", x, y)  # made here: actors get it from the object store
+    start_params = flat_params(model)
+
+    def tasks(round_: int) -> list[ClientTask]:
+        rng = seeding.rng(SEED, "sampling", round_)
+        return [ClientTask(c, parts[c]) for c in sorted(rng.choice(len(parts), size=100, replace=False).tolist())]
+
+    def fedavg_rounds(executor, first: int, count: int, timing=None) -> tuple[list[float], torch.Tensor]:
+        params, seconds = start_params, []
+        for round_ in range(first, first + count):
+            t0 = time.perf_counter()
+            out = executor.train(params, tasks(round_), data, round_)
+            seconds.append(time.perf_counter() - t0)
+            if timing is not None:
+                timing.append(dict(executor.last_round))
+            params = params + (out.num_samples / out.num_samples.sum()) @ out.deltas
+        return seconds, params
+
+    rows = []
+    threads = torch.get_num_threads()
+    for t in sorted({1, threads}):
+        torch.set_num_threads(t)
+        seconds, local_params = fedavg_rounds(VectorizedExecutor(model, settings, 10, SEED), 1, rounds + 1)
+        rows.append({"executor": f"vectorized, {t} thread{'s' if t > 1 else ''}", "s_per_round": statistics.median(seconds[1:])})
+    torch.set_num_threads(threads)
+
+    nodes = None
+    if cluster:
+        from ray.cluster_utils import Cluster
+
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        nodes.add_node(num_cpus=1)
+        ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
+        counts = (2,)
+    else:
+        ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+        counts = (1, 2)
+    try:
+        for k in counts:
+            executor, timing = RayExecutor(model, config, 10, num_actors=k), []
+            try:
+                seconds, params = fedavg_rounds(executor, 1, rounds + 1, timing)
+                where = len({p["node"] for p in executor.placement})
+            finally:
+                executor.close()
+            overhead = [tm["wall_s"] - max(tm["actor_s"]) for tm in timing[1:]]
+            rows.append(
+                {
+                    "executor": f"ray, {k} actor{'s' if k > 1 else ''} on {where} node{'s' if where > 1 else ''}",
+                    "s_per_round": statistics.median(seconds[1:]),
+                    "actor_s": statistics.median(max(tm["actor_s"]) for tm in timing[1:]),
+                    "overhead_s": statistics.median(overhead),
+                    "first_round_s": seconds[0],
+                    "max_param_diff": float((params - local_params).abs().max()),
+                }
+            )
+    finally:
+        ray.shutdown()
+        if nodes is not None:
+            nodes.shutdown()
+    return rows
+
+
 # Report ------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -239,6 +326,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="repetitions per figure (median; at least 3)")
     ap.add_argument("--vmap", action="store_true", help="also time the torch.func.vmap design on A")
     ap.add_argument("--only", default="ABC", help="workloads to run, e.g. A or BC")
+    ap.add_argument("--ray", action="store_true", help="only workload C, on the ray executor with 1 and 2 actors (needs Ray)")
+    ap.add_argument("--ray-cluster", action="store_true", help="only workload C, 2 actors on a simulated 2-node Ray cluster")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--scale-rounds", type=int, default=5, help=argparse.SUPPRESS)
@@ -254,6 +343,26 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}, median of {reps}{', quick' if args.quick else ''}"
     )
+
+    if args.ray or args.ray_cluster:
+        ray_rounds = rounds["C"]
+        rows = ray_scale(ray_rounds, cluster=args.ray_cluster)
+        print(f"\nC: mlp, 10,000 clients, 100/round, median of rounds 2-{ray_rounds + 1} (round 1 starts the actors)")
+        for r in rows:
+            line = f"  {r['executor']:<28} {r['s_per_round']:7.3f} s/round"
+            if "overhead_s" in r:
+                line += (
+                    f"   slowest actor {r['actor_s']:.3f} s, Ray overhead {r['overhead_s']:.3f} s/round, "
+                    f"first round {r['first_round_s']:.2f} s, max |ray - vectorized| {r['max_param_diff']:.1e}"
+                )
+            print(line)
+        print()
+        for r in rows:
+            extra = "".join(f" {k}={r[k]:.4f}" for k in ("actor_s", "overhead_s", "first_round_s") if k in r)
+            print(
+                f"RESULT workload=C clients=10000 executor={r['executor'].replace(' ', '_').replace(',', '')} s_per_round={r['s_per_round']:.4f}{extra}"
+            )
+        return
 
     results = []
     for name, make in (("A", workload_a), ("B", workload_b)):

@@ -1,4 +1,4 @@
-"""The Streamlit dashboard: a thin client of `flcore` (run with `streamlit run dashboard/app.py`).
+"""The Streamlit dashboard: a thin client of `flcore` (run with `streamlit run dashboard/serve.py`).
 
 Pages live in `app_pages/`, figures in `charts.py` (pure functions, no Streamlit), tables and
 wording in `tables.py`, the engine-built form in `form.py`, and what the pages share (the run

@@ -49,6 +49,8 @@ CAPTIONS = {
     "client_timeline": "What became of each client in each round: trained, sent partial work, came too late, dropped out, online but not sampled, or offline; a column is one round.",
     "compare_accuracy": "Test accuracy of each selected run by round: the higher and earlier a curve levels off, the better that setting.",
     "compare_loss": "Test loss of each selected run by round: lower is better; a curve that rises or jumps is a run that diverged.",
+    "sweep_accuracy": "Each line is one setting's test accuracy averaged over its seeds; the band spans one standard deviation either side. Settings whose bands overlap are not told apart by these seeds.",
+    "sweep_loss": "Each line is one setting's test loss averaged over its seeds, with a band of one standard deviation either side: a wide band means the result depends on the seed as much as on the setting.",
 }
 
 _CLIENT_PALETTE = (
@@ -780,6 +782,80 @@ def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Fig
     return fig
 
 
+def sweep_bands(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per setting and round: the mean of `metric` over the seeds that reached that round, its
+    standard deviation (sample; 0 with one seed), mean -/+ std, and how many seeds there are.
+
+    `curves` has columns setting, seed, round and `metric`; settings keep their order."""
+    columns = ["setting", "round", "mean", "std", "low", "high", "seeds"]
+    if curves.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = curves.groupby(["setting", "round"], sort=False)[metric]
+    bands = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else 0.0, seeds="count").reset_index()
+    order = {s: i for i, s in enumerate(curves["setting"].drop_duplicates())}
+    bands = bands.sort_values(["setting", "round"], key=lambda c: c.map(order) if c.name == "setting" else c, kind="stable")
+    bands["low"], bands["high"] = bands["mean"] - bands["std"], bands["mean"] + bands["std"]
+    return bands[columns].reset_index(drop=True)
+
+
+def _fill(color: str, alpha: float = 0.18) -> str:
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def sweep_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Figure:
+    """One mean line per setting of a sweep, with a band of one standard deviation over seeds.
+
+    `curves` has columns setting, seed, round and `metric` (one row per run and round)."""
+    accuracy = metric == "test_accuracy"
+    fig = go.Figure()
+    _layout(
+        fig,
+        "Test accuracy by round: mean over seeds, ± 1 std" if accuracy else "Test loss by round: mean over seeds, ± 1 std",
+        "Round",
+        "Test accuracy" if accuracy else "Test loss (cross-entropy)",
+        legend_title="Setting",
+    )
+    if accuracy:
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    bands = sweep_bands(curves, metric)
+    if bands.empty:
+        return _waiting(fig, "Waiting for the sweep's first round…")
+    shown = ".1%" if accuracy else ".3f"
+    for i, (setting, rows) in enumerate(bands.groupby("setting", sort=False)):
+        rows, color = thin(rows), run_color(i)
+        fig.add_trace(
+            go.Scatter(
+                x=pd.concat([rows["round"], rows["round"][::-1]]),
+                y=pd.concat([rows["high"], rows["low"][::-1]]),
+                mode="lines",
+                fill="toself",
+                fillcolor=_fill(color),
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=str(setting),
+                name=f"{setting} ± 1 std",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=rows["round"],
+                y=rows["mean"],
+                mode="lines",
+                name=str(setting),
+                legendgroup=str(setting),
+                line={"color": color, "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
+                customdata=np.stack([rows["std"], rows["seeds"]], axis=1),
+                hovertemplate=f"{setting}<br>round %{{x}}<br>mean %{{y:{shown}}} ± %{{customdata[0]:{shown}}}"
+                "<br>%{customdata[1]} seeds<extra></extra>",
+            )
+        )
+    _round_axis(fig, None, int(bands["round"].max()))
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    return fig
+
+
 def warm_up() -> None:
     """Build (and serialize) one figure of every kind from a tiny made-up run.
 
@@ -806,6 +882,7 @@ def warm_up() -> None:
         partition_bars(partition), sampled_labels_chart(clients, partition, None, 2),
         participation_chart(clients, 2, 2), participation_chart(clients, 2, 2, max_marks=1),
         compare_chart(rounds.assign(run="a")),
+        sweep_chart(pd.concat([rounds.assign(setting="a", seed=0), rounds.assign(setting="a", seed=1)])),
     ]  # fmt: skip
     for fig in figures:
         pio.to_json(fig, validate=False)

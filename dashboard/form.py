@@ -47,7 +47,7 @@ SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("Aggregation on the server", "strategy", ()),
     ("Attack", "attack", ()),
 )
-ADVANCED = ("name", "seed", "data_seed", "executor", "chunk_size", "device")
+ADVANCED = ("name", "seed", "data_seed", "executor", "chunk_size", "ray_actors", "device")
 
 # What an empty optional field means, shown inside it.
 PLACEHOLDERS = {
@@ -59,6 +59,7 @@ PLACEHOLDERS = {
     "data_seed": "same as the seed",
     "chunk_size": "automatic",
     "round_deadline_s": "none: wait for every client",
+    "ray_actors": "one per free CPU or GPU",
 }
 STEPS = {
     "alpha": 0.1,

@@ -1,7 +1,8 @@
 """Tables and text the pages show: pure functions over stored runs, no Streamlit.
 
 `runs_table` is the Runs page's table, `final_metrics` and `config_differences` the Compare
-page's, `time_left` the Run page's estimate, `results_json` its full download. Names for the
+page's, `sweep_curves` and `sweep_summary` its view of a sweep, `time_left` the Run page's
+estimate, `results_json` its full download. Names for the
 audience (who does not read code) live here too: `field_label` turns a config field into words.
 What the engine knows (registries, how a split is described, the best round, what a run's
 status allows) is asked of the engine, never written again here.
@@ -63,6 +64,7 @@ FIELD_LABELS = {
     "prox_mu": "FedProx mu",
     "executor": "Client training",
     "chunk_size": "Clients per batched chunk",
+    "ray_actors": "Ray actors",
     "strategy": "Aggregation",
     "server_lr": "Server learning rate",
     "server_momentum": "Server momentum",
@@ -150,8 +152,8 @@ def run_labels(runs: Sequence["RunInfo"]) -> dict[str, str]:
     return {r.run_id: (f"{r.name} [{r.run_id}]" if counts.get(r.name, 0) > 1 else r.name) for r in runs}
 
 
-def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
-    """One row per run, newest first: what the Runs page lists."""
+def runs_table(runs: Sequence["RunInfo"], sweep_names: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per run, newest first: what the Runs page lists (`sweep_names`: sweep id -> name)."""
     from flcore.strategies import STRATEGIES
 
     rows = []
@@ -161,6 +163,7 @@ def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
             {
                 "id": r.run_id,
                 "name": r.name,
+                "sweep": (sweep_names or {}).get(r.sweep_id, r.sweep_id) if r.sweep_id else "",
                 "dataset": c.dataset,
                 "split": describe_split(c),
                 "strategy": STRATEGIES.entry(c.strategy).label if c.strategy in STRATEGIES else c.strategy,
@@ -177,6 +180,7 @@ def runs_table(runs: Sequence["RunInfo"]) -> pd.DataFrame:
         "id",
         "name",
         "owner",
+        "sweep",
         "dataset",
         "split",
         "strategy",
@@ -211,6 +215,58 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
             }
         )
     return pd.DataFrame(rows)
+
+
+def sweeps_table(sweeps: Sequence[Any]) -> pd.DataFrame:
+    """One row per sweep (`flcore.store.SweepInfo`), newest first: what the Runs page lists."""
+    from flcore.sweep import describe_size
+
+    rows = [
+        {
+            "sweep": s.name,
+            "id": s.sweep_id,
+            "grid": describe_size(s.grid),
+            "done": f"{s.done} / {s.total}",
+            "status": ", ".join(f"{n} {status}" for status, n in sorted(s.statuses.items())),
+            "created": datetime.fromtimestamp(s.created_at),
+        }
+        for s in sweeps
+    ]
+    return pd.DataFrame(rows, columns=["sweep", "id", "grid", "done", "status", "created"])
+
+
+def sweep_curves(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame], grid: dict) -> pd.DataFrame:
+    """The rounds of a sweep's runs in long form: setting, seed, round, test_accuracy, test_loss."""
+    from flcore.sweep import setting_label, setting_of
+
+    frames = [
+        rounds[r.run_id][["round", "test_accuracy", "test_loss"]].assign(
+            setting=setting_label(setting_of(r.config, grid)), seed=r.config.seed
+        )
+        for r in runs
+        if r.run_id in rounds and not rounds[r.run_id].empty
+    ]
+    columns = ["setting", "seed", "round", "test_accuracy", "test_loss"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def sweep_summary(runs: Sequence["RunInfo"], grid: dict) -> pd.DataFrame:
+    """Per setting of a sweep: its values, the runs with a result, final accuracy mean ± std
+    over seeds (flcore.sweep.final_accuracy_table), and the runs still going."""
+    from flcore.sweep import SEEDS, final_accuracy_table, setting_label, setting_of
+
+    finals = pd.DataFrame(
+        {"setting": [setting_label(setting_of(r.config, grid)) for r in runs], "seed": [r.config.seed for r in runs],
+         "final_accuracy": [r.final_accuracy if r.final_accuracy is not None else math.nan for r in runs]}
+    )  # fmt: skip
+    table = final_accuracy_table(finals).rename(columns={"mean": "mean final accuracy", "std": "std over seeds"})
+    going = finals.assign(active=[r.active for r in runs]).groupby("setting", sort=False)["active"].sum()
+    table["still training"] = table["setting"].map(going).fillna(0).astype(int)
+    fields = [k for k in grid if k != SEEDS]
+    values = {setting_label(setting_of(r.config, grid)): setting_of(r.config, grid) for r in runs}
+    for i, f in enumerate(fields):
+        table.insert(1 + i, field_label(f), [_shown(f, values[s][i][1]) for s in table["setting"]])
+    return table
 
 
 def _shown(field: str, value: Any) -> str:

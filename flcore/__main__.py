@@ -1,4 +1,4 @@
-"""Command line: ``python -m flcore run | partition | list | runs | show``.
+"""Command line: ``python -m flcore run | sweep | partition | list | runs | show``.
 
 `run` takes an optional ``--config FILE.json`` and one flag per config field (``--num-clients``,
 ``--alpha``, ...), which override the file. It shows a progress bar, prints a summary, records
@@ -6,7 +6,9 @@ the run in the run store (so it appears in the dashboard) and writes ``config.js
 ``rounds.csv``, ``clients.csv``, ``partition.csv`` and ``timings.csv`` to ``--out``.
 ``rounds.csv`` and ``clients.csv`` hold only seeded results, so two runs of one config are
 byte-identical; wall-clock times go to ``timings.csv``. Bad arguments exit with status 2 and
-a sentence naming the field.
+a sentence naming the field. `sweep --grid GRID.json` queues one run per combination of a grid
+of settings and seeds under one sweep id and runs them (in local worker processes, or on Ray
+with $FLCORE_RAY_ADDRESS set), then prints each setting's final accuracy, mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from flcore.config import ConfigError, ExperimentConfig
+from flcore.sweep import SweepError
 
 EXIT_USAGE = 2
 NONE_WORDS = {"none", "null", "auto", "default"}
@@ -86,6 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             facts = f"({e.obj.size}; {'works offline' if e.obj.info.offline else 'downloaded when missing'}) " if field == "dataset" else ""
             print(f"  {e.name:<16} {facts}{e.description}{params}")
         print()
+    from flcore import ray_support
+
+    print(f"ray: {ray_support.describe()}")
     return 0
 
 
@@ -213,6 +219,73 @@ def _print_summary(config: ExperimentConfig, results: list, seconds: float, out:
     )
 
 
+SWEEP_POLL_S = 0.5
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from flcore import sweep
+    from flcore.auth import local_user
+    from flcore.store import RunStore
+
+    _use_server_flags(args)
+    grid = sweep.read_grid(args.grid)
+    base = config_from_args(args)
+    name = base.name or args.grid.stem
+    combos = sweep.expand(grid, base, name)
+    store = RunStore(args.store)
+    sweep_id, run_ids = store.create_sweep(name, grid, [c.config for c in combos], owner=local_user().name)
+    print(f"sweep {sweep_id} ({name}): {sweep.describe_size(grid)}, queued in {store.path}")
+    if args.no_wait:
+        print(
+            "they train when a runner works on this store: the dashboard's (`streamlit run dashboard/serve.py`), or this command without --no-wait"
+        )
+        return 0
+    return _run_sweep(store, sweep_id, run_ids, combos, grid, args.quiet)
+
+
+def _run_sweep(store, sweep_id: str, run_ids: list[str], combos: list, grid: dict, quiet: bool) -> int:
+    """Train the sweep's runs with a runner in this process until none is queued or running."""
+    from tqdm import tqdm
+
+    from flcore import ray_support
+    from flcore.runner import Runner
+    from flcore.sweep import final_accuracy_table, setting_label
+
+    runner = Runner(store.path)
+    where = (
+        f"on Ray ({ray_support.ADDRESS_ENV}={ray_support.address()})"
+        if ray_support.address()
+        else f"in local worker processes, {runner.max_workers} at a time"
+    )
+    print(f"training them {where}; Ctrl-C stops them (resume them from the dashboard)")
+    total = sum(c.config.rounds for c in combos)
+    bar = tqdm(total=total, desc="rounds", unit="round", disable=quiet, file=sys.stderr)
+    runner.start()
+    try:
+        while True:
+            runs = [store.get_run(r) for r in run_ids]
+            bar.update(sum(r.rounds_done for r in runs) - bar.n)
+            if not any(r.active for r in runs):
+                break
+            time.sleep(SWEEP_POLL_S)
+    except KeyboardInterrupt:
+        runner.shutdown(wait=False)
+        bar.close()
+        print(f"stopped; sweep {sweep_id}'s unfinished runs can be resumed from the dashboard", file=sys.stderr)
+        return 130
+    runner.shutdown(wait=True)
+    bar.close()
+    finals = pd.DataFrame(
+        {"setting": setting_label(c.setting), "seed": c.seed, "final_accuracy": r.final_accuracy} for c, r in zip(combos, runs)
+    )
+    table = final_accuracy_table(finals)
+    print(table[["setting", "runs", "final accuracy"]].to_string(index=False))
+    failed = [r for r in runs if r.status != "done"]
+    for r in failed:
+        print(f"run {r.run_id} ({r.name}) {r.status}: {r.error or ''}".rstrip(": "), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from flcore.store import RunStore
 
@@ -305,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
+    sweep = sub.add_parser("sweep", help="queue and run one simulation per combination of a grid of settings and seeds")
+    sweep.add_argument("--grid", type=Path, required=True, metavar="GRID.json", help='{"field": [values, ...], ..., "seeds": [0, 1]}')
+    _add_config_flags(sweep)
+    _add_server_flags(sweep)
+    sweep.add_argument("--store", metavar="PATH", help="run store file (default: $FLCORE_STORE or ~/.local/share/flcore/runs.db)")
+    sweep.add_argument(
+        "--no-wait", action="store_true", help="only queue the runs; a runner on the same store (the dashboard's) trains them"
+    )
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=cmd_sweep)
+
     part = sub.add_parser("partition", help="print how the data would be split, without training")
     _add_config_flags(part)
     _add_server_flags(part)
@@ -347,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, ConfigError, StoreError, AuthError, SettingsError) as err:
+    except (UsageError, ConfigError, StoreError, AuthError, SettingsError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except sqlite3.Error as err:  # e.g. a store that became read-only: one sentence, not a traceback

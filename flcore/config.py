@@ -103,6 +103,9 @@ class ExperimentConfig(BaseModel):
     prox_mu: float = Field(0.0, ge=0, le=100, description="FedProx proximal weight mu (0 = FedAvg's local loss).")
     executor: str = Field("auto", description="How clients are trained: one after another, or batched together.")
     chunk_size: int | None = Field(None, ge=1, le=100_000, description="Vectorized executor: clients per batched chunk (None = automatic).")
+    ray_actors: int | None = Field(
+        None, ge=1, le=4096, description="Ray executor: actors a round's clients are split over (None = one per free CPU, or per GPU)."
+    )
 
     # Server
     strategy: str = Field("fedavg", description="Aggregation method.")
@@ -284,6 +287,9 @@ def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
         problems.extend(_data_problems(c))
     if c.strategy in strategies:
         problems.extend(strategies.get(c.strategy).config_problems(c))
+    executor_check = getattr(choices["executor"].get(c.executor), "config_problems", None) if c.executor in choices["executor"] else None
+    if executor_check is not None:  # e.g. the ray executor without Ray installed
+        problems.extend(executor_check(c))
     return problems
 
 

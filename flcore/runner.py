@@ -15,6 +15,9 @@ error's message; one that dies (killed, out of memory) is seen by the scheduler 
 marked `interrupted`, as are runs left `running` by a server that died, when the next starts.
 Resuming an interrupted run continues from its last checkpoint and, because every round's
 randomness is a function of (seed, round), reproduces the numbers of an uninterrupted run.
+With $FLCORE_RAY_ADDRESS set, the runner starts each run on a Ray cluster instead of in a local
+process (`flcore.ray_runs`): a thread here drives the run's actor there and writes its rounds
+through the same `_execute_claimed`, so this process stays the only writer of the store.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flcore.auth import User
-from flcore.budget import CpuBudget
+from flcore.budget import CpuBudget, env_int
 from flcore.config import ExperimentConfig
 from flcore.quotas import QuotaError, next_runs, submission_problems
+from flcore.ray_runs import RayRuns
+from flcore.ray_support import RayWorkerLost
 from flcore.settings import Settings
 from flcore.settings import current as current_settings
 from flcore.store import RunNotRunning, RunStore, actions, pid_alive
@@ -106,7 +111,10 @@ def _execute_claimed(
     on_round: Callable[["RoundResult"], None] | None,
     worker: dict | None = None,
     server_pid: int | None = None,
+    simulation: Callable | None = None,
 ) -> str:
+    """Train a claimed run, writing each round here; `simulation` builds what trains it from the
+    config (a local `Simulation` by default; on Ray, a `RemoteSimulation` driving an actor)."""
     try:
         store.mark_running(run_id, os.getpid(), worker)
         run = store.get_run(run_id)
@@ -116,7 +124,7 @@ def _execute_claimed(
                 return "cancelled"
             from flcore.simulation import Simulation
 
-            sim = Simulation(run.config.replace())  # validated again: registries may have changed
+            sim = (simulation or Simulation)(run.config.replace())  # validated again: registries may have changed
             store.save_partition(run_id, sim.label_counts)
             blob = store.load_checkpoint(run_id)
             state = state_from_bytes(blob, sim.device) if blob is not None else None
@@ -136,6 +144,9 @@ def _execute_claimed(
     except KeyboardInterrupt:
         store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
         raise
+    except RayWorkerLost as e:  # a node of the Ray cluster died, or the server stopped the run there
+        store.mark_interrupted(run_id, str(e))
+        return "interrupted"
     except Exception as e:
         # The sentence is stored for the pages and the CLI; the traceback only in a debug log.
         log.debug("run %s failed", run_id, exc_info=True)
@@ -258,6 +269,8 @@ class Runner:
         self.max_workers = self.budget.max_workers
         self._ctx = worker_context(start_method)
         self.start_method = self._ctx.get_start_method()
+        # With $FLCORE_RAY_ADDRESS set, runs go to a Ray cluster instead of local processes (flcore/ray_runs.py).
+        self._ray = RayRuns.from_env(self.store_path, max_workers if max_workers is not None else env_int("FLCORE_MAX_WORKERS", 1))
         self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
         self._wake_r = self._wake_w = None  # a socket pair while the scheduler runs: a byte wakes it
@@ -406,8 +419,9 @@ class Runner:
 
     def _launch(self) -> None:
         """Start workers for queued runs while slots are free, people in turn (quotas.next_runs)."""
+        limit = self._ray.capacity() if self._ray is not None else self.max_workers
         with self._lock:
-            free = self.max_workers - len(self._workers)
+            free = limit - len(self._workers)
         if free <= 0:
             return
         for run_id in next_runs(self.store, free, self.settings):
@@ -415,12 +429,15 @@ class Runner:
                 break
             if not self.store.claim(run_id):  # another server took it
                 continue
-            proc = self._ctx.Process(
-                target=_worker_main,
-                args=(str(self.store_path), run_id, self.budget, self.start_method, self.settings, os.getpid()),
-                name=f"flcore-run-{run_id}",
-                daemon=True,
-            )
+            if self._ray is not None:  # a thread here drives the run's actor on the cluster
+                proc = self._ray.process(run_id, _execute_claimed)
+            else:
+                proc = self._ctx.Process(
+                    target=_worker_main,
+                    args=(str(self.store_path), run_id, self.budget, self.start_method, self.settings, os.getpid()),
+                    name=f"flcore-run-{run_id}",
+                    daemon=True,
+                )
             try:
                 proc.start()
             except Exception as e:

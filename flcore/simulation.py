@@ -112,9 +112,19 @@ class Simulation:
         state = state if state is not None else self.initial_state()
         if state.clock_s is None:  # a checkpoint from before the simulated clock: replay its rounds' durations
             state = state.evolve(clock_s=self.clock_at(state.round))
-        while state.round < self.config.rounds:
-            state, result = self.step(state)
-            yield result
+        try:
+            while state.round < self.config.rounds:
+                state, result = self.step(state)
+                yield result
+        finally:  # the run ended, failed or was abandoned (cancelled): release what trains it
+            self.close()
+
+    def close(self) -> None:
+        """Release what the executor holds between rounds (the `ray` executor's actors); a later
+        round starts them again."""
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
 
     def clock_at(self, round_: int) -> float:
         """The simulated time at the end of `round_`: every round's duration is planned from

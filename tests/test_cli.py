@@ -124,8 +124,9 @@ def test_bad_arguments_exit_2_with_a_sentence_and_no_traceback(args, message, tm
 def test_list_and_partition_commands():
     listing = _cli("list")
     assert listing.returncode == 0
-    for name in ("digits", "dirichlet", "mlp", "fedavg", "krum", "scaffold", "sign_flip"):
+    for name in ("digits", "dirichlet", "mlp", "fedavg", "krum", "scaffold", "sign_flip", "ray"):
         assert name in listing.stdout
+    assert "ray: available (ray 2." in listing.stdout  # the test install includes requirements-ray.txt
     part = _cli("partition", "--num-clients", "3", "--partition", "shards", "--shards-per-client", "1")
     assert part.returncode == 0 and "classes_per_client" in part.stdout
 

@@ -43,6 +43,7 @@ def test_an_old_store_is_migrated_and_lists_every_run(old_store):
         "v1 queued": ("queued", 0, 4),
     }
     assert all(r.worker is None for r in runs.values())  # written before workers recorded themselves
+    assert all(r.sweep_id is None for r in runs.values()) and store.list_sweeps() == []  # before sweeps existed
     done = runs["v1 finished"]
     assert store.rounds_frame(done.run_id)["round"].tolist() == [1, 2, 3, 4]
     assert len(store.clients_frame(done.run_id)) == 4 * 5

@@ -1,8 +1,10 @@
 """Compare: several runs side by side: their accuracy and loss curves overlaid, a table of
-final metrics, and the settings in which they differ.
+final metrics, and the settings in which they differ. Or a sweep: for each of its settings the
+mean curve over its seeds with a band of one standard deviation, and a table of final accuracy
+mean ± std.
 
-While a chosen run is still going, the page checks the chosen runs' progress every two seconds
-and redraws when it changed, so a comparison can be watched as it forms.
+While a chosen run (or a run of the chosen sweep) is still going, the page checks progress every
+two seconds and redraws when it changed, so a comparison can be watched as it forms.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, live, state
+from dashboard.access import plain
 from dashboard.frames import run_frames
-from dashboard.tables import config_differences, final_metrics, run_labels
+from dashboard.tables import config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
+from flcore.sweep import describe_size
 
 PICK = "compare_pick"
+MODE = "compare_mode"  # "Runs" or "A sweep"
+SWEEP_PICK = "compare_sweep_pick"
+COMPARE_POLL_S = 2.0
 
 st.title("Compare runs")
 st.caption("Pick runs to overlay their learning curves and see which settings differ between them.")
@@ -23,6 +30,64 @@ runs = store.list_runs()
 if not runs:
     st.info("No runs yet: start one on the New run page.")
     st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
+    st.stop()
+
+sweeps = store.list_sweeps()
+if sweeps:
+    st.caption("Or pick a sweep to see, for each of its settings, the mean and the spread over its seeds.")
+if state.COMPARE_SWEEP in st.session_state:  # sent here from the Runs page
+    st.session_state[SWEEP_PICK] = st.session_state.pop(state.COMPARE_SWEEP)
+    st.session_state[MODE] = "A sweep"
+elif state.COMPARE_IDS in st.session_state:
+    st.session_state[MODE] = "Runs"
+if sweeps:
+    st.session_state.setdefault(MODE, "Runs")
+    st.segmented_control("Compare", ["Runs", "A sweep"], key=MODE, help="A sweep: each setting's mean and spread over its seeds.")
+
+
+def sweep_view() -> None:
+    """One sweep: each setting's mean curve over seeds with a band, and final accuracy mean ± std."""
+    by_id = {s.sweep_id: s for s in sweeps}
+    if st.session_state.get(SWEEP_PICK) not in by_id:
+        st.session_state[SWEEP_PICK] = sweeps[0].sweep_id
+    picked = st.selectbox(
+        "Sweep", list(by_id), key=SWEEP_PICK, format_func=lambda sid: f"{by_id[sid].name} ({sid}, {by_id[sid].total} runs)"
+    )
+    info = by_id[picked]
+    by_run = {r.run_id: r for r in runs}
+    members = [by_run[rid] for rid in info.run_ids if rid in by_run]  # in grid order
+    going = sum(r.active for r in members)
+    st.caption(
+        f"{plain(describe_size(info.grid))}: {info.done} done" + (f", {going} queued or training" if going else "")
+        + "; the runs of a setting differ only in their seed."
+    )  # fmt: skip
+    curves = sweep_curves(members, {r.run_id: store.rounds_frame(r.run_id) for r in members}, info.grid)
+    a, b = st.columns(2)
+    with a:
+        st.plotly_chart(charts.sweep_chart(curves, "test_accuracy"), width="stretch", key="sweep_accuracy")
+        st.caption(charts.CAPTIONS["sweep_accuracy"])
+    with b:
+        st.plotly_chart(charts.sweep_chart(curves, "test_loss"), width="stretch", key="sweep_loss")
+        st.caption(charts.CAPTIONS["sweep_loss"])
+    st.subheader("Final accuracy over seeds")
+    st.dataframe(
+        sweep_summary(members, info.grid),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "mean final accuracy": st.column_config.NumberColumn(format="percent"),
+            "std over seeds": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    live.rerun_when_changed(
+        lambda: tuple(live.run_fingerprint(store.get_run(r.run_id)) for r in members),
+        tuple(live.run_fingerprint(r) for r in members),
+        COMPARE_POLL_S if going else None,
+    )
+
+
+if sweeps and st.session_state.get(MODE) == "A sweep":
+    sweep_view()
     st.stop()
 
 choices = {r.run_id: f"{r.name} ({r.run_id})" for r in runs}
@@ -43,7 +108,6 @@ picked = st.multiselect(
 if not picked:
     st.info("Choose at least one run above.")
     st.stop()
-COMPARE_POLL_S = 2.0
 
 
 def fingerprint(run_ids: list[str]) -> tuple:

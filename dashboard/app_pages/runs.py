@@ -1,5 +1,6 @@
 """Runs: every stored run in one table, and what can be done with one (open, cancel, resume,
-run again with changes, delete) or several (compare).
+run again with changes, delete) or several (compare). Runs queued by a sweep carry its name in
+the sweep column, and the table can show one sweep's runs only; Compare draws a whole sweep.
 
 While any run is queued or running, the page checks the runs' statuses and progress every two
 seconds and redraws only when one changed, so statuses and progress move without a reload.
@@ -12,10 +13,11 @@ import streamlit as st
 
 from dashboard import access, live, state
 from dashboard.access import plain
-from dashboard.tables import runs_table
+from dashboard.tables import runs_table, sweeps_table
 from flcore.store import actions
 
 PICK = "runs_pick"  # the selectbox of the run the buttons act on
+SWEEP_FILTER = "runs_sweep_filter"  # "" for every run, else a sweep id
 APPLIED = "runs_table_applied"  # the table selection last copied into PICK
 CONFIRM = "runs_confirm_delete"  # the run id awaiting a delete confirmation
 
@@ -81,6 +83,14 @@ def _actions(store, runs) -> None:
         start = ids.index(info.run_id)
         st.session_state[state.COMPARE_IDS] = ids[start : start + 3]
         st.switch_page(state.COMPARE_PAGE)
+    if info.sweep_id and row.button(
+        "Compare its sweep",
+        icon=":material/stacked_line_chart:",
+        key="compare_sweep_button",
+        help="Open Compare on the sweep this run belongs to.",
+    ):
+        st.session_state[state.COMPARE_SWEEP] = info.sweep_id
+        st.switch_page(state.COMPARE_PAGE)
     if row.button(
         "Delete",
         icon=":material/delete:",
@@ -124,7 +134,26 @@ if not runs:
     st.info("No runs yet: start one on the New run page.")
     st.page_link(state.NEW_RUN_PAGE, label="New run", icon=":material/add_circle:")
 else:
-    table = runs_table(runs)
+    sweeps, shown = {s.sweep_id: s for s in store.list_sweeps()}, ""
+    if sweeps:
+        with st.expander(f"Sweeps ({len(sweeps)})", expanded=False):
+            st.dataframe(
+                sweeps_table(list(sweeps.values())),
+                hide_index=True,
+                key="sweeps_table",
+                column_config={"created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss")},
+            )
+            st.caption("A sweep's runs are listed below with its name; Compare draws each setting's mean and spread over seeds.")
+        if st.session_state.get(SWEEP_FILTER) not in ("", *sweeps):
+            st.session_state[SWEEP_FILTER] = ""
+        shown = st.selectbox(
+            "Show",
+            ["", *sweeps],
+            key=SWEEP_FILTER,
+            format_func=lambda sid: f"sweep {sweeps[sid].name} ({sid}, {sweeps[sid].total} runs)" if sid else "every run",
+        )
+    listed = [r for r in runs if r.sweep_id == shown] if shown else runs
+    table = runs_table(listed, {sid: s.name for sid, s in sweeps.items()})
     _sync_pick_with_table(table["id"].tolist())
     st.dataframe(
         table,
@@ -134,11 +163,12 @@ else:
         selection_mode="single-row",
         column_config={
             "id": None,  # the selected run's id shows below the table
+            "sweep": "sweep" if sweeps else None,  # no column of blanks before the first sweep
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
             "rounds": None,  # the progress column says it
             "final accuracy": st.column_config.NumberColumn("final accuracy", format="percent"),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
         },
     )
-    _actions(store, runs)
+    _actions(store, listed)
 live.rerun_when_changed(lambda: fingerprint(store.list_runs()), fingerprint(runs), RUNS_POLL_S if any(r.active for r in runs) else None)

@@ -1,9 +1,10 @@
 """The run store: every run's config, status, progress and per-round results, in one SQLite file.
 
-Three small parts over one file: `database` (connections, transactions, versioned migrations),
-`runs` (the run lifecycle: statuses, claims, heartbeats, cancel and resume) and `results` (what
-runs produced: rounds, clients, the split, the checkpoint). `RunStore` is both, over one file;
-it is what the dashboard, the runner's workers and the CLI open.
+Small parts over one file: `database` (connections, transactions, versioned migrations),
+`runs` (the run lifecycle: statuses, claims, heartbeats, cancel and resume), `sweeps` (a grid of
+settings queued as one run per combination) and `results` (what runs produced: rounds, clients,
+the split, the checkpoint). `RunStore` is all of them, over one file; it is what the dashboard,
+the runner and the CLI open.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from flcore.store.runs import (
     pid_alive,
     run_name,
 )
+from flcore.store.sweeps import SweepInfo, Sweeps
 
 
-class RunStore(RunLifecycle, RunResults):
-    """A handle on one store file: its runs' lifecycle and their results."""
+class RunStore(Sweeps, RunResults):
+    """A handle on one store file: its runs' lifecycle, its sweeps and the runs' results."""
 
 
 __all__ = [
     "ACTIVE", "FINISHED", "MIGRATIONS", "PARTITION_COLUMNS", "RESUMABLE", "STALE_AFTER_S", "STATUSES",
-    "RunInfo", "RunNotRunning", "RunStore", "StoreError", "actions", "default_store_path", "pid_alive", "run_name",
+    "RunInfo", "RunLifecycle", "RunNotRunning", "RunStore", "StoreError", "SweepInfo", "actions", "default_store_path", "pid_alive", "run_name",
 ]  # fmt: skip

@@ -83,7 +83,18 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE client_rounds ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';",
     # 4: who started each run (runs of earlier releases have none: only an admin may act on them)
     "ALTER TABLE runs ADD COLUMN owner TEXT;\nCREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, status);",
-    # 5: clients that come and go: what became of each sampled client (every earlier one trained),
+    # 5: sweeps (one run per combination of a grid of settings and seeds) and the sweep of each run
+    """
+    CREATE TABLE IF NOT EXISTS sweeps (
+        sweep_id   TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        grid_json  TEXT NOT NULL,  -- {field: [values]}, the seeds under "seeds"
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN sweep_id TEXT;
+    CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs (sweep_id);
+    """,
+    # 6: clients that come and go: what became of each sampled client (every earlier one trained),
     # and which clients were offline in a round, as JSON {"group": g, "counts": [...]} (NULL: none)
     "ALTER TABLE client_rounds ADD COLUMN status TEXT NOT NULL DEFAULT 'trained';\nALTER TABLE rounds ADD COLUMN offline_json TEXT;",
 )

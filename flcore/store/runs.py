@@ -34,7 +34,7 @@ STALE_AFTER_S = 120.0  # a running run whose heartbeat is older than this has lo
 _RUN_FIELDS = (
     "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
     "finished_at, final_accuracy, cancel_requested, source"
-)  # then worker_json and owner, which stores of earlier releases may lack (see `_run_fields`)
+)  # then worker_json, owner and sweep_id, which stores of earlier releases may lack (see `_run_fields`)
 
 
 class RunNotRunning(RuntimeError):
@@ -58,6 +58,7 @@ class RunInfo:
     source: str
     worker: dict | None = None  # what its worker process was given: start method, threads, niceness
     owner: str | None = None  # who started it (None for runs stored before owners were kept)
+    sweep_id: str | None = None  # the sweep it is one combination of (flcore.store.sweeps), if any
 
     @property
     def progress(self) -> float:
@@ -121,19 +122,23 @@ class RunLifecycle(Database):
     def create_run(self, config: ExperimentConfig, source: str = "dashboard", owner: str | None = None) -> str:
         """Store `config` as a queued run started by `owner`; return its id."""
         with self._write() as c:
-            while True:
-                run_id = secrets.token_hex(4)
-                if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                    break
-            c.execute(
-                "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source, owner) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source, owner),
-            )
+            return self._insert_run(c, config, source, owner)
+
+    def _insert_run(self, c, config: ExperimentConfig, source: str, owner: str | None, sweep_id: str | None = None) -> str:
+        """Insert a queued run inside the caller's write transaction; return its id."""
+        while True:
+            run_id = secrets.token_hex(4)
+            if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                break
+        c.execute(
+            "INSERT INTO runs (run_id, name, config_json, status, total_rounds, created_at, source, owner, sweep_id) "
+            "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+            (run_id, run_name(config), config.to_json(), config.rounds, time.time(), source, owner, sweep_id),
+        )
         return run_id
 
     def _run_fields(self) -> str:
-        return f"{_RUN_FIELDS}, {self.column('runs', 'worker_json')}, {self.column('runs', 'owner')}"
+        return ", ".join([_RUN_FIELDS] + [self.column("runs", name) for name in ("worker_json", "owner", "sweep_id")])
 
     def get_run(self, run_id: str) -> RunInfo | None:
         rows = self._query(f"SELECT {self._run_fields()} FROM runs WHERE run_id = ?", (run_id,))
@@ -144,10 +149,12 @@ class RunLifecycle(Database):
         return [_info(r) for r in self._query(f"SELECT {self._run_fields()} FROM runs ORDER BY created_at DESC, rowid DESC")]
 
     def delete_run(self, run_id: str) -> None:
-        """Remove the run with all its rows; a worker still running it stops at its next round."""
+        """Remove the run with all its rows (and its sweep, when it was the sweep's last run); a
+        worker still running it stops at its next round."""
         with self._write() as c:
             for table in ("client_rounds", "rounds", "partitions", "checkpoints", "runs"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM sweeps WHERE sweep_id NOT IN (SELECT sweep_id FROM runs WHERE sweep_id IS NOT NULL)")
 
     def queued(self) -> list[str]:
         """Ids of the queued runs, oldest first."""
@@ -263,8 +270,8 @@ class RunLifecycle(Database):
 
 
 def _info(row: tuple) -> RunInfo:
-    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker, owner) = row
+    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker, owner, sweep) = row  # fmt: skip
     return RunInfo(
         run_id, name, _parse_config(config_json), status, rounds_done, total, error,
-        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None, owner,
+        created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None, owner, sweep,
     )  # fmt: skip

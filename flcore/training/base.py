@@ -7,7 +7,11 @@ updates. It receives the global parameters, the round's `ClientTask`s, the train
 of its usual batch order), as a straggler that sends what it finished does (Li et al. 2020);
 every executor honours it with the same numbers. Executors are registered by name in
 `EXECUTORS` (the config's `executor` field, the CLI flag and the form all read it); each entry
-builds one from the model, the config and the number of classes.
+builds one from the model, the config and the number of classes. A factory may carry a
+`config_problems(config) -> list[Problem]` attribute, which the config validation calls when
+that executor is chosen (the `ray` executor refuses itself where Ray is missing). An executor
+that holds resources between rounds (processes, actors) also has `close()`, which the
+simulation calls when its run ends; it may be trained again afterwards and starts them anew.
 
 `TrainingData` is a handle, not the tensors: it pickles as the run's config and a device, so
 a worker in another process (or on another machine) resolves it by loading the dataset from the

@@ -45,6 +45,30 @@ def record_run(store: RunStore, stop_after: int | None = None, status: str | Non
     return run_id
 
 
+def record_sweep(
+    store: RunStore, grid: dict, name: str = "demo sweep", stop_after: dict[int, int] | None = None, **changes
+) -> tuple[str, list[str]]:
+    """Store a sweep of `grid` over a small config (plus `changes`) and record its runs as a
+    worker would; run i stops after `stop_after[i]` rounds, left running (default: all, done)."""
+    from flcore.sweep import expand
+
+    base = ExperimentConfig.create(**{**SMALL, **changes})
+    combos = expand(grid, base, name)
+    sweep_id, run_ids = store.create_sweep(name, grid, [c.config for c in combos])
+    for i, (combo, run_id) in enumerate(zip(combos, run_ids)):
+        assert store.claim(run_id)
+        sim = Simulation(combo.config)
+        store.save_partition(run_id, sim.label_counts)
+        limit = (stop_after or {}).get(i)
+        for result in sim.run():
+            if limit is not None and result.round > limit:
+                break
+            store.append_round(run_id, result)
+        if limit is None:
+            store.finish(run_id, "done")
+    return sweep_id, run_ids
+
+
 def app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
 

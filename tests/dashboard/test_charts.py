@@ -64,7 +64,19 @@ def all_charts(rounds=ROUNDS, clients=CLIENTS, partition=PARTITION) -> dict[str,
         "client_timeline": charts.client_timeline_chart(clients, offline, 3, 5),
         "compare_accuracy": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_accuracy"),
         "compare_loss": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_loss"),
+        "sweep_accuracy": charts.sweep_chart(sweep_curves(rounds), "test_accuracy"),
+        "sweep_loss": charts.sweep_chart(sweep_curves(rounds), "test_loss"),
     }
+
+
+def sweep_curves(rounds: pd.DataFrame) -> pd.DataFrame:
+    """Two settings of two seeds each, made from `rounds`."""
+    frames = [
+        rounds.assign(setting=setting, seed=seed, test_accuracy=rounds["test_accuracy"] * scale + 0.02 * seed)
+        for setting, scale in (("lr=0.1", 1.0), ("lr=0.01", 0.5))
+        for seed in (0, 1)
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 @pytest.mark.parametrize("empty", [False, True], ids=["with data", "before the first round"])
@@ -217,3 +229,33 @@ def test_time_charts_use_the_simulated_clock_in_readable_units():
     bars = charts.round_time_chart(long, 1000).data[0]
     assert len(bars.x) <= charts.MAX_ROUND_BARS and bars.y[0] == 1.0 and bars.y[-1] == 3.0  # the mean of each bin of rounds
     assert all(1.0 <= y <= 3.0 for y in bars.y) and "mean over 9 rounds" in charts.round_time_chart(long, 1000).layout.title.text
+
+
+def test_sweep_bands_are_the_mean_and_std_over_seeds_of_each_setting():
+    curves = pd.DataFrame(
+        {"setting": ["b", "b", "a", "a", "b", "b", "a"], "seed": [0, 1, 0, 1, 0, 1, 0], "round": [1, 1, 1, 1, 2, 2, 2],
+         "test_accuracy": [0.5, 0.7, 0.2, 0.4, 0.6, 0.8, 0.3]}
+    )  # fmt: skip
+    bands = charts.sweep_bands(curves, "test_accuracy")
+    assert list(zip(bands["setting"], bands["round"])) == [("b", 1), ("b", 2), ("a", 1), ("a", 2)]  # settings keep their order
+    assert bands["mean"].tolist() == pytest.approx([0.6, 0.7, 0.3, 0.3])
+    assert bands["std"].tolist() == pytest.approx([0.2 / 2**0.5, 0.2 / 2**0.5, 0.2 / 2**0.5, 0.0])  # one seed reached a's round 2
+    assert bands["seeds"].tolist() == [2, 2, 2, 1]
+    assert (bands["high"] - bands["low"]).tolist() == pytest.approx((2 * bands["std"]).tolist())
+    assert charts.sweep_bands(curves.iloc[0:0], "test_accuracy").empty
+
+
+def test_sweep_chart_draws_a_band_and_a_mean_line_per_setting_in_one_colour():
+    fig = charts.sweep_chart(sweep_curves(ROUNDS), "test_accuracy")
+    bands, lines = fig.data[0::2], fig.data[1::2]
+    assert [t.name for t in lines] == ["lr=0.1", "lr=0.01"]
+    assert all(t.fill == "toself" and t.mode == "lines" for t in bands) and not any(t.showlegend for t in bands)
+    assert list(lines[0].y) == pytest.approx([0.31, 0.51, 0.61])  # mean of seeds 0 and 1 (+0.00 and +0.02)
+    # the band runs along the upper edge and back along the lower one
+    assert list(bands[0].y) == pytest.approx([0.31 + 0.01 * 2**0.5, 0.51 + 0.01 * 2**0.5, 0.61 + 0.01 * 2**0.5,
+                                               0.61 - 0.01 * 2**0.5, 0.51 - 0.01 * 2**0.5, 0.31 - 0.01 * 2**0.5])  # fmt: skip
+    assert list(bands[0].x) == [1, 2, 3, 3, 2, 1]
+    for band, line in zip(bands, lines):
+        r, g, b = (int(line.line.color[i : i + 2], 16) for i in (1, 3, 5))
+        assert band.fillcolor.startswith(f"rgba({r}, {g}, {b},")  # the band in its line's colour
+    assert fig.layout.yaxis.tickformat == ".0%"

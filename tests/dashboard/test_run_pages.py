@@ -4,7 +4,7 @@ real store in a temporary directory."""
 from __future__ import annotations
 
 import pytest
-from dashboard_helpers import errors, figure, figure_titled, no_exceptions, page, record_run, shown, texts
+from dashboard_helpers import errors, figure, figure_titled, no_exceptions, page, record_run, record_sweep, shown, texts
 
 RUN, RUNS, COMPARE, NEW = "app_pages/run.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/new_run.py"
 
@@ -217,3 +217,64 @@ def test_compare_with_one_run_asks_for_another(store, finished):
     at = page(COMPARE)
     no_exceptions(at)
     assert "Choose a second run" in texts(at)
+
+
+# Sweeps -------------------------------------------------------------------------------------
+SWEEP_GRID = {"strategy": ["fedavg", "median"], "lr": [0.05, 0.2], "seeds": [0, 1]}
+
+
+def test_compare_draws_a_sweep_as_mean_curves_with_bands_and_a_mean_std_table(store):
+    lone = record_run(store)
+    sweep_id, run_ids = record_sweep(store, SWEEP_GRID)
+    assert len(run_ids) == 8 and len(store.list_runs()) == 9
+    at = page(COMPARE)
+    no_exceptions(at)
+    assert at.get("button_group")[0].value == "Runs"  # comparing runs stays the default
+    at.get("button_group")[0].set_value("A sweep").run()
+    no_exceptions(at)
+    assert at.selectbox(key="compare_sweep_pick").value == sweep_id
+    assert "2 strategy x 2 lr x 2 seeds = 8 runs: 8 done" in texts(at)
+    accuracy = figure_titled(at, "Test accuracy by round: mean over seeds")
+    bands = [t for t in accuracy["data"] if t.get("fill") == "toself"]
+    lines = [t for t in accuracy["data"] if t.get("mode") == "lines" and not t.get("fill")]
+    assert len(bands) == len(lines) == 4  # one band and one mean curve per setting
+    assert {t["name"] for t in lines} == {f"strategy={s}, lr={lr}" for s in ("fedavg", "median") for lr in (0.05, 0.2)}
+    assert figure_titled(at, "Test loss by round: mean over seeds")
+    (table,) = [d.value for d in at.dataframe]
+    assert len(table) == 4 and table["runs"].tolist() == ["2 / 2"] * 4
+    runs = {r.run_id: r for r in store.list_runs()}
+    fedavg = [runs[r].final_accuracy for r in run_ids[:2]]  # strategy=fedavg, lr=0.05, seeds 0 and 1
+    row = table.iloc[0]
+    assert row["setting"] == "strategy=fedavg, lr=0.05"
+    assert row["mean final accuracy"] == pytest.approx(sum(fedavg) / 2)
+    assert row["std over seeds"] == pytest.approx(abs(fedavg[0] - fedavg[1]) / 2**0.5)
+    assert "±" in row["final accuracy"]
+    assert lone not in run_ids
+
+
+def test_runs_shows_sweeps_and_opens_compare_on_a_runs_sweep(store):
+    lone = record_run(store, name="on its own")
+    sweep_id, run_ids = record_sweep(store, {"lr": [0.05, 0.2]}, name="lr sweep")
+    at = page(RUNS)
+    no_exceptions(at)
+    sweeps, table = at.dataframe[0].value, at.dataframe[1].value
+    assert sweeps[["sweep", "id", "grid", "done", "status"]].values.tolist() == [["lr sweep", sweep_id, "2 lr = 2 runs", "2 / 2", "2 done"]]
+    assert dict(zip(table["id"], table["sweep"])) == {lone: "", run_ids[0]: "lr sweep", run_ids[1]: "lr sweep"}
+    at.selectbox(key="runs_sweep_filter").set_value(sweep_id).run()
+    assert sorted(at.dataframe[1].value["id"]) == sorted(run_ids)
+    at.selectbox(key="runs_pick").set_value(run_ids[0]).run()
+    at.button(key="compare_sweep_button").click().run()
+    no_exceptions(at)
+    assert at.title[0].value == "Compare runs"
+    assert at.selectbox(key="compare_sweep_pick").value == sweep_id
+    assert figure_titled(at, "Test accuracy by round: mean over seeds")
+
+
+def test_a_sweep_still_training_shows_its_progress_and_the_runs_without_rounds(store):
+    sweep_id, run_ids = record_sweep(store, {"lr": [0.05, 0.2], "seeds": [0, 1]}, stop_after={1: 1, 3: 0})
+    at = page(COMPARE)
+    at.get("button_group")[0].set_value("A sweep").run()
+    no_exceptions(at)
+    assert "2 done, 2 queued or training" in texts(at)
+    (table,) = [d.value for d in at.dataframe]
+    assert table["runs"].tolist() == ["2 / 2", "1 / 2"] and table["still training"].tolist() == [1, 1]

@@ -12,9 +12,13 @@ from flcore.config import ExperimentConfig
 from flcore.store import RunInfo
 
 
-def info(run_id="a1", name="demo", status="done", rounds_done=4, total=4, started=100.0, **config) -> RunInfo:
+def info(
+    run_id="a1", name="demo", status="done", rounds_done=4, total=4, started=100.0, final=0.8, sweep_id=None, owner=None, **config
+) -> RunInfo:
     cfg = ExperimentConfig.create(rounds=total, **config)
-    return RunInfo(run_id, name, cfg, status, rounds_done, total, None, 50.0, started, None, 0.8, False, "dashboard")
+    return RunInfo(
+        run_id, name, cfg, status, rounds_done, total, None, 50.0, started, None, final, False, "dashboard", None, owner, sweep_id
+    )
 
 
 def test_describe_split_names_each_partitioner_with_its_setting():
@@ -43,10 +47,54 @@ def test_time_left_follows_the_pace_so_far():
 
 def test_runs_table_has_the_columns_the_runs_page_promises():
     table = tables.runs_table([info(strategy="krum", num_clients=12), info("b2", status="running", rounds_done=1)])
-    for column in ("name", "dataset", "split", "strategy", "clients", "status", "progress", "final accuracy", "created"):
+    for column in ("name", "owner", "dataset", "split", "strategy", "clients", "status", "progress", "final accuracy", "created"):
         assert column in table.columns
     assert table.loc[0, "strategy"] == "Krum" and table.loc[0, "clients"] == 12
     assert table.loc[1, "progress"] == pytest.approx(0.25)
+    swept = tables.runs_table([info(sweep_id="s1"), info("b2")], {"s1": "lr sweep"})
+    assert swept["sweep"].tolist() == ["lr sweep", ""]
+
+
+GRID = {"strategy": ["fedavg", "median"], "lr": [0.05, 0.1], "seeds": [0, 1]}
+
+
+def sweep_runs() -> list[RunInfo]:
+    """A 2 x 2 x 2 sweep; fedavg at lr 0.05 finished at 0.90 and 0.80, one median run is still going."""
+    finals = {("fedavg", 0.05): (0.9, 0.8), ("fedavg", 0.1): (0.7, 0.7), ("median", 0.05): (0.6, None), ("median", 0.1): (0.5, 0.3)}
+    runs = []
+    for s in ("fedavg", "median"):
+        for lr in (0.05, 0.1):
+            for seed in (0, 1):
+                final = finals[(s, lr)][seed]
+                status = "running" if final is None else "done"
+                runs.append(info(f"{s}{lr}{seed}", status=status, final=final, sweep_id="s1", strategy=s, lr=lr, seed=seed))
+    return runs
+
+
+def test_sweep_summary_gives_final_accuracy_mean_and_std_per_setting():
+    table = tables.sweep_summary(sweep_runs(), GRID)
+    assert table["setting"].tolist() == [
+        "strategy=fedavg, lr=0.05",
+        "strategy=fedavg, lr=0.1",
+        "strategy=median, lr=0.05",
+        "strategy=median, lr=0.1",
+    ]
+    assert table["Aggregation"].tolist() == ["FedAvg", "FedAvg", "Coordinate-wise median", "Coordinate-wise median"]
+    assert table["Client learning rate"].tolist() == ["0.05", "0.1", "0.05", "0.1"]
+    first = table.iloc[0]
+    assert first["mean final accuracy"] == pytest.approx(0.85) and first["std over seeds"] == pytest.approx(0.1 / 2**0.5)
+    assert first["final accuracy"] == "85.00% ± 7.07%" and first["runs"] == "2 / 2"
+    going = table.iloc[2]
+    assert (going["runs"], going["mean final accuracy"], going["still training"]) == ("1 / 2", 0.6, 1)
+
+
+def test_sweep_curves_label_each_run_with_its_setting_and_seed():
+    runs = sweep_runs()[:3]
+    frame = pd.DataFrame({"round": [1, 2], "test_accuracy": [0.5, 0.6], "test_loss": [1.0, 0.9], "wall_time_s": [0.1, 0.1]})
+    curves = tables.sweep_curves(runs, {runs[0].run_id: frame, runs[1].run_id: frame, runs[2].run_id: frame.iloc[0:0]}, GRID)
+    assert curves.columns.tolist() == ["setting", "seed", "round", "test_accuracy", "test_loss"]
+    assert curves["setting"].unique().tolist() == ["strategy=fedavg, lr=0.05"] and curves["seed"].tolist() == [0, 0, 1, 1]
+    assert tables.sweep_curves([], {}, GRID).empty
 
 
 def test_config_differences_lists_only_the_settings_that_differ():

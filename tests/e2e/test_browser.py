@@ -141,6 +141,32 @@ def test_runs_and_compare_pages(server, page, screenshots):
     shoot(page, screenshots / "06-compare.png")
 
 
+def test_a_sweep_queued_from_the_command_line_is_trained_by_the_server_and_drawn_with_bands(server, server_store, page, screenshots):
+    """A sweep queued into the server's store (as `python -m flcore sweep --no-wait` does) is
+    trained by the server's runner; Compare draws each setting's mean over seeds with a band."""
+    from flcore.config import ExperimentConfig
+    from flcore.sweep import expand
+
+    grid = {"strategy": ["fedavg", "median"], "seeds": [0, 1]}
+    combos = expand(grid, ExperimentConfig.create(rounds=4, num_clients=6, clients_per_round=3), "strategies")
+    store = RunStore(server_store)
+    sweep_id, run_ids = store.create_sweep("strategies", grid, [c.config for c in combos], owner="someone")
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while any(store.get_run(r).status != "done" for r in run_ids):
+        assert time.monotonic() < deadline, [(r, store.get_run(r).status, store.get_run(r).error) for r in run_ids]
+        time.sleep(0.5)
+
+    page.goto(server + "/compare")
+    wait_for_app(page, "Runs to compare")
+    page.get_by_role("radio", name="A sweep").click()  # Streamlit's segmented control
+    wait_for_app(page, "Final accuracy over seeds")
+    page.locator(".js-plotly-plot").nth(1).wait_for()
+    bands = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map((el) => el.data.filter((t) => t.fill).length)""")
+    assert bands[0] >= 2, bands  # one band per setting (fedavg, median) on the accuracy chart
+    wait_for_app(page, "4 done")  # the caption counts the sweep's finished runs
+    shoot(page, screenshots / "07-compare-sweep.png")
+
+
 def test_a_live_page_sends_nothing_while_no_round_arrives_and_stops_checking_when_done(server, server_store, page):
     """The Run page of a running run checks the store a few times a second, but a check that
     finds no new round sends the browser no chart and redraws nothing; a new round is drawn;

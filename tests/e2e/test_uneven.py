@@ -1,6 +1,6 @@
 """Clients that come and go, end to end: a user sets availability, dropout and stragglers on New
 run, runs it, and sees the client timeline and the simulated-clock charts drawn from the store.
-The pages are saved under test-output/screenshots/ (07-*)."""
+The pages are saved under test-output/screenshots/ (08-*)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_a_run_whose_clients_come_and_go_draws_its_timeline_and_clock(server, se
     ):
         set_number(page, label, value)
         wait_for_text(page, words)
-    shoot(page, screenshots / "07a-new-run-clients-come-and-go.png")
+    shoot(page, screenshots / "08a-new-run-clients-come-and-go.png")
     page.locator(".st-key-run_button button").first.click()
     page.wait_for_url(re.compile(r"/run\?run=[0-9a-f]+"), timeout=30_000)
     run_id = page.url.rsplit("run=", 1)[1]
@@ -57,7 +57,7 @@ def test_a_run_whose_clients_come_and_go_draws_its_timeline_and_clock(server, se
     )
     clock = page.evaluate(f"() => ({CHART_X})('Test accuracy against simulated time')")
     assert clock == pytest.approx(rounds["sim_clock_s"].tolist(), rel=1e-6)
-    shoot(page, screenshots / "07b-run-simulated-clock.png")
+    shoot(page, screenshots / "08b-run-simulated-clock.png")
 
     open_tab(page, "Clients", 4, "Client timeline")  # the two per-client charts, participation and the timeline
     grid = page.evaluate(TIMELINE_TEXT)
@@ -71,4 +71,4 @@ def test_a_run_whose_clients_come_and_go_draws_its_timeline_and_clock(server, se
         assert [grid[c][r - 1] == words["offline"] for c in range(10)] == [bool(n) for n in counts]
     marked = sum(cell != words["idle"] for row in grid for cell in row)  # every other cell: online, not sampled
     assert marked == len(clients) + sum(sum(counts) for counts in offline["counts"])
-    shoot(page, screenshots / "07c-run-client-timeline.png")
+    shoot(page, screenshots / "08c-run-client-timeline.png")
