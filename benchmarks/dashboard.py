@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 BIG = dict(
-    dataset="synthetic", num_clients=1000, clients_per_round=100, rounds=500, partition="quantity_skew", quantity_sigma=1.0,
+    dataset="synthetic", synthetic_sizes="equal", num_clients=1000, clients_per_round=100, rounds=500, partition="quantity_skew", quantity_sigma=1.0,
     min_samples_per_client=2, model="logistic", local_epochs=1, batch_size=10, lr=0.05, name="big run",
 )  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Chart builders: pure functions from the store's frames to Plotly figures.
 
 Every function takes the DataFrames that `flcore.store.RunStore` returns (`rounds_frame`,
-`clients_frame`, `partition_frame`) or a partition preview in the same long form, and returns a
+`clients_frame`, `partition_frame`, `offline_frame`) or a partition preview in the same long form, and returns a
 `plotly.graph_objects.Figure` with a title and labelled axes; `CAPTIONS` holds the one line the
 page shows under each chart saying what to look for. Nothing here imports Streamlit, so the
 charts are unit-tested on their own. A client has one colour everywhere (`client_color`), a
@@ -44,6 +44,9 @@ CAPTIONS = {
     "partition_bars": "Each bar is one client's training data, split by label: unequal heights mean unequal client sizes, single-colour bars mean clients that see few labels.",
     "sampled_labels": "Bars: the labels held by the clients sampled in each round. Lines: the share of clients, labels and training samples the server has seen so far.",
     "participation": "Which clients took part in which round: gaps are clients left out; an uneven pattern means some clients shape the model more than others.",
+    "time_accuracy": "Accuracy of the global model against the simulated time at the end of each round: what a deployment would see on the wall clock; slow or missing clients stretch it to the right.",
+    "round_time": "How long each round took on the simulated clock: until the slowest client whose update was used had uploaded, or the deadline (dashed) when some did not report by then.",
+    "client_timeline": "What became of each client in each round: trained, sent partial work, came too late, dropped out, online but not sampled, or offline; a column is one round.",
     "compare_accuracy": "Test accuracy of each selected run by round: the higher and earlier a curve levels off, the better that setting.",
     "compare_loss": "Test loss of each selected run by round: lower is better; a curve that rises or jumps is a run that diverged.",
     "sweep_accuracy": "Each line is one setting's test accuracy averaged over its seeds; the band spans one standard deviation either side. Settings whose bands overlap are not told apart by these seeds.",
@@ -589,6 +592,175 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
     return fig
 
 
+# Clients that come and go, and the simulated clock ---------------------------------------------
+# A client's state in a round, in the timeline's order, and its colour there: blues for updates
+# the server used, orange for one that came too late, black for none, white and grey for clients
+# that were not in the round (red stays with malicious clients).
+TIMELINE = {
+    "trained": ("trained", "#4C78A8"),
+    "partial": ("partial work", "#9ECAE9"),
+    "late": ("late (not used)", "#F58518"),
+    "dropped": ("dropped out", "#222A2A"),
+    "idle": ("online, not sampled", "#FFFFFF"),
+    "offline": ("offline", "#C9C9C9"),
+}
+MAX_TIMELINE_TEXT = 12_000  # cells of the exact timeline that carry a hover text; past it, the colours alone
+
+
+def _time_unit(seconds: float) -> tuple[str, float]:
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 3 * size:
+            return unit, size
+    return "s", 1.0
+
+
+def time_accuracy_chart(rounds: pd.DataFrame) -> go.Figure:
+    """Global test accuracy against the simulated time at the end of each round."""
+    fig = go.Figure()
+    _layout(fig, "Test accuracy against simulated time", "Simulated time", "Test accuracy")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    if rounds.empty:
+        return _waiting(fig, "Waiting for the first round…")
+    if "sim_clock_s" not in rounds or rounds["sim_clock_s"].isna().all():
+        return _waiting(fig, "This run was made before flcore had a simulated clock")
+    shown = thin(rounds.dropna(subset=["sim_clock_s"]))
+    unit, size = _time_unit(float(shown["sim_clock_s"].max()))
+    fig.add_trace(
+        go.Scatter(
+            x=shown["sim_clock_s"] / size,
+            y=shown["test_accuracy"],
+            mode="lines+markers" if len(shown) <= 100 else "lines",
+            name="test accuracy",
+            line={"color": run_color(0), "width": 3},
+            customdata=shown["round"],
+            hovertemplate=f"round %{{customdata}}<br>%{{x:.3g}} {unit}<br>accuracy %{{y:.1%}}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text=f"Simulated time ({unit})", rangemode="tozero")
+    return fig
+
+
+def round_time_chart(rounds: pd.DataFrame, total_rounds: int | None = None, deadline_s: float | None = None) -> go.Figure:
+    """The simulated duration of each round (bars, the mean over bins of rounds past
+    MAX_ROUND_BARS), with the deadline as a dashed line when there is one."""
+    title = "Simulated duration of each round"
+    fig = go.Figure()
+    _layout(fig, title, "Round", "Simulated duration (s)")
+    if rounds.empty or "sim_round_s" not in rounds or rounds["sim_round_s"].isna().all():
+        _round_axis(fig, total_rounds)
+        return _waiting(fig, "Waiting for the first round…" if rounds.empty else "This run was made before flcore had a simulated clock")
+    timed = rounds.dropna(subset=["sim_round_s"])
+    last = int(timed["round"].max())
+    width = bin_width(last, MAX_ROUND_BARS)
+    x, y = timed["round"].to_numpy(), timed["sim_round_s"].to_numpy()
+    if width > 1:
+        sums, counts = _binned_sums(np.zeros(len(x), dtype=np.int64), x - 1, y, (1, last), (1, width))
+        keep = counts[0] > 0
+        x, y = _bin_centers(width, sums.shape[1], 1)[keep], (sums[0] / np.maximum(counts[0], 1))[keep]
+        fig.update_layout(title_text=f"{title} (mean over {width} rounds)")
+    fig.add_trace(go.Bar(x=x, y=y, name="round", marker_color=run_color(0), hovertemplate="round %{x:.0f}<br>%{y:.3g} s<extra></extra>"))
+    if deadline_s is not None:
+        fig.add_hline(y=deadline_s, line={"dash": "dash", "color": "#555"}, annotation_text="deadline", annotation_position="top left")
+    fig.update_yaxes(rangemode="tozero")
+    _round_axis(fig, total_rounds, last)
+    return fig
+
+
+def _statuses(clients: pd.DataFrame) -> pd.Series:
+    """Each client row's status (a run stored before statuses existed: every client trained)."""
+    return clients["status"] if "status" in clients else pd.Series("trained", index=clients.index)
+
+
+def client_timeline_chart(clients: pd.DataFrame, offline: pd.DataFrame, num_clients: int, total_rounds: int | None = None) -> go.Figure:
+    """What became of each client in each round (`TIMELINE`): a client x round grid while it
+    fits MAX_ROWS x MAX_COLUMNS and the offline clients are stored exactly; past that, stacked
+    bars of how many clients were in each state per round (the mean over bins of rounds past
+    MAX_ROUND_BARS). `offline` is `RunStore.offline_frame`."""
+    fig = go.Figure()
+    title = "Client timeline: who trained, was late, dropped out or was offline"
+    if clients.empty and offline.empty:
+        _layout(fig, title, "Round", "Client")
+        _round_axis(fig, total_rounds)
+        return _waiting(fig, "Waiting for the first round…")
+    last = int(max(clients["round"].max() if len(clients) else 0, offline["round"].max() if len(offline) else 0))
+    exact = num_clients <= MAX_ROWS and last <= MAX_COLUMNS and (offline.empty or (offline["group"] == 1).all())
+    if exact:
+        return _timeline_grid(fig, title, clients, offline, num_clients, last, total_rounds)
+    return _timeline_bars(fig, clients, offline, num_clients, last, total_rounds)
+
+
+def _timeline_grid(fig, title, clients, offline, num_clients, last, total_rounds) -> go.Figure:
+    states = list(TIMELINE)
+    code = {name: i for i, name in enumerate(states)}
+    z = np.full((num_clients, last), code["idle"], dtype=np.int8)
+    for r, counts in zip(offline["round"], offline["counts"]):
+        z[np.flatnonzero(np.asarray(counts[:num_clients])), r - 1] = code["offline"]
+    ids, rounds = clients["client_id"].astype(int).to_numpy(), clients["round"].astype(int).to_numpy()
+    inside = ids < num_clients
+    z[ids[inside], rounds[inside] - 1] = _statuses(clients)[inside].map(code).to_numpy()
+    n = len(states)
+    scale = [[edge, TIMELINE[name][1]] for i, name in enumerate(states) for edge in (i / n, (i + 1) / n)]
+    words = np.array([TIMELINE[name][0] for name in states])
+    text = words[z] if z.size <= MAX_TIMELINE_TEXT else None
+    _layout(fig, title, "Round", "Client", legend_title="Client was", height=_rows_height(num_clients))
+    fig.add_trace(
+        go.Heatmap(
+            z=z, x=np.arange(1, last + 1), y=np.arange(num_clients), colorscale=scale, zmin=-0.5, zmax=n - 0.5, showscale=False,
+            text=text, hovertemplate="client %{y}<br>round %{x}<br>%{text}<extra></extra>" if text is not None else None,
+            hoverinfo=None if text is not None else "x+y", xgap=1 if last <= 60 else 0, ygap=1 if num_clients <= 60 else 0,
+        )
+    )  # fmt: skip
+    present = set(np.unique(z).tolist())
+    for name in states:
+        if code[name] in present:  # the legend: one square per state that occurs
+            label, color = TIMELINE[name]
+            fig.add_trace(
+                go.Scatter(
+                    x=[None], y=[None], mode="markers", name=label,
+                    marker={"symbol": "square", "size": 12, "color": color, "line": {"width": 1, "color": "#888"}},
+                )
+            )  # fmt: skip
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0}, plot_bgcolor="#FFFFFF")
+    fig.update_yaxes(autorange="reversed", tickformat="d")
+    if num_clients <= MANY_CLIENTS:
+        fig.update_yaxes(tickmode="array", tickvals=list(range(num_clients)), ticktext=_client_ticks(range(num_clients), True))
+    _round_axis(fig, total_rounds, last)
+    return fig
+
+
+def _timeline_bars(fig, clients, offline, num_clients, last, total_rounds) -> go.Figure:
+    rounds = clients["round"].astype(int).to_numpy() - 1
+    statuses = _statuses(clients).to_numpy()
+    per_round = {
+        name: np.bincount(rounds[statuses == name], minlength=last).astype(float) for name in ("trained", "partial", "late", "dropped")
+    }
+    per_round["offline"] = np.zeros(last)
+    for r, counts in zip(offline["round"], offline["counts"]):
+        per_round["offline"][r - 1] = sum(counts)
+    sampled = np.bincount(rounds, minlength=last)
+    per_round["idle"] = np.maximum(num_clients - sampled - per_round["offline"], 0)
+    width = bin_width(last, MAX_ROUND_BARS)
+    title = "Clients by what became of them in each round"
+    x = np.arange(1, last + 1)
+    if width > 1:
+        starts = np.arange(0, last, width)
+        x = _bin_centers(width, len(starts), 1)
+        lengths = np.diff(np.append(starts, last))
+        per_round = {k: np.add.reduceat(v, starts) / lengths for k, v in per_round.items()}
+        title += f" (mean over {width} rounds)"
+    _layout(fig, title, "Round", "Clients", legend_title="Client was")
+    for name, (label, color) in TIMELINE.items():
+        fig.add_trace(
+            go.Bar(
+                x=x, y=per_round[name], name=label, marker={"color": color, "line": {"width": 0.5, "color": "#AAA"}},
+                hovertemplate=f"round %{{x:.0f}}<br>{label}: %{{y:.1f}} clients<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_layout(barmode="stack", bargap=0.1, legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+    _round_axis(fig, total_rounds, last)
+    return fig
+
+
 # Privacy and communication -------------------------------------------------------------------
 def epsilon_chart(
     rounds: pd.DataFrame, total_rounds: int | None = None, delta: float | None = None, target: float | None = None
@@ -884,7 +1056,11 @@ def warm_up() -> None:
         "update_norm": [1.0, 1.0, 0.5, 0.5], "malicious": [False, True, False, True],
     })  # fmt: skip
     partition = counts_frame(np.array([[3, 1], [0, 4]]))
+    timed = rounds.assign(sim_round_s=[2.0, 3.0], sim_clock_s=[2.0, 5.0])
+    offline = pd.DataFrame({"round": [2], "group": [1], "counts": [[0, 1]]})
     figures = [
+        time_accuracy_chart(timed), round_time_chart(timed, 2, 2.5), client_timeline_chart(clients, offline, 2, 2),
+        client_timeline_chart(clients, offline.assign(group=2), 2, 2),
         accuracy_chart(rounds, 2), loss_chart(rounds, 2), client_loss_chart(clients, 2),
         client_metric_chart(clients, "update_norm", "t", "y", 2, max_lines=1), partition_heatmap(partition),
         partition_bars(partition), sampled_labels_chart(clients, partition, None, 2),

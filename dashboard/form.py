@@ -3,7 +3,9 @@
 Each `ExperimentConfig` field becomes one widget whose kind, bounds and help text come from the
 field itself (`model_fields`: its type, its ge/gt/le/lt constraints, its description); the
 choices of dataset, split, model, aggregation, attack and executor come from the engine's registries,
-and under each choice only the fields that entry reads (`Entry.params`) are shown. A field
+and under each choice only the fields that entry reads (`Entry.params`) are shown. Choosing a
+dataset split by its own clients by default (synthetic) moves the split and the number of
+clients with it, and the natural split takes its number of clients from the data. A field
 that no section places and no registry entry claims still gets a widget under "Advanced", so
 a new engine setting can never be missing from the form. Hidden fields keep the value the form
 started from. Widget keys are ``cfg.<field>``.
@@ -21,7 +23,7 @@ from pydantic.fields import FieldInfo
 
 from dashboard.tables import field_label
 from flcore import settings as server_settings
-from flcore.config import ExperimentConfig, Problem, registries
+from flcore.config import ExperimentConfig, Problem, natural_defaults, registries
 from flcore.data import uploads
 from flcore.data.datasets import AVAILABILITY, availability
 from flcore.registry import Registry
@@ -36,6 +38,11 @@ SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("Data", "dataset", ()),
     ("Split over clients", "partition", ("num_clients",)),
     ("Each round", None, ("clients_per_round", "client_fraction", "rounds")),
+    (
+        "Clients that come and go",
+        None,
+        ("availability", "availability_model", "dropout", "stragglers", "straggler_policy", "round_deadline_s"),
+    ),
     ("Local training on each client", "model", ("local_epochs", "batch_size", "lr", "momentum", "weight_decay", "prox_mu")),
     ("Aggregation on the server", "strategy", ()),
     ("Attack", "attack", ()),
@@ -53,6 +60,7 @@ PLACEHOLDERS = {
     "attack_scale": "the attack's default",
     "data_seed": "same as the seed",
     "chunk_size": "automatic",
+    "round_deadline_s": "none: wait for every client",
     "ray_actors": "one per free CPU or GPU",
     "dp_target_epsilon": "no budget: every round",
 }
@@ -79,6 +87,10 @@ STEPS = {
     "dp_delta": 1e-6,
     "dp_target_epsilon": 0.5,
     "compression_ratio": 0.01,
+    "availability": 0.05,
+    "dropout": 0.05,
+    "stragglers": 0.05,
+    "round_deadline_s": 1.0,
 }
 # A value the widget starts at when it appears and the form still holds the config default,
 # because the config default alone is refused (an attack needs some malicious clients).
@@ -192,8 +204,9 @@ def field_widget(name: str, value: Any) -> Any:
         names = registry.names()
         shown = _dataset_label if name == "dataset" else (lambda n: registry.entry(n).label)
         chosen = st.selectbox(
-            label, names, index=names.index(value) if value in names else 0, key=key, format_func=shown, help=info.description
-        )
+            label, names, index=names.index(value) if value in names else 0, key=key, format_func=shown, help=info.description,
+            on_change=FOLLOW.get(name),
+        )  # fmt: skip
         caption = registry.entry(chosen).description
         if name == "dataset" and availability(chosen) != "present":
             caption += f" It is {AVAILABILITY[availability(chosen)]}."
@@ -208,6 +221,41 @@ def field_widget(name: str, value: Any) -> Any:
         return _number(name, info, kind, optional, value, key, label)
     max_chars = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
     return st.text_input(label, value="" if value is None else str(value), key=key, help=info.description, max_chars=max_chars)
+
+
+def _current_values() -> dict[str, Any]:
+    """The form's values as the widgets hold them now (in a callback, before the rerun)."""
+    from dashboard.state import FORM_VALUES
+
+    shown = {f: st.session_state[KEY_PREFIX + f] for f in ExperimentConfig.model_fields if KEY_PREFIX + f in st.session_state}
+    return {**ExperimentConfig().model_dump(), **st.session_state.get(FORM_VALUES, {}), **shown}
+
+
+def _follow_dataset() -> None:
+    """A dataset split by its own clients by default (synthetic) brings the natural split and its
+    client count; a dataset without natural clients gives the natural split up for the default."""
+    values = _current_values()
+    implied = natural_defaults({k: v for k, v in values.items() if k not in ("partition", "num_clients")})
+    if "partition" in implied:
+        for field in ("partition", "num_clients"):
+            if field in implied:
+                st.session_state[KEY_PREFIX + field] = implied[field]
+    elif values.get("partition") == "natural":
+        spec = CHOICES["dataset"].get(values["dataset"])
+        if spec.info.natural_clients is None and spec.read_info is None:
+            st.session_state[KEY_PREFIX + "partition"] = ExperimentConfig.model_fields["partition"].default
+
+
+def _follow_partition() -> None:
+    """The natural split takes the number of clients from the data, when it can be known."""
+    values = _current_values()
+    if values.get("partition") == "natural":
+        implied = natural_defaults({k: v for k, v in values.items() if k != "num_clients"})
+        if "num_clients" in implied:
+            st.session_state[KEY_PREFIX + "num_clients"] = implied["num_clients"]
+
+
+FOLLOW = {"dataset": _follow_dataset, "partition": _follow_partition}  # choices that move other widgets
 
 
 def _dataset_label(name: str) -> str:

@@ -27,6 +27,7 @@ class RunFrames:
     rounds: pd.DataFrame  # RunStore.rounds_frame
     clients: pd.DataFrame  # RunStore.clients_frame
     partition: pd.DataFrame  # RunStore.partition_frame (empty until the worker stored the split)
+    offline: pd.DataFrame  # RunStore.offline_frame: the rounds with offline clients
 
     @property
     def last_round(self) -> int:
@@ -50,11 +51,16 @@ def run_frames(store: RunStore, run_id: str) -> RunFrames:
         cached = None  # the rounds we hold are no longer the ones stored
     after = cached.last_round if cached is not None else 0
     rounds, clients = store.results(run_id, after)
+    offline = store.offline_frame(run_id, after)
+    if len(rounds):  # a round stored between the two reads is read with the next ones
+        offline = offline[offline["round"] <= rounds["round"].iloc[-1]]
+    else:
+        offline = offline.iloc[:0]
     if cached is None:
-        frames = RunFrames(rounds, clients, store.partition_frame(run_id))
+        frames = RunFrames(rounds, clients, store.partition_frame(run_id), offline)
     else:
         partition = cached.partition if len(cached.partition) else store.partition_frame(run_id)
-        frames = RunFrames(_append(cached.rounds, rounds), _append(cached.clients, clients), partition)
+        frames = RunFrames(_append(cached.rounds, rounds), _append(cached.clients, clients), partition, _append(cached.offline, offline))
     with _lock:
         _cache[key] = frames
         _cache.move_to_end(key)

@@ -38,6 +38,7 @@ FIELD_LABELS = {
     "emnist_split": "EMNIST split",
     "synthetic_alpha": "Synthetic alpha (model heterogeneity)",
     "synthetic_beta": "Synthetic beta (feature heterogeneity)",
+    "synthetic_sizes": "Synthetic device sizes",
     "partition": "Split",
     "alpha": "Dirichlet alpha",
     "shards_per_client": "Shards per client",
@@ -48,6 +49,12 @@ FIELD_LABELS = {
     "clients_per_round": "Clients per round",
     "client_fraction": "Fraction of clients per round",
     "rounds": "Rounds",
+    "availability": "Chance a client is online",
+    "availability_model": "Online chance per client",
+    "dropout": "Chance a client drops out",
+    "stragglers": "Fraction of stragglers",
+    "straggler_policy": "Stragglers",
+    "round_deadline_s": "Round deadline (simulated s)",
     "model": "Model",
     "local_epochs": "Local epochs",
     "batch_size": "Batch size",
@@ -115,7 +122,24 @@ def describe_config(config: ExperimentConfig) -> str:
         parts.append(f"updates: top {config.compression_ratio:.0%} of coordinates{feedback}")
     elif config.compression == "quantize":
         parts.append(f"updates: {config.compression_bits}-bit quantized{feedback}")
+    parts.extend(_uneven_parts(config))
     return " · ".join(parts)
+
+
+def _uneven_parts(config: ExperimentConfig) -> list[str]:
+    """The clients that come and go, in a few words each (nothing when every client always reports)."""
+    parts = []
+    if config.availability < 1:
+        spread = ", each its own chance" if config.availability_model == "heterogeneous" else ""
+        parts.append(f"clients online {config.availability:.0%} of rounds{spread}")
+    if config.dropout:
+        parts.append(f"{config.dropout:.0%} drop out")
+    if config.stragglers:
+        what = "send partial work" if config.straggler_policy == "partial" else "are dropped"
+        parts.append(f"{config.stragglers:.0%} stragglers {what}")
+    if config.round_deadline_s is not None:
+        parts.append(f"deadline {config.round_deadline_s:g} s")
+    return parts
 
 
 def format_duration(seconds: float | None) -> str:

@@ -209,6 +209,7 @@ def _write_results(out: Path, results: list, counts: pd.DataFrame) -> None:
 
 
 def _print_summary(config: ExperimentConfig, results: list, seconds: float, out: Path, run_id, store) -> None:
+    from flcore.availability import summary
     from flcore.records import best_round
 
     final = results[-1]
@@ -218,6 +219,7 @@ def _print_summary(config: ExperimentConfig, results: list, seconds: float, out:
         f"{len(results)} rounds in {seconds:.1f} s\n"
         f"final test accuracy {final.test_accuracy:.4f} (loss {final.test_loss:.4f}); "
         f"best {best['test_accuracy']:.4f} at round {int(best['round'])}\n"
+        f"{summary(config, results)}\n"
         + "".join(line + "\n" for line in summary_lines(config, pd.DataFrame([r.row() for r in results])))
         + f"results written to {out}/"
         + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")

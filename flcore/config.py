@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 # Fields earlier releases had, which are now server settings (flcore.settings): a stored config
 # that still names them is read without them.
 RETIRED_FIELDS = ("data_dir", "download")
+# Fields added later whose default is not what earlier configs meant: a stored config written
+# before one existed (a full dump that lacks it) is read with the value it was run with.
+EARLIER_MEANING = {"synthetic_sizes": "equal"}
 
-__all__ = ["ConfigError", "ExperimentConfig", "Problem", "registries"]
+__all__ = ["ConfigError", "ExperimentConfig", "Problem", "natural_defaults", "registries"]
 
 
 class ExperimentConfig(BaseModel):
@@ -48,6 +51,10 @@ class ExperimentConfig(BaseModel):
     )
     synthetic_alpha: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): model heterogeneity.")
     synthetic_beta: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): feature heterogeneity.")
+    synthetic_sizes: Literal["powerlaw", "equal"] = Field(
+        "powerlaw",
+        description="Synthetic: samples per device, 'powerlaw' (as in Li et al. 2020) or 'equal' (400 each, flcore's first release).",
+    )
 
     # Partition
     partition: str = Field("dirichlet", description="How the training data is split over clients.")
@@ -62,6 +69,29 @@ class ExperimentConfig(BaseModel):
     clients_per_round: int | None = Field(None, ge=1, le=100_000, description="Clients sampled per round (overrides client_fraction).")
     client_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
     rounds: int = Field(20, ge=1, le=10_000, description="Communication rounds.")
+
+    # Clients that come and go (flcore.availability, flcore.clock)
+    availability: float = Field(1.0, gt=0, le=1, description="Probability that a client is online in a round (1 = always).")
+    availability_model: Literal["uniform", "heterogeneous"] = Field(
+        "uniform",
+        description="'uniform': every client is online with that probability; 'heterogeneous': each client has its own, "
+        "drawn once from a Beta distribution around it.",
+    )
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Probability that a sampled client fails to report in a round (its update never arrives)."
+    )
+    stragglers: float = Field(0.0, ge=0, le=1, description="Fraction of the sampled clients that are slow in a round.")
+    straggler_policy: Literal["drop", "partial"] = Field(
+        "drop",
+        description="What the server does with stragglers: 'drop' ignores them; with 'partial' they send what they finished "
+        "(a random number of their local steps, as in FedProx).",
+    )
+    round_deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=1e7,
+        description="Simulated seconds the server waits for updates in a round; later ones are late (None = wait for all).",
+    )
 
     # Local training
     model: str = Field("mlp", description="Model architecture.")
@@ -113,6 +143,15 @@ class ExperimentConfig(BaseModel):
     data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, values: Any) -> Any:
+        """A dataset split by its own clients by default (synthetic) brings partition='natural'
+        and its client count where they are not given (see `natural_defaults`)."""
+        if not isinstance(values, dict):
+            return values
+        return natural_defaults(values)
+
     @model_validator(mode="after")
     def _check(self) -> "ExperimentConfig":
         problems = _cross_field_problems(self)
@@ -147,14 +186,18 @@ class ExperimentConfig(BaseModel):
         return self.model_dump_json(indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ExperimentConfig":
-        """A config from JSON; fields that are now server settings (RETIRED_FIELDS) are dropped."""
+    def from_json(cls, text: str, stored: bool = False) -> "ExperimentConfig":
+        """A config from JSON; fields that are now server settings (RETIRED_FIELDS) are dropped.
+        `stored`: a full config an earlier release may have written (a run store's), whose
+        missing fields take the value they had then (EARLIER_MEANING)."""
         try:
             values = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError([f"the config is not valid JSON: {err}"]) from None
         if not isinstance(values, dict):
             raise ConfigError(["the config must be a JSON object of field: value"])
+        if stored:
+            values = {**EARLIER_MEANING, **values}
         return cls.create(**{k: v for k, v in values.items() if k not in RETIRED_FIELDS})
 
     @classmethod
@@ -177,8 +220,50 @@ def format_validation_error(err: ValidationError) -> list[Problem]:
             problems.append(Problem(field, f"{field} is not a setting; see `python -m flcore run --help` for the settings"))
             continue
         value = e.get("input")
-        problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}"))
+        allowed = _allowed_range(field) if e["type"] in _BOUND_ERRORS else ""
+        problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}{allowed}"))
     return problems
+
+
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _allowed_range(field: str) -> str:
+    """' (allowed: above 0, at most 1)': both ends of a numeric field's range, for its message."""
+    info = ExperimentConfig.model_fields.get(field)
+    if info is None:
+        return ""
+    words = {"gt": "above", "ge": "at least", "lt": "below", "le": "at most"}
+    ends = [f"{words[k]} {getattr(m, k):g}" for m in info.metadata for k in words if hasattr(m, k)]
+    return f" (allowed: {', '.join(ends)})" if len(ends) > 1 else ""
+
+
+def natural_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (config fields by name) with the split settings the dataset implies where they
+    are left out: a dataset split by its own clients by default (Synthetic's devices) takes
+    partition='natural', and the natural split takes num_clients from the data when its number
+    of clients can be known (without a download). What cannot be known is left for the config's
+    validation to explain."""
+    from flcore.data.datasets import DATASETS, DataFileError, DatasetUnavailable
+
+    name = values.get("dataset", ExperimentConfig.model_fields["dataset"].default)
+    if not isinstance(name, str) or name not in DATASETS:
+        return values
+    spec = DATASETS.get(name)
+    out = dict(values)
+    if "partition" not in out and spec.natural_by_default:
+        out["partition"] = "natural"
+    if out.get("partition") == "natural" and "num_clients" not in out:
+        count = spec.info.natural_clients
+        if count is None and spec.read_info is not None:
+            draft = ExperimentConfig.model_construct(**{**ExperimentConfig().model_dump(), **out})
+            try:
+                count = spec.read_info(draft).natural_clients
+            except (DataFileError, DatasetUnavailable, ValueError, TypeError, OSError):
+                count = None  # the loader explains what is wrong when the config is checked
+        if count is not None:
+            out["num_clients"] = count
+    return out
 
 
 def registries() -> dict[str, "Registry"]:

@@ -23,9 +23,11 @@ Gaussian mechanism (Mironov 2017; Mironov, Talwar and Zhang 2019, as `opacus.acc
 .RDPAccountant` computes it), a pure function of the rounds done, so a resumed run needs no
 accountant state. Central DP is user-level DP for the server's releases with sampling rate
 clients_per_round / num_clients (the analysis assumes Poisson sampling; the simulator samples a
-fixed number without replacement, the usual approximation). Local DP is counted against the
-server, which knows who sent what, so sampling amplifies nothing: rate 1 over every round so
-far, a bound for each client (one that sat rounds out spent less). `dp_target_epsilon` ends the
+fixed number without replacement, the usual approximation); when clients are online only some
+of the time, the rate is a bound on the most available client's chance to be sampled
+(`inclusion_bound`); dropouts and stragglers only remove updates, which spends no more. Local
+DP is counted against the server, which knows who sent what, so sampling amplifies nothing:
+rate 1 over every round so far, a bound for each client (one that sat rounds out spent less). `dp_target_epsilon` ends the
 run before the first round that would spend more than the budget; since epsilon depends only on
 the round count, that round is known before the run starts.
 """
@@ -42,8 +44,10 @@ import numpy as np
 import torch
 
 from flcore import seeding
+from flcore.availability import online_probabilities
 from flcore.problems import Problem
 from flcore.registry import Registry
+from flcore.training.objective import clip_rows_
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
@@ -73,14 +77,7 @@ PRIVACY.register(
 )(Mechanism("client"))
 
 
-# Clipping and noise (pure tensor functions) ------------------------------------------------
-def clip_rows_(updates: torch.Tensor, clip: float) -> torch.Tensor:
-    """In place: each row u becomes u * min(1, clip / ||u||), so no row is longer than `clip`
-    (Abadi et al. 2016; McMahan et al. 2018). Returns `updates`."""
-    norms = torch.linalg.vector_norm(updates, dim=1, keepdim=True)
-    return updates.mul_((clip / norms.clamp_min(1e-12)).clamp_max(1.0))
-
-
+# Noise (pure tensor functions; clipping is `training.objective.clip_rows_`) -----------------
 def gaussian(size: int, std: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """N(0, std^2) noise of `size` values, drawn on the CPU from `generator` (so CPU and GPU runs
     draw the same numbers), on the device and dtype of `like`."""
@@ -96,11 +93,35 @@ def dp_fedavg_mean(updates: torch.Tensor, clip: float, noise_std: float, generat
 
 # Accounting (Opacus) ------------------------------------------------------------------------
 def sample_rate(config: "ExperimentConfig") -> float:
-    """The rate the accountant amplifies by: clients_per_round / num_clients for central DP; 1 for
-    local DP (the server knows who took part)."""
+    """The rate the accountant amplifies by: 1 for local DP (the server knows who took part); for
+    central DP, clients_per_round / num_clients, or, when clients are not always online, a bound
+    on any client's chance to be sampled in a round (`inclusion_bound`)."""
     if config.dp == "local":
         return 1.0
-    return config.clients_per_round_resolved / config.num_clients
+    k, n = config.clients_per_round_resolved, config.num_clients
+    online = online_probabilities(config)
+    if online is None:
+        return k / n
+    return inclusion_bound(float(online.min()), float(online.max()), n, k)
+
+
+@functools.lru_cache(maxsize=64)
+def inclusion_bound(p_min: float, p_max: float, num_clients: int, per_round: int) -> float:
+    """An upper bound on any client's chance to be sampled in a round when client c is online
+    with probability p_c in [p_min, p_max] and `per_round` clients are drawn from those online
+    (all of them when fewer are): p_c * E[min(1, per_round / (1 + X))] with X the other clients
+    online. That expectation falls as X grows, and X is at least Binomial(num_clients - 1,
+    p_min) in distribution, so p_max times it at that binomial bounds every client; with one
+    probability for all (uniform availability) it is the exact rate. A client more available than
+    the mean is sampled more often than per_round / num_clients, and its epsilon is what counts."""
+    others = np.arange(num_clients)
+    log_pmf = np.array([math.lgamma(num_clients) - math.lgamma(x + 1) - math.lgamma(num_clients - x) for x in others])
+    if 0 < p_min < 1:
+        log_pmf += others * math.log(p_min) + (num_clients - 1 - others) * math.log1p(-p_min)
+        pmf = np.exp(log_pmf)
+    else:  # nobody else online (p_min = 0) or everybody (p_min = 1)
+        pmf = (others == (0 if p_min <= 0 else num_clients - 1)).astype(np.float64)
+    return min(1.0, p_max * float((pmf * np.minimum(1.0, per_round / (1 + others))).sum()))
 
 
 @functools.lru_cache(maxsize=256)

@@ -6,7 +6,8 @@ nowhere else: the store's tables and frames, `rounds.csv` and `clients.csv`, and
 tables all follow them. A number beyond those (a strategy's metrics, a registered client
 metric, see `flcore.metrics`) goes in the open `metrics` mapping of either record: it is stored
 as JSON, read back as an extra float column and exported as an extra CSV column, with no
-change to the store's schema.
+change to the store's schema. A client's `status` says whether its update arrived (`STATUSES`);
+a round's `offline` says, in a bounded form, which clients were not online to be sampled.
 """
 
 from __future__ import annotations
@@ -25,19 +26,42 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: str  # a pandas dtype: "int64", "float64" or "bool"
+    dtype: str  # a pandas dtype: "int64", "float64", "bool" or "object" (text)
+
+
+# What became of a sampled client's round (flcore.availability): its update arrived after all of
+# its local steps, or after part of them (a straggler that sent what it finished); it came too
+# late to be used (a straggler the server ignored, or past the round's deadline); or it never came.
+STATUSES = ("trained", "partial", "late", "dropped")
+REPORTED = ("trained", "partial")  # the statuses whose update the server aggregates
 
 
 @dataclass(frozen=True)
 class ClientResult:
     client_id: int
     num_samples: int
-    num_steps: int
-    train_loss: float
+    num_steps: int  # local steps it ran (0 when it did not train: late or dropped)
+    train_loss: float  # NaN when it did not train, as are the two below
     train_accuracy: float
     update_norm: float  # L2 norm of the update as sent (after any attack)
     malicious: bool
+    status: str = "trained"  # one of STATUSES
     metrics: dict[str, float] = field(default_factory=dict)  # registered client metrics, by name
+
+
+@dataclass(frozen=True)
+class Offline:
+    """The clients offline in a round, in a bounded form: how many of each `group` consecutive
+    client ids were offline (group 1: exactly which), whatever the number of clients."""
+
+    group: int
+    counts: tuple[int, ...]
+
+    def ids(self) -> list[int]:
+        """The offline client ids, when the form is exact (group 1)."""
+        if self.group != 1:
+            raise ValueError("the offline clients were stored in groups; only their counts are known")
+        return [i for i, n in enumerate(self.counts) if n]
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class RoundResult:
     bytes_sent: int  # server -> clients
     bytes_received: int  # clients -> server
     metrics: dict[str, float] = field(default_factory=dict)  # the strategy's (and the engine's) extra numbers
+    offline: Offline | None = None  # who was offline (None: everyone was online)
     state: ServerState | None = field(default=None, repr=False, compare=False)  # the server state after the round
 
     def row(self) -> dict[str, Any]:
@@ -60,7 +85,7 @@ class RoundResult:
             "test_loss": self.test_loss,
             "test_accuracy": self.test_accuracy,
             "num_sampled": len(self.sampled_clients),
-            "mean_train_loss": float(np.mean([c.train_loss for c in self.clients])),
+            "mean_train_loss": _mean([c.train_loss for c in self.clients if c.status in REPORTED]),
             "wall_time_s": self.wall_time_s,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
@@ -72,7 +97,12 @@ class RoundResult:
         return [{"round": self.round, **_typed_fields(c), **c.metrics} for c in self.clients]
 
 
-_DTYPES = {int: "int64", float: "float64", bool: "bool", "int": "int64", "float": "float64", "bool": "bool"}
+_DTYPES = {int: "int64", float: "float64", bool: "bool", str: "object", "int": "int64", "float": "float64", "bool": "bool", "str": "object"}
+
+
+def _mean(values: list[float]) -> float:
+    """The mean, NaN for none (a round in which no update arrived)."""
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _typed_fields(record: ClientResult) -> dict[str, Any]:
@@ -106,6 +136,14 @@ def typed_frame(rows: list[tuple], columns: tuple[Column, ...], metrics: list[di
         return frame
     extra = pd.DataFrame(metrics, index=frame.index, dtype="float64")
     return pd.concat([frame, extra], axis=1)
+
+
+def reported(clients: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a clients frame whose update reached the server (every row of a run stored
+    before client statuses existed)."""
+    if "status" not in clients:
+        return clients
+    return clients[clients["status"].isin(REPORTED)]
 
 
 def best_round(rounds: pd.DataFrame) -> pd.Series | None:

@@ -64,11 +64,11 @@ STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before kil
 
 # Checkpoints -------------------------------------------------------------------------------
 def state_to_bytes(state: "ServerState") -> bytes:
-    """A ServerState (params, round, strategy tensors) as `torch.save` bytes."""
+    """A ServerState (params, round, strategy tensors, simulated clock) as `torch.save` bytes."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save({"params": state.params, "round": state.round, "extra": state.extra}, buffer)
+    torch.save({"params": state.params, "round": state.round, "extra": state.extra, "clock_s": state.clock_s}, buffer)
     return buffer.getvalue()
 
 
@@ -79,7 +79,7 @@ def state_from_bytes(blob: bytes, device: "torch.device | str" = "cpu") -> "Serv
     from flcore.strategies import ServerState
 
     saved = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
-    return ServerState(params=saved["params"], round=saved["round"], extra=saved["extra"])
+    return ServerState(params=saved["params"], round=saved["round"], extra=saved["extra"], clock_s=saved.get("clock_s"))
 
 
 # Running one run ---------------------------------------------------------------------------

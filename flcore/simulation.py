@@ -3,9 +3,10 @@
 `Simulation(config)` loads the data once, splits it with the data seed, builds the model and
 the strategy. `run()` then repeats, top to bottom:
 
-  1. sample clients       seeded by (seed, round)
+  1. sample clients       seeded by (seed, round), from those online; plan who reports and when
   2. broadcast            the global parameters (and SCAFFOLD's corrections)
-  3. local training       each sampled client trains on its own samples (clipped under DP)
+  3. local training       each sampled client whose update can arrive trains on its own samples
+                          (clipped under DP)
   4. attack               malicious clients poison the update they send
      send                 local DP noise, then compression with error feedback: what travels
   5. aggregate            the strategy turns the updates into the next global model
@@ -17,11 +18,13 @@ Storage, progress bars, cancellation and checkpoints hang off this loop as consu
 iterator; the loop itself knows nothing about them. Each result carries the server state after
 its round (`result.state`), which is what a consumer checkpoints. Every round's randomness is a
 function of (seed, round), so running from a checkpointed `ServerState` reproduces an
-uninterrupted run.
+uninterrupted run. Who is online, drops out or straggles, and the simulated clock, are planned
+by `flcore.availability` before a round trains; the state carries the clock.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
@@ -31,7 +34,8 @@ import torch
 
 from flcore import seeding
 from flcore.attacks import ATTACKS, malicious_clients
-from flcore.compression import Channel
+from flcore.availability import Availability, client_clock, round_clock
+from flcore.compression import Channel, Sent
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
 from flcore.data.partition import counts_frame, label_counts, split_dataset
@@ -40,8 +44,9 @@ from flcore.models import build_model
 from flcore.privacy import Privacy
 from flcore.records import ClientResult, RoundResult
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
-from flcore.training import ClientTask, TrainingData, evaluate, make_executor
+from flcore.training import ClientTask, TrainedClients, TrainingData, evaluate, make_executor
 from flcore.training.local import flat_params
+from flcore.training.objective import LocalSettings
 
 __all__ = ["ClientResult", "DivergedError", "RoundResult", "Simulation", "sample_clients"]
 
@@ -58,10 +63,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def sample_clients(config: ExperimentConfig, round_: int) -> np.ndarray:
-    """The sorted ids of the clients taking part in `round_`, a function of (seed, round)."""
+def sample_clients(config: ExperimentConfig, round_: int, online: np.ndarray | None = None) -> np.ndarray:
+    """The sorted ids of the clients taking part in `round_`, a function of (seed, round): drawn
+    from the clients `online` this round (None: all are), all of those when fewer are online."""
     rng = seeding.rng(config.seed, "sampling", round_)
-    return np.sort(rng.choice(config.num_clients, size=config.clients_per_round_resolved, replace=False))
+    if online is None:
+        return np.sort(rng.choice(config.num_clients, size=config.clients_per_round_resolved, replace=False))
+    return np.sort(rng.choice(online, size=min(config.clients_per_round_resolved, len(online)), replace=False))
 
 
 class Simulation:
@@ -89,6 +97,11 @@ class Simulation:
         self.malicious = set(malicious_clients(config.num_clients, config.attack_fraction, seeding.rng(config.seed, "attack")).tolist())
         self.strategy = build_strategy(config)
         self.executor = make_executor(config, self.model, data.info.num_classes)
+        self.vector_bytes = self.num_params * flat_params(self.model).element_size()
+        scaffold = self.strategy.client_corrections(self.initial_state(), []) is not None
+        self.per_client = 2 if scaffold else 1  # SCAFFOLD sends control variates both ways
+        sizes = [len(p) for p in self.parts]
+        self.availability = Availability(config, sizes, LocalSettings.from_config(config), self.vector_bytes * self.per_client)
         self.privacy = Privacy(config)  # noise, epsilon and the rounds a budget allows (clipping: in the executors)
         self.channel = Channel(config, self.num_params)  # what clients really send back
 
@@ -104,6 +117,8 @@ class Simulation:
         """Yield one result per round, from `state` (a checkpoint) or from the start; each
         carries the server state after its round."""
         state = state if state is not None else self.initial_state()
+        if state.clock_s is None:  # a checkpoint from before the simulated clock: replay its rounds' durations
+            state = state.evolve(clock_s=self.clock_at(state.round))
         try:
             while state.round < self.privacy.last_round:  # config.rounds, unless a privacy budget ends the run sooner
                 state, result = self.step(state)
@@ -118,38 +133,55 @@ class Simulation:
         if close is not None:
             close()
 
+    def clock_at(self, round_: int) -> float:
+        """The simulated time at the end of `round_`: every round's duration is planned from
+        (seed, round) alone, before training, so it can be summed without training."""
+        total = 0.0
+        for r in range(1, round_ + 1):
+            online = self.availability.online(r)
+            total += self.availability.plan(r, sample_clients(self.config, r, online).tolist(), online).duration_s
+        return total
+
     def step(self, state: ServerState) -> tuple[ServerState, RoundResult]:
         """Run round state.round + 1 and return the new state with its result."""
         start = time.perf_counter()
         round_ = state.round + 1
 
-        # 1. sample clients
-        sampled = sample_clients(self.config, round_).tolist()
-        tasks = [ClientTask(c, self._part_tensors[c], self.attack.flips_labels and c in self.malicious) for c in sampled]
+        # 1. sample clients from those online; plan who reports, how much each works, the clock
+        online = self.availability.online(round_)
+        sampled = sample_clients(self.config, round_, online).tolist()
+        plan = self.availability.plan(round_, sampled, online)
+        ids = [sampled[i] for i in plan.training]  # the clients whose update will arrive: they train
+        flips = self.attack.flips_labels
+        tasks = [ClientTask(c, self._part_tensors[c], flips and c in self.malicious, plan.max_steps(i)) for i, c in zip(plan.training, ids)]
 
         # 2. broadcast (SCAFFOLD also sends each client its correction)
-        corrections = self.strategy.client_corrections(state, sampled)
+        corrections = self.strategy.client_corrections(state, ids)
 
         # 3. local training
-        trained = self.executor.train(state.params, tasks, self.data, round_, corrections)
+        trained = self.executor.train(state.params, tasks, self.data, round_, corrections) if tasks else _no_training(state.params)
 
         # 4. attack: malicious clients poison what they send
         deltas = trained.deltas
-        bad = [i for i, c in enumerate(sampled) if c in self.malicious]
+        bad = [i for i, c in enumerate(ids) if c in self.malicious]
         if bad and self.attack.poison is not None:
             g = seeding.torch_generator(self.config.seed, "attack_noise", round_)
             deltas = deltas.clone()
             deltas[bad] = self.attack.poison(deltas[bad], self.attack_scale, g)
 
         # send: local DP noise, then compression with error feedback (the residuals live in the state)
-        sent = self.channel.send(self.privacy.privatize(deltas, sampled, round_), sampled, round_, state)
+        sent = self.channel.send(self.privacy.privatize(deltas, ids, round_), ids, round_, state) if ids else Sent(deltas, 0, None)
         deltas = sent.deltas
 
-        # 5. aggregate
-        updates = ClientUpdates(sampled, deltas, trained.num_samples, trained.num_steps)
+        # 5. aggregate (a round in which fewer updates arrived than the strategy needs keeps the model)
         before = state
-        state, metrics = self.privacy.aggregate(self.strategy, state, updates, round_)
-        state = self.channel.keep(state, sent)
+        aggregated = len(ids) >= self.strategy.min_updates
+        if aggregated:
+            updates = ClientUpdates(ids, deltas, trained.num_samples, trained.num_steps)
+            state, metrics = self.privacy.aggregate(self.strategy, state, updates, round_)
+        else:
+            state, metrics = state.evolve(round=round_), {}
+        state = self.channel.keep(state, sent).evolve(clock_s=before.clock_s + plan.duration_s)
         if not torch.isfinite(state.params).all():
             raise DivergedError(
                 f"the global model diverged in round {round_} (its weights are no longer finite numbers); "
@@ -161,22 +193,25 @@ class Simulation:
 
         # 7. emit
         norms = deltas.norm(dim=1).tolist()
-        extra = compute_client_metrics(ClientRound(round_, sampled, deltas, trained, before.params, state.params))
+        extra = compute_client_metrics(ClientRound(round_, ids, deltas, trained, before.params, state.params)) if ids else {}
+        row = {c: i for i, c in enumerate(ids)}  # a client's row in the training results
         clients = tuple(
             ClientResult(
                 client_id=c,
-                num_samples=int(trained.num_samples[i]),
-                num_steps=int(trained.num_steps[i]),
-                train_loss=float(trained.train_loss[i]),
-                train_accuracy=float(trained.train_accuracy[i]),
-                update_norm=norms[i],
+                num_samples=len(self.parts[c]),
+                num_steps=int(trained.num_steps[row[c]]) if c in row else 0,
+                train_loss=float(trained.train_loss[row[c]]) if c in row else math.nan,
+                train_accuracy=float(trained.train_accuracy[row[c]]) if c in row else math.nan,
+                update_norm=norms[row[c]] if c in row else math.nan,
                 malicious=c in self.malicious,
-                metrics={name: values[i] for name, values in extra.items()},
+                status=plan.status[j],
+                metrics={
+                    **({name: values[row[c]] for name, values in extra.items()} if c in row else {}),
+                    **client_clock(self.config, plan, j),
+                },
             )
-            for i, c in enumerate(sampled)
+            for j, c in enumerate(sampled)
         )
-        vector_bytes = self.num_params * state.params.element_size()
-        per_client = 2 if corrections is not None else 1  # SCAFFOLD sends control variates both ways
         return state, RoundResult(
             round=round_,
             sampled_clients=tuple(sampled),
@@ -184,8 +219,20 @@ class Simulation:
             test_loss=test_loss,
             test_accuracy=test_accuracy,
             wall_time_s=time.perf_counter() - start,
-            bytes_sent=len(sampled) * vector_bytes * per_client,
-            bytes_received=sent.bytes + len(sampled) * vector_bytes * (per_client - 1),
-            metrics={**metrics, **round_summaries(extra), **self.privacy.round_metrics(round_)},
+            bytes_sent=len(sampled) * self.vector_bytes * self.per_client,
+            bytes_received=sent.bytes + len(ids) * self.vector_bytes * (self.per_client - 1),
+            metrics={
+                **metrics,
+                **round_summaries(extra),
+                **self.privacy.round_metrics(round_),
+                **round_clock(self.config, plan, state.clock_s, aggregated),
+            },
+            offline=plan.offline,
             state=state,
         )
+
+
+def _no_training(params: torch.Tensor) -> TrainedClients:
+    """The training results of a round in which no client trains."""
+    empty = torch.zeros(0)
+    return TrainedClients(params.new_zeros((0, params.numel())), empty, empty, empty, empty)

@@ -30,6 +30,37 @@ def test_run_writes_every_result_file(tmp_path, capsys):
     assert "final test accuracy" in capsys.readouterr().out
 
 
+def test_clients_that_come_and_go_are_in_the_csvs_and_the_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = ["--num-clients", "10", "--clients-per-round", "5", "--availability", "0.7", "--dropout", "0.3"]
+    assert (
+        main(
+            [
+                "run",
+                *SMALL,
+                *flags,
+                "--stragglers",
+                "0.5",
+                "--straggler-policy",
+                "partial",
+                "--rounds",
+                "3",
+                "--out",
+                str(out),
+                "--no-store",
+            ]
+        )
+        == 0
+    )
+    rounds, clients = pd.read_csv(out / "rounds.csv"), pd.read_csv(out / "clients.csv")
+    assert {"sim_round_s", "sim_clock_s", "num_online", "num_reported", "num_dropped", "num_late", "num_partial"} <= set(rounds.columns)
+    assert set(clients["status"]) <= {"trained", "partial", "late", "dropped"} and "dropped" in set(clients["status"])
+    assert (clients.groupby("round").size() == rounds.set_index("round")["num_sampled"]).all()  # every sampled client, dropped ones too
+    assert clients.loc[clients["status"] == "dropped", "train_loss"].isna().all()
+    text = capsys.readouterr().out
+    assert "simulated time" in text and f"{int(rounds['num_dropped'].sum())} dropped" in text
+
+
 def test_same_config_twice_gives_identical_csvs(tmp_path):
     for name in ("a", "b"):
         assert main(["run", *SMALL, "--partition", "dirichlet", "--out", str(tmp_path / name), "--no-store"]) == 0
@@ -75,6 +106,8 @@ def _cli(*args, env=None):
         (["run", "--num-clients", "10", "--clients-per-round", "50"], "clients_per_round=50 exceeds num_clients=10"),
         (["run", "--alpha", "-1"], "alpha='-1' is invalid"),
         (["run", "--strategy", "fedsgd"], "strategy='fedsgd' is not a known strategy; choose one of: fedavg"),
+        (["run", "--availability", "0"], "availability='0' is invalid: input should be greater than 0 (allowed: above 0, at most 1)"),
+        (["run", "--straggler-policy", "wait"], "straggler_policy='wait' is invalid: input should be 'drop' or 'partial'"),
         (["run", "--config", "/nonexistent.json"], "--config /nonexistent.json does not exist"),
         (["run", "--bogus", "1"], "unrecognized arguments: --bogus"),
         (["partition", "--partition", "dirichlet", "--alpha", "0.01", "--min-samples-per-client", "100"], "raise alpha"),

@@ -82,6 +82,13 @@ def test_unknown_registry_names_list_the_choices(field):
         ({"device": "tpu"}, "device='tpu' is invalid"),
         ({"num_clients": "ten"}, "num_clients='ten' is invalid"),
         ({"colour": 1}, "colour is not a setting"),
+        ({"availability": 1.5}, "availability=1.5 is invalid: input should be less than or equal to 1 (allowed: above 0, at most 1)"),
+        ({"availability": 0}, "availability=0 is invalid: input should be greater than 0 (allowed: above 0, at most 1)"),
+        ({"dropout": 1.0}, "dropout=1.0 is invalid: input should be less than 1 (allowed: at least 0, below 1)"),
+        ({"stragglers": -0.1}, "stragglers=-0.1 is invalid: input should be greater than or equal to 0 (allowed: at least 0, at most 1)"),
+        ({"round_deadline_s": 0}, "round_deadline_s=0 is invalid: input should be greater than 0"),
+        ({"availability_model": "sometimes"}, "availability_model='sometimes' is invalid: input should be 'uniform' or 'heterogeneous'"),
+        ({"straggler_policy": "wait"}, "straggler_policy='wait' is invalid: input should be 'drop' or 'partial'"),
     ],
 )
 def test_cross_field_and_type_problems(values, expected):

@@ -7,18 +7,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
+from flcore.availability import Availability
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.models import build_model
-from flcore.privacy import affordable_rounds, clip_rows_, dp_fedavg_mean, epsilon
+from flcore.privacy import affordable_rounds, config_epsilon, dp_fedavg_mean, epsilon, inclusion_bound, sample_rate
 from flcore.runner import execute_run, state_from_bytes, state_to_bytes
-from flcore.simulation import Simulation
+from flcore.simulation import Simulation, sample_clients
 from flcore.store import RunStore
 from flcore.training import SequentialExecutor, TrainingData, VectorizedExecutor
 from flcore.training.local import ClientTask, LocalSettings, flat_params
+from flcore.training.objective import clip_rows_
 
 TINY = dict(dataset="digits", partition="iid", model="logistic", batch_size=32, local_epochs=1, seed=0)
 
@@ -132,6 +135,30 @@ def test_epsilon_of_a_known_setting():
         accountant.step(noise_multiplier=1.1, sample_rate=0.01)
     assert epsilon(1.1, 0.01, 1000, 1e-5) == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)
     assert epsilon(0.0, 0.01, 3, 1e-5) == float("inf") and epsilon(1.1, 0.01, 0, 1e-5) == 0.0
+
+
+def sampled_share(config: ExperimentConfig, rounds: int) -> np.ndarray:
+    """How often each client was sampled over `rounds` rounds, by the simulator's own sampler."""
+    avail = Availability(config, [10] * config.num_clients, LocalSettings.from_config(config), 4)
+    counts = np.zeros(config.num_clients)
+    for r in range(1, rounds + 1):
+        counts[sample_clients(config, r, avail.online(r))] += 1
+    return counts / rounds
+
+
+def test_with_clients_offline_the_rate_bounds_every_clients_chance_to_be_sampled():
+    uniform = ExperimentConfig.create(num_clients=10, clients_per_round=5, availability=0.5, dp="central")
+    rate = sample_rate(uniform)
+    assert rate != 5 / 10  # the fixed-size draw from those online is not a plain 5 in 10
+    assert sampled_share(uniform, 4000).mean() == pytest.approx(rate, abs=0.01)  # exact for one probability
+    skewed = uniform.replace(availability_model="heterogeneous")
+    shares, bound = sampled_share(skewed, 4000), sample_rate(skewed)
+    assert shares.max() > 5 / 10 + 0.05  # the most available clients are sampled more than the mean
+    assert shares.max() <= bound + 0.01
+    results = run(num_clients=10, clients_per_round=5, availability=0.5, availability_model="heterogeneous", dp="central", rounds=2)
+    assert results[-1].metrics["epsilon"] == config_epsilon(skewed, 2) == epsilon(skewed.dp_noise_multiplier, bound, 2, skewed.dp_delta)
+    assert config_epsilon(skewed, 2) > config_epsilon(skewed.replace(availability=1.0), 2)  # counted at the bound, not at 5 in 10
+    assert inclusion_bound(1.0, 1.0, 20, 5) == pytest.approx(5 / 20) and inclusion_bound(0.0, 0.3, 20, 5) == pytest.approx(0.3)
 
 
 def test_a_run_without_dp_reports_no_epsilon():

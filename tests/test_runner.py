@@ -199,9 +199,9 @@ def test_checkpoints_round_trip_strategy_state():
     from flcore.runner import state_to_bytes
     from flcore.strategies import ServerState
 
-    state = ServerState(torch.arange(4.0), round=7, extra={"control": torch.ones(4), "client_controls": {3: torch.zeros(4)}})
+    state = ServerState(torch.arange(4.0), round=7, extra={"control": torch.ones(4), "client_controls": {3: torch.zeros(4)}}, clock_s=12.5)
     back = state_from_bytes(state_to_bytes(state))
-    assert back.round == 7 and torch.equal(back.params, state.params)
+    assert back.round == 7 and torch.equal(back.params, state.params) and back.clock_s == 12.5
     assert torch.equal(back.extra["control"], state.extra["control"])
     assert list(back.extra["client_controls"]) == [3]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from flcore.config import ExperimentConfig
 from flcore.data.partition import counts_frame
-from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, names
+from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, Offline, names
 from flcore.simulation import ClientResult, RoundResult
 from flcore.store import FINISHED, STATUSES, RunNotRunning, RunStore, default_store_path
 from flcore.store import runs as store_module  # the lifecycle part holds STALE_AFTER_S
@@ -97,6 +98,32 @@ def test_a_round_is_stored_with_its_clients_and_checkpoint(store, config):
     run = store.get_run(run_id)
     assert (run.rounds_done, run.progress, run.final_accuracy) == (2, 0.5, 0.2)
     assert store.load_checkpoint(run_id) == b"state-2"
+
+
+def test_client_statuses_and_offline_clients_are_stored_and_read_back(store, config):
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    nan = float("nan")
+    clients = (
+        ClientResult(0, 10, 3, 0.5, 0.25, 1.5, malicious=False, status="partial", metrics={"sim_compute_s": 2.0}),
+        ClientResult(1, 11, 0, nan, nan, nan, malicious=False, status="dropped"),
+    )
+    first = dataclasses.replace(make_round(1, clients=(0, 1)), clients=clients, offline=Offline(1, (0, 0, 1)))
+    store.append_round(run_id, first)
+    store.append_round(run_id, make_round(2))  # everyone online: nothing stored
+    store.append_round(run_id, dataclasses.replace(make_round(3), offline=Offline(1, (1, 0, 0))))
+
+    frame = store.clients_frame(run_id)
+    assert frame["status"].tolist() == ["partial", "dropped", "trained", "trained", "trained", "trained"]
+    assert frame["num_steps"].tolist()[:2] == [3, 0] and np.isnan(frame["train_loss"].iloc[1])
+    assert frame["sim_compute_s"].iloc[0] == 2.0 and np.isnan(frame["sim_compute_s"].iloc[1])
+    assert store.rounds_frame(run_id)["mean_train_loss"].iloc[0] == 0.5  # over the clients whose update arrived
+    offline = store.offline_frame(run_id)
+    assert offline["round"].tolist() == [1, 3] and offline["group"].tolist() == [1, 1]
+    assert offline["counts"].tolist() == [[0, 0, 1], [1, 0, 0]]
+    assert store.offline_frame(run_id, after=1)["round"].tolist() == [3]
+    store.discard_rounds_after(run_id, 2)
+    assert store.offline_frame(run_id)["round"].tolist() == [1]
 
 
 def test_a_round_is_one_transaction(store, config):

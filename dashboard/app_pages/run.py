@@ -18,8 +18,10 @@ from dashboard import access, charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.tables import describe_config, format_duration, planned_rounds, results_json, time_left
+from flcore.availability import uneven
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.metrics import CLIENT_METRICS
+from flcore.records import reported
 from flcore.store import actions
 
 STATUS_TEXT = {
@@ -147,6 +149,7 @@ def _charts(store, info) -> None:
     total = _round_span(info)
     frames = run_frames(store, info.run_id)
     rounds, clients, split = frames.rounds, frames.clients, frames.partition
+    arrived = reported(clients)  # the clients whose update reached the server
     class_names = _class_names(info.config)
     if rounds.empty and info.active:
         # Nothing to plot yet: a light page while the worker starts, so the browser and the
@@ -167,6 +170,11 @@ def _charts(store, info) -> None:
             _chart_pair(loss, sent)
         else:
             _chart_pair(accuracy, loss)
+        _chart_pair(
+            (charts.time_accuracy_chart(rounds), "time_accuracy", "time_accuracy_chart"),
+            (charts.round_time_chart(rounds, total, config.round_deadline_s), "round_time", "round_time_chart"),
+        )
+        if config.dp == "none":
             _chart_pair(sent)
 
     def per_client() -> None:
@@ -175,21 +183,24 @@ def _charts(store, info) -> None:
         for pair in (shown[i : i + 2] for i in range(0, len(shown), 2)):
             for column, entry in zip(st.columns(2), pair):
                 with column:
-                    st.plotly_chart(charts.registered_client_chart(clients, entry, total), width="stretch", key=f"{entry.name}_chart")
+                    st.plotly_chart(charts.registered_client_chart(arrived, entry, total), width="stretch", key=f"{entry.name}_chart")
                     st.caption(entry.obj.caption)
         if "drift_cosine" in clients.columns:  # runs stored before drift was measured have none
             _chart_pair(
-                (charts.drift_chart(clients), "drift", "drift_chart"),
+                (charts.drift_chart(arrived), "drift", "drift_chart"),
                 (charts.drift_spread_chart(rounds, total), "drift_spread", "drift_spread_chart"),
             )
         _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
+        if uneven(info.config) or len(arrived) < len(clients) or len(frames.offline):
+            timeline = charts.client_timeline_chart(clients, frames.offline, info.config.num_clients, total)
+            _chart(timeline, "client_timeline", "client_timeline_chart")
 
     def data() -> None:
         _chart_pair(
             (charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap"),
             (charts.partition_bars(split, class_names), "partition_bars", "partition_bars"),
         )
-        _chart(charts.sampled_labels_chart(clients, split, class_names, total), "sampled_labels", "sampled_labels_chart")
+        _chart(charts.sampled_labels_chart(arrived, split, class_names, total), "sampled_labels", "sampled_labels_chart")
 
     sections = {
         "Global model": global_model,

@@ -2,7 +2,8 @@
 
 `digits` (scikit-learn's bundled 8x8 handwritten digits) works offline and is the default.
 `synthetic` is Synthetic(alpha, beta) from Li et al. 2020 (FedProx), generated from the data
-seed. `mnist`, `fashion_mnist`, `emnist`, `cifar10`, `cifar100` and `svhn` are read from the
+seed; its samples come from 30 devices with their own models, and it is split by device unless
+another partition is asked for (`flcore.config.natural_defaults`). `mnist`, `fashion_mnist`, `emnist`, `cifar10`, `cifar100` and `svhn` are read from the
 server's data folder in their published on-disk formats and downloaded there when missing and
 allowed (see `vision.py`); the folder and the permission to download are server settings
 (`flcore.settings`), not experiment settings, and `availability` says whether a dataset can be
@@ -77,6 +78,7 @@ class DatasetSpec:
     availability: Callable[[], str] = lambda: "present"
     read_info: Callable[["ExperimentConfig"], DatasetInfo] | None = None  # the info, when settings or files decide it
     size: str = ""  # in a few words for `list` and the README, e.g. "1,797 samples"
+    natural_by_default: bool = False  # its own clients are the split unless another is asked for (`flcore.config.natural_defaults`)
 
     def info_for(self, config: "ExperimentConfig") -> DatasetInfo:
         """The dataset's info under `config`: read from its files where they decide it. Raises
@@ -151,37 +153,49 @@ DATASETS.register(
 
 
 # synthetic ----------------------------------------------------------------------------
-SYNTHETIC_INFO = DatasetInfo((60,), 10, _DIGIT_NAMES, offline=True)
 SYNTHETIC_DEVICES = 30
-SYNTHETIC_PER_DEVICE = 400
+SYNTHETIC_INFO = DatasetInfo((60,), 10, _DIGIT_NAMES, offline=True, natural_clients=SYNTHETIC_DEVICES)
+SYNTHETIC_PER_DEVICE = 400  # sizes="equal": every device's samples (flcore's first release)
+SYNTHETIC_MAX_PER_DEVICE = 4000  # sizes="powerlaw": the cap on one device, so no draw dwarfs the set
 SYNTHETIC_TEST_FRACTION = 1 / 6
 
 
-def make_synthetic(alpha: float, beta: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synthetic_sizes(sizes: str, seed: int) -> np.ndarray:
+    """Samples per device: 'equal' (400 each), or 'powerlaw' as the FedProx paper's generator
+    draws them (Li et al. 2020: int(lognormal(4, 2)) + 50, a heavy tail of a few large devices
+    and many small ones), capped at SYNTHETIC_MAX_PER_DEVICE."""
+    if sizes == "equal":
+        return np.full(SYNTHETIC_DEVICES, SYNTHETIC_PER_DEVICE)
+    drawn = np.random.default_rng([seed, 0x5153]).lognormal(4, 2, SYNTHETIC_DEVICES).astype(np.int64) + 50
+    return np.minimum(drawn, SYNTHETIC_MAX_PER_DEVICE)
+
+
+def make_synthetic(alpha: float, beta: float, seed: int, sizes: str = "equal") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic(alpha, beta) of Li et al. 2020: per-device models and feature means.
 
     Device k draws u_k ~ N(0, alpha), W_k, b_k ~ N(u_k, 1), B_k ~ N(0, beta), v_k ~ N(B_k, 1);
     its samples are x ~ N(v_k, Sigma) with Sigma_jj = j^-1.2 and y = argmax(W_k x + b_k).
-    Returns features, labels and each sample's device.
+    `sizes` says how many samples each device has (`synthetic_sizes`). Returns features, labels
+    and each sample's device.
     """
     rng = np.random.default_rng([seed, 0x5717])
     dim, classes = SYNTHETIC_INFO.input_shape[0], SYNTHETIC_INFO.num_classes
     sigma = np.arange(1, dim + 1, dtype=np.float64) ** -1.2
     xs, ys, devices = [], [], []
-    for k in range(SYNTHETIC_DEVICES):
+    for k, size in enumerate(synthetic_sizes(sizes, seed)):
         u = rng.normal(0, np.sqrt(alpha))
         w = rng.normal(u, 1, (dim, classes))
         b = rng.normal(u, 1, classes)
         v = rng.normal(rng.normal(0, np.sqrt(beta), dim), 1)
-        x = rng.normal(v, np.sqrt(sigma), (SYNTHETIC_PER_DEVICE, dim))
+        x = rng.normal(v, np.sqrt(sigma), (size, dim))
         xs.append(x)
         ys.append(np.argmax(x @ w + b, axis=1))
-        devices.append(np.full(SYNTHETIC_PER_DEVICE, k))
+        devices.append(np.full(size, k))
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(devices)
 
 
 def _load_synthetic(config: "ExperimentConfig") -> Dataset:
-    x, y, _ = make_synthetic(config.synthetic_alpha, config.synthetic_beta, config.data_seed_resolved)
+    x, y, device = make_synthetic(config.synthetic_alpha, config.synthetic_beta, config.data_seed_resolved, config.synthetic_sizes)
     rng = np.random.default_rng([config.data_seed_resolved, 0x7E57])
     order = rng.permutation(len(y))
     n_test = round(len(y) * SYNTHETIC_TEST_FRACTION)
@@ -190,15 +204,20 @@ def _load_synthetic(config: "ExperimentConfig") -> Dataset:
     yt = torch.tensor(y, dtype=torch.int64)
     mean, std = xt[train].mean(0), xt[train].std(0) + 1e-6
     xt = (xt - mean) / std
-    return Dataset("synthetic", SYNTHETIC_INFO, xt[train], yt[train], xt[test], yt[test])
+    return Dataset("synthetic", SYNTHETIC_INFO, xt[train], yt[train], xt[test], yt[test], train_clients=device[train])
 
 
 DATASETS.register(
     "synthetic",
     label="Synthetic(alpha, beta)",
-    description="Li et al. 2020: 60 features, 10 classes, 30 devices with their own models; generated from the data seed.",
-    params=("synthetic_alpha", "synthetic_beta"),
-)(DatasetSpec(SYNTHETIC_INFO, _load_synthetic, seeded=True, size="12,000 samples"))
+    description="Li et al. 2020: 60 features, 10 classes, 30 devices with their own models and power-law sizes, "
+    "split by device by default; generated from the data seed.",
+    params=("synthetic_alpha", "synthetic_beta", "synthetic_sizes"),
+)(
+    DatasetSpec(
+        SYNTHETIC_INFO, _load_synthetic, seeded=True, size="about 5,000-20,000 samples (12,000 with equal sizes)", natural_by_default=True
+    )
+)
 
 
 # torchvision datasets -----------------------------------------------------------------

@@ -9,7 +9,8 @@ the others never see it. `iid` shuffles and deals evenly; `dirichlet` draws each
 over clients from Dir(alpha) (Hsu et al. 2019), so a small alpha concentrates labels; `shards`
 sorts by label and gives each client k shards (McMahan et al. 2017); `quantity_skew` keeps labels
 IID but draws client sizes from a log-normal or power law; `natural` keeps the data's own clients
-(LEAF's writers and speakers, Caldas et al. 2018). `label_counts` and `heterogeneity` describe a split.
+(LEAF's writers and speakers, Caldas et al. 2018; Synthetic's devices, Li et al. 2020).
+`label_counts` and `heterogeneity` describe a split.
 """
 
 from __future__ import annotations
@@ -205,13 +206,17 @@ def natural(
 def natural_missing_message(config: "ExperimentConfig") -> str:
     return (
         f"partition='natural' needs data that says which client each sample comes from, and dataset={config.dataset!r} "
-        "does not; choose femnist, shakespeare or a file with a client column (dataset='file', client_column), or another partition"
+        "does not; choose synthetic, femnist, shakespeare or a file with a client column (dataset='file', client_column), or another partition"
     )
 
 
 def natural_count_message(config: "ExperimentConfig", found: int) -> str:
+    from flcore.data.datasets import DATASETS
+
+    by_default = config.dataset in DATASETS and DATASETS.get(config.dataset).natural_by_default
+    why = " (it is split by its own clients unless another partition is chosen)" if by_default else ""
     return (
-        f"num_clients={config.num_clients} does not match the data: dataset={config.dataset!r} has {found} natural clients; "
+        f"num_clients={config.num_clients} does not match the data: dataset={config.dataset!r} has {found} natural clients{why}; "
         f"set num_clients={found} or choose another partition"
     )
 

@@ -94,6 +94,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN sweep_id TEXT;
     CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs (sweep_id);
     """,
+    # 6: clients that come and go: what became of each sampled client (every earlier one trained),
+    # and which clients were offline in a round, as JSON {"group": g, "counts": [...]} (NULL: none)
+    "ALTER TABLE client_rounds ADD COLUMN status TEXT NOT NULL DEFAULT 'trained';\nALTER TABLE rounds ADD COLUMN offline_json TEXT;",
 )
 
 

@@ -4,8 +4,9 @@ A round's global row, client rows, the run's progress and the checkpoint are wri
 transaction (`append_round`), so the store never holds half a round and the checkpoint always
 matches the last stored round. The columns come from `flcore.records`; numbers beyond them (a
 strategy's metrics, registered client metrics) are kept as JSON and read back as extra float
-columns. Frames can be read from a round on (`after=`) and from one snapshot (`results`), which
-is how a live page reads only what is new.
+columns. Which clients were offline in a round is kept in a bounded form (`records.Offline`,
+`offline_frame`). Frames can be read from a round on (`after=`) and from one snapshot
+(`results`), which is how a live page reads only what is new.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, RoundResult, names, typed_frame
+from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, Offline, RoundResult, names, typed_frame
 from flcore.store.database import Database
 from flcore.store.runs import RunNotRunning
 
@@ -67,8 +68,9 @@ class RunResults(Database):
             if cur.rowcount != 1:
                 raise RunNotRunning(f"run {run_id} is no longer running; round {result.round} was not stored")
             c.execute(
-                f"INSERT INTO rounds ({', '.join(_ROUND_NAMES)}, run_id, metrics_json) VALUES ({', '.join('?' * (len(_ROUND_NAMES) + 2))})",
-                (*(row[k] for k in _ROUND_NAMES), run_id, json.dumps(metrics, default=float)),
+                f"INSERT INTO rounds ({', '.join(_ROUND_NAMES)}, run_id, metrics_json, offline_json) "
+                f"VALUES ({', '.join('?' * (len(_ROUND_NAMES) + 3))})",
+                (*(row[k] for k in _ROUND_NAMES), run_id, json.dumps(metrics, default=float), _offline_json(result.offline)),
             )
             c.executemany(
                 f"INSERT INTO client_rounds (run_id, {', '.join(_CLIENT_NAMES)}, metrics_json) "
@@ -119,11 +121,30 @@ class RunResults(Database):
         """One row per sampled client per round (of the rounds past `after`): CLIENT_COLUMNS, then
         the client metrics."""
         metrics = self.column("client_rounds", "metrics_json", default="'{}'")  # a read-only store may predate it
+        columns = ", ".join(self.column("client_rounds", n, default="'trained'") if n == "status" else n for n in _CLIENT_NAMES)
         rows = self._query(
-            f"SELECT {', '.join(_CLIENT_NAMES)}, {metrics} FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
+            f"SELECT {columns}, {metrics} FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
             (run_id, after),
         )
         return typed_frame([r[:-1] for r in rows], CLIENT_COLUMNS, [json.loads(r[-1]) for r in rows])
+
+    def offline_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
+        """The rounds past `after` in which some clients were offline: round, group (consecutive
+        client ids per count) and counts (a list: how many of each group were offline)."""
+        rows = []
+        if self.column("rounds", "offline_json") == "offline_json":  # else a read-only store of an earlier release
+            rows = self._query(
+                "SELECT round, offline_json FROM rounds WHERE run_id = ? AND round > ? AND offline_json IS NOT NULL ORDER BY round",
+                (run_id, after),
+            )
+        parsed = [(r, json.loads(text)) for r, text in rows]
+        return pd.DataFrame(
+            {"round": [r for r, _ in parsed], "group": [p["group"] for _, p in parsed], "counts": [p["counts"] for _, p in parsed]}
+        ).astype({"round": "int64", "group": "int64"})
+
+
+def _offline_json(offline: Offline | None) -> str | None:
+    return None if offline is None else json.dumps({"group": offline.group, "counts": list(offline.counts)})
 
 
 def _extra_json(row: dict, typed: list[str]) -> str:

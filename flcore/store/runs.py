@@ -98,7 +98,7 @@ def run_name(config: ExperimentConfig) -> str:
 def _parse_config(text: str) -> ExperimentConfig:
     """A stored config; one that no longer validates (e.g. a renamed strategy) is still shown."""
     try:
-        return ExperimentConfig.from_json(text)
+        return ExperimentConfig.from_json(text, stored=True)
     except ConfigError:
         return ExperimentConfig.model_construct(**json.loads(text))
 

@@ -166,3 +166,50 @@ def scaffold_control_deltas(control: torch.Tensor, deltas: torch.Tensor, steps: 
 def scaffold_server_control(control: torch.Tensor, control_deltas: torch.Tensor, num_clients: int) -> torch.Tensor:
     """The server's new control variate: c + (|S| / N) mean_i dc_i over the |S| sampled clients."""
     return control + (control_deltas.shape[0] / num_clients) * control_deltas.mean(0)
+
+
+# FedNova (Wang et al. 2020, "Tackling the objective inconsistency problem in heterogeneous
+# federated optimization") -----------------------------------------------------------------
+# Client i's update after tau_i local steps is -lr * sum_k a_ik g_ik: a weighted sum of its
+# gradients, with weights a_i set by its local solver. ||a_i||_1 counts how many steps' worth of
+# gradient the update holds; FedAvg's plain mean lets a client with more steps pull further.
+
+
+def local_solver_norms(steps: torch.Tensor, *, lr: float, momentum: float = 0.0, prox_mu: float = 0.0) -> torch.Tensor:
+    """||a_i||_1 of each client's local solver, float64 [n] (Wang et al. 2020, Section 4):
+
+    - plain SGD: tau_i;
+    - SGD with momentum rho (PyTorch's buf = rho buf + g): [tau - rho (1 - rho^tau) / (1 - rho)] / (1 - rho);
+    - proximal SGD (FedProx, alpha = lr * mu): [1 - (1 - alpha)^tau] / alpha;
+    - both: the same sum, from running the solver's linear recursion with every gradient = 1.
+
+    Weight decay is taken as part of each gradient (it is the local objective's), not the solver."""
+    tau = steps.detach().to(dtype=torch.float64, device="cpu")
+    rho, alpha = momentum, lr * prox_mu
+    if not alpha:
+        if not rho:
+            return tau
+        return (tau - rho * (1 - rho**tau) / (1 - rho)) / (1 - rho)
+    if not rho:
+        return (1 - (1 - alpha) ** tau) / alpha
+    total, buf, norms = torch.zeros_like(tau), torch.zeros_like(tau), torch.zeros_like(tau)
+    for k in range(1, int(tau.max()) + 1 if len(tau) else 1):  # total = -(w - w0) / lr, per client
+        buf = rho * buf + 1 - alpha * total
+        total = total + buf
+        norms = torch.where(tau == k, total, norms)
+    return norms
+
+
+def normalized_average(updates: torch.Tensor, weights: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """FedNova's combined update tau_eff * sum_i p_i u_i / ||a_i||_1, with p_i = w_i / sum w and
+    tau_eff = sum_i p_i ||a_i||_1 (Wang et al. 2020, Eq. 7 with FedAvg's tau_eff), and tau_eff.
+
+    Computed as FedAvg's weighted mean of the updates scaled by tau_eff / ||a_i||_1, so equal
+    step counts of plain SGD (every scale exactly 1) give FedAvg's numbers bit for bit. A client
+    whose norm is 0 (no step taken) sent no update and is scaled by 0."""
+    w = weights.detach().to(dtype=torch.float64, device="cpu")
+    a = norms.to(dtype=torch.float64, device="cpu")
+    tau_eff = float((w * a).sum() / w.sum())
+    scale = torch.where(a > 0, tau_eff / a.clamp_min(1e-300), torch.zeros_like(a))
+    scaled = updates * scale.to(device=updates.device, dtype=updates.dtype)[:, None]
+    return weighted_mean(scaled, weights), tau_eff

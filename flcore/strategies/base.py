@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ServerState:
-    """The global model as a flat vector, the round it belongs to, and strategy-owned tensors."""
+    """The global model as a flat vector, the round it belongs to, strategy-owned tensors, and
+    the simulated time at the end of that round (flcore.clock)."""
 
     params: torch.Tensor
     round: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    clock_s: float | None = 0.0  # None: not known (a checkpoint from before the clock existed; the simulation replays it)
 
     def evolve(self, **changes: Any) -> "ServerState":
         return replace(self, **changes)
@@ -57,6 +59,7 @@ class Strategy:
 
     name: str = "fedavg"  # set by `register`
     default_server_lr: float = 1.0
+    min_updates: int = 1  # a round in which fewer updates arrive (clients offline, dropped, late) keeps the model
 
     def __init__(self, config: "ExperimentConfig") -> None:
         self.config = config

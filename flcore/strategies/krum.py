@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     params=("server_lr", "krum_byzantine"),
 )
 class Krum(Strategy):
+    min_updates = 3  # n > 2f + 2 even with f = 0
+
     @classmethod
     def config_problems(cls, config: "ExperimentConfig") -> list[Problem]:
         m = config.clients_per_round_resolved

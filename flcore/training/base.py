@@ -2,12 +2,15 @@
 
 An executor trains one round's sampled clients from the global parameters and returns their
 updates. It receives the global parameters, the round's `ClientTask`s, the training data as a
-`TrainingData` handle and SCAFFOLD's corrections; it returns a `TrainedClients`. Executors are
-registered by name in `EXECUTORS` (the config's `executor` field, the CLI flag and the form all
-read it); each entry builds one from the model, the config and the number of classes. A factory
-may carry a `config_problems(config) -> list[Problem]` attribute, which the config validation
-calls when that executor is chosen (the `ray` executor refuses itself where Ray is missing). An
-executor that holds resources between rounds (processes, actors) also has `close()`, which the
+`TrainingData` handle and SCAFFOLD's corrections; it returns a `TrainedClients`. A task's
+`max_steps` cuts the client's local work short after that many mini-batch steps (the first ones
+of its usual batch order), as a straggler that sends what it finished does (Li et al. 2020);
+every executor honours it with the same numbers. Executors are registered by name in
+`EXECUTORS` (the config's `executor` field, the CLI flag and the form all read it); each entry
+builds one from the model, the config and the number of classes. A factory may carry a
+`config_problems(config) -> list[Problem]` attribute, which the config validation calls when
+that executor is chosen (the `ray` executor refuses itself where Ray is missing). An executor
+that holds resources between rounds (processes, actors) also has `close()`, which the
 simulation calls when its run ends; it may be trained again afterwards and starts them anew.
 
 `TrainingData` is a handle, not the tensors: it pickles as the run's config and a device, so
@@ -39,6 +42,7 @@ class ClientTask:
     client_id: int
     indices: torch.Tensor  # int64 positions in the training set
     flip_labels: bool = False  # a label-flipping attacker
+    max_steps: int | None = None  # stop after this many local steps (a straggler's partial work); None: all of them
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,21 @@ def batch_order(num_samples: int, settings: LocalSettings, seed: int, round_: in
     return batches
 
 
+def local_steps(num_samples: int, settings: LocalSettings, max_steps: int | None = None) -> int:
+    """The mini-batch steps a client takes: epochs x ceil(samples / batch), at most `max_steps`."""
+    full = settings.epochs * -(-num_samples // settings.batch_size)
+    return full if max_steps is None else min(full, max_steps)
+
+
+def samples_in_steps(num_samples: int, batch_size: int, steps: int) -> int:
+    """Samples a client's first `steps` mini-batches hold (each epoch's last batch may be short)."""
+    per_epoch = -(-num_samples // batch_size)
+    if not per_epoch:
+        return 0
+    epochs, rest = divmod(steps, per_epoch)
+    return epochs * num_samples + rest * batch_size
+
+
 def flip(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return num_classes - 1 - labels
 
@@ -82,7 +97,7 @@ class SequentialExecutor:
         xs, ys = x[task.indices], y[task.indices]
         if task.flip_labels:
             ys = flip(ys, self.num_classes)
-        batches = batch_order(len(task.indices), s, self.seed, round_, task.client_id)
+        batches = batch_order(len(task.indices), s, self.seed, round_, task.client_id)[: task.max_steps]
         anchors = self.objective.anchors([p.detach().clone() for p in params])
         corr = _split_like(correction, params) if correction is not None else None
         loss_sum = correct = seen = 0.0

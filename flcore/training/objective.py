@@ -23,10 +23,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from flcore.privacy import clip_rows_
-
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
+
+
+def clip_rows_(updates: torch.Tensor, clip: float) -> torch.Tensor:
+    """In place: each row u becomes u * min(1, clip / ||u||), so no row is longer than `clip`
+    (Abadi et al. 2016; McMahan et al. 2018). Returns `updates`."""
+    norms = torch.linalg.vector_norm(updates, dim=1, keepdim=True)
+    return updates.mul_((clip / norms.clamp_min(1e-12)).clamp_max(1.0))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ It trains the clients it is given with the local executors (`auto`: the vectoriz
 sequential one where the model needs it), so no training code is written twice.
 
 A round puts the global parameters in the object store once and sends each actor its share of
-the `ClientTask`s (index tensors on the CPU) and of SCAFFOLD's corrections. Shares are balanced
-by samples (the largest client first, onto the least loaded actor). The driver puts the rows
+the `ClientTask`s (index tensors on the CPU; a straggler's step limit travels with its task) and
+of SCAFFOLD's corrections. Shares are balanced by the samples each client goes through this round
+(the largest first, onto the least loaded actor; a straggler's partial work counts for less). The driver puts the rows
 back in task order and aggregates as with any executor. A client's numbers do not depend on
 which actor or chunk trains it, so the results equal the vectorized executor's to float
 tolerance (the tests compare them for every strategy, attacks, FedProx and SCAFFOLD).
@@ -26,6 +27,7 @@ interrupted (`RayWorkerLost`), to be resumed from its last checkpoint.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -38,6 +40,8 @@ from torch import nn
 from flcore import ray_support
 from flcore.problems import Problem
 from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
+from flcore.training.local import local_steps, samples_in_steps
+from flcore.training.objective import LocalSettings
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
@@ -142,17 +146,23 @@ class RayExecutor:
         start = time.perf_counter()
         ray = ray_support.connect()
         actors = self._actors_for(ray, data, len(tasks))
-        shares = split_tasks([len(t.indices) for t in tasks], len(actors))
+        shares = split_tasks([self._work(t) for t in tasks], len(actors))
         params = ray.put(global_params.detach().cpu())
         futures = []
         for actor, rows in zip(actors, shares):
-            share = [ClientTask(tasks[i].client_id, tasks[i].indices.cpu(), tasks[i].flip_labels) for i in rows]
+            share = [dataclasses.replace(tasks[i], indices=tasks[i].indices.cpu()) for i in rows]
             corr = None if corrections is None else corrections[rows].detach().cpu()
             futures.append(actor.train.remote(params, share, round_, corr))
         parts = self._get(ray, futures)
         out = _assemble([p for p, _ in parts], shares, len(tasks), global_params.device)
         self.last_round = {"wall_s": time.perf_counter() - start, "actor_s": [s for _, s in parts]}
         return out
+
+    def _work(self, task: ClientTask) -> int:
+        """The samples `task`'s client goes through this round: its local steps' batches."""
+        settings = LocalSettings.from_config(self.config)
+        n = len(task.indices)
+        return samples_in_steps(n, settings.batch_size, local_steps(n, settings, task.max_steps))
 
     def close(self) -> None:
         """Stop the actors (the run ended), and the Ray this run started for itself, if it did;

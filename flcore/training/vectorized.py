@@ -19,7 +19,8 @@ Equivalence with the sequential reference, for the same seed:
   1 / (real batch size), so the loss gradient is that of `F.cross_entropy`'s mean.
 - Steps: clients are sorted by step count, so at step s the clients still training are a
   prefix of the chunk; a client whose steps are done is not touched at all (no parameter or
-  momentum change), exactly as if it had stopped.
+  momentum change), exactly as if it had stopped. A task's `max_steps` (a straggler's partial
+  work) only shortens its step count, so it is the same rule.
 - Update: the shared `LocalObjective` (objective.py) adds weight decay, FedProx's proximal
   gradient (Li et al. 2020) and SCAFFOLD's correction (Karimireddy et al. 2020) to each stacked
   gradient, then PyTorch's SGD step is written out: buf = momentum buf + d (buf = d on the first
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
-from flcore.training.local import SequentialExecutor, batch_order
+from flcore.training.local import SequentialExecutor, batch_order, local_steps, samples_in_steps
 from flcore.training.objective import LocalObjective, LocalSettings
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of per-chunk working copies when chunk_size is None
@@ -313,7 +314,7 @@ class VectorizedExecutor:
         s, n, device = self.settings, len(tasks), global_params.device
         net = self._net(tuple(x.shape[1:]))
         sizes = np.array([len(t.indices) for t in tasks], dtype=np.int64)
-        steps = s.epochs * -(-sizes // s.batch_size)
+        steps = np.array([local_steps(len(t.indices), s, t.max_steps) for t in tasks], dtype=np.int64)
         order = np.argsort(-steps, kind="stable")  # most steps first: active clients form a prefix
         batch = int(min(s.batch_size, sizes.max(initial=1)))
         chunk = self.clients_per_chunk(tuple(x.shape[1:]), batch, int(steps.max(initial=0)), device)
@@ -328,7 +329,7 @@ class VectorizedExecutor:
             d, chunk_loss, c = self._train_chunk(net, global_params, part, x, y, round_, corr)
             where = torch.as_tensor(rows, device=device)
             deltas[where], loss_sum[where], correct[where] = d, chunk_loss, c
-        seen = torch.as_tensor(s.epochs * sizes, dtype=torch.float32).clamp_min(1)
+        seen = torch.as_tensor([samples_in_steps(m, s.batch_size, k) for m, k in zip(sizes, steps)], dtype=torch.float32).clamp_min(1)
         return TrainedClients(
             self.objective.finish(deltas),
             torch.as_tensor(sizes, dtype=torch.float32),
@@ -347,16 +348,17 @@ class VectorizedExecutor:
         sizes = [len(t.indices) for t in tasks]
         batch = max(1, min(s.batch_size, max(sizes)))
         per_epoch = [-(-m // s.batch_size) for m in sizes]
-        num_steps = s.epochs * per_epoch[0]  # tasks arrive sorted by steps, most first
+        limits = [local_steps(m, s, t.max_steps) for t, m in zip(tasks, sizes)]
+        num_steps = limits[0]  # tasks arrive sorted by steps, most first
         pos = np.zeros((num_steps, len(tasks), batch), dtype=np.int64)
         valid = np.zeros((num_steps, len(tasks), batch), dtype=bool)
         offset = 0
-        for j, (task, m, nb) in enumerate(zip(tasks, sizes, per_epoch)):
+        for j, (task, m, nb, limit) in enumerate(zip(tasks, sizes, per_epoch, limits)):
             if m:
                 order = torch.cat(batch_order(m, s, self.seed, round_, task.client_id)).numpy()
                 slots = np.full((s.epochs, nb * s.batch_size), -1, dtype=np.int64)
                 slots[:, :m] = order.reshape(s.epochs, m)
-                slots = slots.reshape(s.epochs * nb, s.batch_size)[:, :batch]
+                slots = slots.reshape(s.epochs * nb, s.batch_size)[:limit, :batch]  # a straggler's first `limit` steps
                 ok = slots >= 0
                 pos[: len(slots), j] = np.where(ok, slots, 0) + offset
                 valid[: len(slots), j] = ok

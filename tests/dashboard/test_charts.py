@@ -24,6 +24,8 @@ ROUNDS = pd.DataFrame(
         "epsilon": [1.5, 2.25, 2.75],
         "drift_cosine_mean": [0.5, 0.2, 0.1],
         "drift_cosine_std": [0.1, 0.6, 0.7],
+        "sim_round_s": [4.0, 6.0, 5.0],
+        "sim_clock_s": [4.0, 10.0, 15.0],
     }
 )
 # 3 clients, 2 sampled per round; client 2 is malicious.
@@ -44,12 +46,15 @@ CLIENTS = pd.DataFrame(
 # client 0 holds labels 0 and 1, client 1 label 1, client 2 label 2 (3 labels).
 COUNTS = np.array([[4, 1, 0], [0, 6, 0], [0, 0, 5]])
 PARTITION = pd.DataFrame({"client_id": np.repeat(np.arange(3), 3), "label": np.tile(np.arange(3), 3), "count": COUNTS.ravel()})
+# client 1 was offline in round 3 (3 clients, stored exactly)
+OFFLINE = pd.DataFrame({"round": [3], "group": [1], "counts": [[0, 1, 0]]})
 EMPTY_ROUNDS = ROUNDS.iloc[0:0]
 EMPTY_CLIENTS = CLIENTS.iloc[0:0]
 EMPTY_PARTITION = PARTITION.iloc[0:0]
 
 
 def all_charts(rounds=ROUNDS, clients=CLIENTS, partition=PARTITION) -> dict[str, go.Figure]:
+    offline = OFFLINE if not clients.empty else OFFLINE.iloc[0:0]
     curves = pd.concat([rounds.assign(run="a"), rounds.assign(run="b", test_accuracy=rounds["test_accuracy"] / 2)])
     return {
         "accuracy": charts.accuracy_chart(rounds, 5),
@@ -60,6 +65,9 @@ def all_charts(rounds=ROUNDS, clients=CLIENTS, partition=PARTITION) -> dict[str,
         "partition_bars": charts.partition_bars(partition, ["zero", "one", "two"]),
         "sampled_labels": charts.sampled_labels_chart(clients, partition, ["zero", "one", "two"], 5),
         "participation": charts.participation_chart(clients, 3, 5),
+        "time_accuracy": charts.time_accuracy_chart(rounds),
+        "round_time": charts.round_time_chart(rounds, 5, 5.5),
+        "client_timeline": charts.client_timeline_chart(clients, offline, 3, 5),
         "compare_accuracy": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_accuracy"),
         "compare_loss": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_loss"),
         "sweep_accuracy": charts.sweep_chart(sweep_curves(rounds), "test_accuracy"),
@@ -189,6 +197,52 @@ def test_compare_chart_draws_one_curve_per_run_in_its_own_colour():
     assert fig.data[0].line.color != fig.data[1].line.color
     assert fig.data[0].line.dash != fig.data[1].line.dash  # identical curves stay visible
     assert fig.layout.yaxis.title.text.startswith("Test loss")
+
+
+# Clients that come and go, and the simulated clock -------------------------------------------
+def test_the_timeline_grid_shows_each_clients_state_in_each_round():
+    clients = CLIENTS.assign(status=["trained", "dropped", "partial", "late", "trained", "trained"])
+    fig = charts.client_timeline_chart(clients, OFFLINE, 3, 5)
+    grid = fig.data[0]
+    z, words = np.asarray(grid.z), np.asarray(grid.text)
+    states = list(charts.TIMELINE)
+    expected = [  # rows: clients 0-2, columns: rounds 1-3
+        ["trained", "idle", "trained"],
+        ["dropped", "partial", "offline"],
+        ["idle", "late", "trained"],
+    ]
+    assert [[states[v] for v in row] for row in z] == expected
+    assert words[1, 0] == "dropped out" and words[1, 2] == "offline" and words[0, 1] == "online, not sampled"
+    assert [t.name for t in fig.data[1:]] == [charts.TIMELINE[s][0] for s in states]  # a legend entry for each state that occurs
+    assert fig.layout.yaxis.ticktext[1] == f'<span style="color:{charts.client_color(1)}"><b>1</b></span>'  # clients in their colours
+    assert tuple(fig.layout.xaxis.range) == (0.5, 5.5)  # the whole run's rounds
+
+
+def test_a_big_runs_timeline_is_bounded_bars_that_add_up_to_every_client():
+    rng = np.random.default_rng(0)
+    num_clients, rounds, per_round = 1000, 500, 20
+    rows = [(r, c) for r in range(1, rounds + 1) for c in np.sort(rng.choice(num_clients, per_round, replace=False))]
+    clients = pd.DataFrame(rows, columns=["round", "client_id"]).assign(status=rng.choice(["trained", "partial", "dropped"], len(rows)))
+    offline = pd.DataFrame({"round": np.arange(1, rounds + 1), "group": 5, "counts": [[2] * 200] * rounds})  # 400 offline a round
+    fig = charts.client_timeline_chart(clients, offline, num_clients, rounds)
+    assert all(isinstance(t, go.Bar) and len(t.x) <= charts.MAX_ROUND_BARS for t in fig.data)
+    totals = np.sum([np.asarray(t.y) for t in fig.data], axis=0)
+    assert np.allclose(totals, num_clients)  # every client is in one state each round
+    offline_bars = next(t for t in fig.data if t.name == "offline")
+    assert np.allclose(offline_bars.y, 400) and "mean over" in fig.layout.title.text
+
+
+def test_time_charts_use_the_simulated_clock_in_readable_units():
+    hours = ROUNDS.assign(sim_clock_s=[3600.0 * 3, 3600.0 * 5, 3600.0 * 8])
+    fig = charts.time_accuracy_chart(hours)
+    assert fig.layout.xaxis.title.text == "Simulated time (h)" and list(fig.data[0].x) == [3, 5, 8]
+    old = ROUNDS.drop(columns=["sim_round_s", "sim_clock_s"])  # a run stored before the clock
+    assert "before flcore had a simulated clock" in charts.time_accuracy_chart(old).layout.annotations[0].text
+    assert "before flcore had a simulated clock" in charts.round_time_chart(old).layout.annotations[0].text
+    long = pd.DataFrame({"round": np.arange(1, 1001), "sim_round_s": np.repeat([1.0, 3.0], 500)})
+    bars = charts.round_time_chart(long, 1000).data[0]
+    assert len(bars.x) <= charts.MAX_ROUND_BARS and bars.y[0] == 1.0 and bars.y[-1] == 3.0  # the mean of each bin of rounds
+    assert all(1.0 <= y <= 3.0 for y in bars.y) and "mean over 9 rounds" in charts.round_time_chart(long, 1000).layout.title.text
 
 
 def test_sweep_bands_are_the_mean_and_std_over_seeds_of_each_setting():

@@ -16,7 +16,7 @@ from flcore.store import RunStore
 
 # The frame cache ------------------------------------------------------------------------------
 def test_run_frames_read_only_new_rounds_and_always_equal_the_store(store, monkeypatch):
-    config = ExperimentConfig.create(num_clients=4, rounds=5, model="logistic", batch_size=32)
+    config = ExperimentConfig.create(num_clients=4, rounds=5, model="logistic", batch_size=32, availability=0.7)
     run_id = store.create_run(config)
     store.claim(run_id)
     sim = Simulation(config)
@@ -35,6 +35,8 @@ def test_run_frames_read_only_new_rounds_and_always_equal_the_store(store, monke
     pd.testing.assert_frame_equal(later.rounds, store.rounds_frame(run_id))
     pd.testing.assert_frame_equal(later.clients, store.clients_frame(run_id))
     pd.testing.assert_frame_equal(later.partition, store.partition_frame(run_id))
+    pd.testing.assert_frame_equal(later.offline.reset_index(drop=True), store.offline_frame(run_id))
+    assert len(later.offline)  # 30% offline: some rounds had someone offline
     assert first.last_round == 1 and later.last_round == 4
 
 
@@ -69,7 +71,7 @@ def test_a_run_page_redraws_at_once_only_for_what_a_user_waits_for():
 
 def test_polling_is_fast_before_the_first_round_and_redraws_are_paced_by_size():
     small = ExperimentConfig.create(num_clients=10)
-    big = ExperimentConfig.create(dataset="synthetic", num_clients=1000, clients_per_round=100, rounds=500)
+    big = ExperimentConfig.create(dataset="synthetic", partition="dirichlet", num_clients=1000, clients_per_round=100, rounds=500)
 
     class Info:
         def __init__(self, config, rounds_done):

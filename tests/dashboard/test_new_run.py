@@ -143,12 +143,52 @@ def test_an_uploaded_file_is_stored_in_the_data_folder_and_previews_its_natural_
     at.text_input(key="cfg.client_column").set_value("user").run()
     at.selectbox(key="cfg.partition").set_value("natural").run()
     no_exceptions(at)
+    assert at.number_input(key="cfg.num_clients").value == 3  # the natural split takes its clients from the data
+    at.number_input(key="cfg.num_clients").set_value(10).run()
     assert any("num_clients=10 does not match the data: dataset='file' has 3 natural clients" in e for e in errors(at))
     at.number_input(key="cfg.num_clients").set_value(3).run()
     no_exceptions(at)
     z = np.array(preview_heatmap(at)["data"][0]["z"])
     assert z.shape == (3, 2) and z.sum() == 32  # 3 users x labels a, b; 8 of the 40 rows are held out for testing
     assert "Ready:" in texts(at)
+
+
+def test_synthetic_brings_its_natural_split_of_30_devices_and_the_preview_shows_it(store):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("synthetic").run()
+    no_exceptions(at)
+    assert at.selectbox(key="cfg.partition").value == "natural"
+    assert at.number_input(key="cfg.num_clients").value == 30
+    assert at.selectbox(key="cfg.synthetic_sizes").value == "powerlaw"
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (30, 10) and z.sum(1).max() > 5 * np.median(z.sum(1))  # one row per device, power-law sizes
+    assert "Ready:" in texts(at) and not at.error
+    at.selectbox(key="cfg.partition").set_value("iid").run()  # another split can still be chosen
+    z = np.array(preview_heatmap(at)["data"][0]["z"])
+    assert z.shape == (30, 10) and z.sum(1).max() - z.sum(1).min() <= 1
+    at.selectbox(key="cfg.partition").set_value("natural").run()
+    at.selectbox(key="cfg.dataset").set_value("digits").run()  # digits has no devices: the default split again
+    no_exceptions(at)
+    assert at.selectbox(key="cfg.partition").value == "dirichlet" and "Ready:" in texts(at)
+
+
+def test_clients_that_come_and_go_have_their_own_section_and_bad_values_are_explained(store):
+    at = app().run()
+    assert any(m.value == "**Clients that come and go**" for m in at.markdown)
+    fields = ("availability", "availability_model", "dropout", "stragglers", "straggler_policy", "round_deadline_s")
+    assert set(fields) <= widget_keys(at)
+    assert at.selectbox(key="cfg.straggler_policy").options == ["drop", "partial"]
+    at.number_input(key="cfg.availability").set_value(0.0).run()
+    message = "availability=0.0 is invalid: input should be greater than 0 (allowed: above 0, at most 1)"
+    assert sum(message in e for e in errors(at)) == 2  # under its widget and above the Run button
+    at.button(key="run_button").click().run()
+    assert store.list_runs() == [] and "Nothing was queued" in texts(at)
+    at.number_input(key="cfg.availability").set_value(0.5).run()
+    at.number_input(key="cfg.stragglers").set_value(0.9).run()
+    at.selectbox(key="cfg.straggler_policy").set_value("partial").run()
+    at.number_input(key="cfg.round_deadline_s").set_value(30.0).run()
+    no_exceptions(at)
+    assert not at.error and "clients online 50% of rounds · 90% stragglers send partial work · deadline 30 s" in texts(at)
 
 
 def test_leaf_data_not_on_the_server_says_so(store):

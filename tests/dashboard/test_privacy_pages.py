@@ -24,10 +24,11 @@ def test_a_private_compressed_run_charts_epsilon_next_to_accuracy_and_accuracy_a
     run_id = record_run(store, **PRIVATE)
     at = page(RUN, run=run_id)
     no_exceptions(at)
-    # two rows of two: accuracy | epsilon, then loss | accuracy against bytes
-    assert titles(at) == [
+    # rows of two: accuracy | epsilon, loss | accuracy against bytes, then the simulated clock
+    assert titles(at)[:4] == [
         "Global test accuracy", "Privacy spent: epsilon at delta = 1e-05", "Global test loss", "Accuracy against data sent by clients",
     ]  # fmt: skip
+    assert titles(at)[4].startswith("Test accuracy against simulated time") and len(titles(at)) == 6
     rounds = store.rounds_frame(run_id)
     epsilon = figure_titled(at, "Privacy spent")["data"][0]
     assert epsilon["y"] == pytest.approx(rounds["epsilon"].tolist()) and epsilon["x"] == [1, 2, 3]

@@ -16,7 +16,13 @@ def finished(store) -> str:
 
 # Run ----------------------------------------------------------------------------------------
 TABS = {
-    "Global model": ("Global test accuracy", "Global test loss", "Accuracy against data sent by clients"),
+    "Global model": (
+        "Global test accuracy",
+        "Global test loss",
+        "Accuracy against data sent by clients",
+        "Test accuracy against simulated time",
+        "Simulated duration",
+    ),
     "Clients": (
         "Training loss per client",
         "Update size per client",
@@ -62,6 +68,39 @@ def test_a_finished_run_shows_status_progress_every_chart_and_downloads(store, f
     downloads = [d.proto.label for d in at.get("download_button")]
     assert downloads == ["Rounds (CSV)", "Clients (CSV)", "Partition (CSV)", "Config (JSON)", "Everything (JSON)"]
     assert any(j.proto.body and '"num_clients": 6' in j.proto.body for j in at.json)
+
+
+def test_clients_that_come_and_go_are_drawn_from_the_store(store):
+    run_id = record_run(
+        store, num_clients=8, clients_per_round=4, rounds=5, availability=0.6, dropout=0.25, stragglers=0.5,
+        straggler_policy="partial", round_deadline_s=20.0,
+    )  # fmt: skip
+    rounds, clients, offline = store.rounds_frame(run_id), store.clients_frame(run_id), store.offline_frame(run_id)
+    assert {"dropped", "partial"} <= set(clients["status"]) and len(offline)
+    at = page(RUN, run=run_id)
+    no_exceptions(at)
+    assert "clients online 60% of rounds" in texts(at) and "50% stragglers send partial work" in texts(at)
+    timed = figure_titled(at, "Test accuracy against simulated time")["data"][0]
+    assert timed["x"] == pytest.approx(rounds["sim_clock_s"].tolist()) and timed["y"] == pytest.approx(rounds["test_accuracy"].tolist())
+    durations = figure_titled(at, "Simulated duration of each round")
+    assert durations["data"][0]["y"] == pytest.approx(rounds["sim_round_s"].tolist())
+    assert any(shape["y0"] == 20.0 for shape in durations["layout"]["shapes"])  # the deadline line
+
+    open_tab(at, "Clients")
+    no_exceptions(at)
+    timeline = figure_titled(at, "Client timeline")
+    z = timeline["data"][0]["z"]
+    words = {"trained": "trained", "partial": "partial work", "late": "late (not used)", "dropped": "dropped out"}
+    text = timeline["data"][0]["text"]
+    for row in clients.itertuples():  # every sampled client, in its state
+        assert text[row.client_id][row.round - 1] == words[row.status]
+    for r, counts in zip(offline["round"], offline["counts"]):
+        for c, n in enumerate(counts):
+            assert (text[c][r - 1] == "offline") == bool(n)
+    assert len(z) == 8 and len(z[0]) == 5
+    assert {t["name"] for t in timeline["data"][1:]} >= {"trained", "partial work", "dropped out", "offline"}  # the legend
+    losses = figure_titled(at, "Training loss per client")["data"]
+    assert all(not any(y is None or y != y for y in t["y"]) for t in losses)  # lines only where an update arrived
 
 
 def test_a_failed_run_shows_its_stored_error_as_a_sentence(store):

@@ -1,10 +1,12 @@
 """The offline datasets: digits (fixed split) and Synthetic(alpha, beta) (seeded)."""
 
 import numpy as np
+import pytest
 import torch
 
-from flcore.config import ExperimentConfig
-from flcore.data.datasets import DATASETS, load_dataset, make_synthetic
+from flcore.config import ConfigError, ExperimentConfig
+from flcore.data.datasets import DATASETS, SYNTHETIC_MAX_PER_DEVICE, load_dataset, make_synthetic
+from flcore.simulation import Simulation
 
 
 def test_digits_has_a_fixed_stratified_split():
@@ -54,6 +56,37 @@ def test_every_dataset_declares_its_shape_size_and_whether_it_works_offline():
 
 
 def test_datasets_without_their_own_clients_have_no_natural_split():
-    for name in ("digits", "synthetic"):
-        data = load_dataset(ExperimentConfig.create(dataset=name, model="mlp"))
-        assert data.train_clients is None and data.info.natural_clients is None
+    data = load_dataset(ExperimentConfig.create(dataset="digits", model="mlp"))
+    assert data.train_clients is None and data.info.natural_clients is None
+
+
+def test_synthetic_is_split_by_its_30_devices_by_default_with_power_law_sizes():
+    config = ExperimentConfig.create(dataset="synthetic", model="logistic")
+    assert (config.partition, config.num_clients, config.synthetic_sizes) == ("natural", 30, "powerlaw")
+    data = load_dataset(config)
+    x, y, device = make_synthetic(config.synthetic_alpha, config.synthetic_beta, config.data_seed_resolved, "powerlaw")
+    sizes = np.bincount(device)
+    assert len(sizes) == 30 and sizes.min() >= 50 and sizes.max() <= SYNTHETIC_MAX_PER_DEVICE
+    assert sizes.max() > 5 * np.median(sizes)  # a heavy tail: a few large devices, many small ones
+    assert data.info.natural_clients == 30 and len(data.train_clients) == len(data.y_train)
+    assert len(data.y_train) + len(data.y_test) == sizes.sum()
+    # the split is the devices: client k holds exactly device k's training samples
+    sim = Simulation(config.replace(rounds=1))
+    assert all(np.array_equal(p, np.flatnonzero(data.train_clients == k)) for k, p in enumerate(sim.parts))
+    # each device's labels come from its own model, so clients differ in their label mix
+    mixes = np.stack([np.bincount(data.y_train[p].numpy(), minlength=10) / len(p) for p in sim.parts])
+    assert 0.5 * np.abs(mixes - mixes.mean(0)).sum(1).mean() > 0.3
+
+
+def test_synthetic_keeps_a_partition_or_size_that_is_asked_for():
+    config = ExperimentConfig.create(dataset="synthetic", partition="dirichlet", synthetic_sizes="equal")
+    assert (config.partition, config.num_clients) == ("dirichlet", 10)
+    assert len(load_dataset(config).y_train) == 10_000  # 30 x 400, a sixth held out
+    _, _, device = make_synthetic(1.0, 1.0, 0, "equal")
+    assert np.bincount(device).tolist() == [400] * 30
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(dataset="synthetic", num_clients=100)
+    assert err.value.problems[0].field == "num_clients"
+    assert "dataset='synthetic' has 30 natural clients (it is split by its own clients unless another partition is chosen)" in str(
+        err.value
+    )

@@ -99,6 +99,9 @@ def test_the_natural_split_of_a_file_is_checked_by_the_config(users_csv):
     assert err.value.problems[0].field == "num_clients"
     assert "dataset='file' has 4 natural clients; set num_clients=4" in str(err.value)
 
+    # left out, the number of clients is taken from the file
+    assert file_config(users_csv, label_column="species", client_column="user", partition="natural").num_clients == 4
+
     without_users = users_csv.with_name("no_users.csv")
     write_csv(without_users, users=False)
     with pytest.raises(ConfigError) as err:

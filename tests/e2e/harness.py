@@ -157,3 +157,19 @@ def set_number(page, label: str, value: int) -> None:
     field = box.locator("input")
     field.fill(str(value))
     field.press("Enter")
+
+
+# True when the page shows exactly `n` drawn charts and one of them has a title containing `title`.
+TAB_DRAWN = """([n, title]) => {
+  const p = [...document.querySelectorAll('.js-plotly-plot')];
+  const named = (e) => e.layout && e.layout.title && String(e.layout.title.text ?? e.layout.title).includes(title);
+  return p.length === n && p.every((e) => e._fullLayout) && p.some(named);
+}"""
+
+
+def open_tab(page, name: str, charts: int, title: str, timeout_ms: int = 30_000) -> None:
+    """Click the Run page's tab `name` and wait until it has drawn its `charts` charts, one of
+    them titled `title`: the tab shown before may hold as many charts until the rerun replaces
+    them, so the count alone cannot tell the two apart."""
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_function(TAB_DRAWN, arg=[charts, title], timeout=timeout_ms)

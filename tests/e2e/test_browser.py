@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from harness import ACCURACY_X, CHART_X, set_number, shoot, wait_for_text
+from harness import ACCURACY_X, CHART_X, open_tab, set_number, shoot, wait_for_text
 
 from flcore.store import RunStore
 
@@ -73,13 +73,11 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
     page.wait_for_function(f"() => {{ const x = ({ACCURACY_X})(); return x && x.length && Math.max(...x) === {ROUNDS}; }}", timeout=30_000)
     wait_for_app(page, "Finished.")
     shoot(page, screenshots / "02-run-finished.png")
-    for tab, charts, name in (("Clients", 7, "02b-run-clients.png"), ("Data", 3, "02c-run-data.png")):
-        page.get_by_role("tab", name=tab).click()
-        page.wait_for_function(
-            "(n) => { const p = document.querySelectorAll('.js-plotly-plot'); return p.length === n && [...p].every(e => e._fullLayout); }",
-            arg=charts,
-            timeout=30_000,
-        )
+    for tab, charts, title, name in (
+        ("Clients", 7, "Participation", "02b-run-clients.png"),
+        ("Data", 3, "Labels per client", "02c-run-data.png"),
+    ):
+        open_tab(page, tab, charts, title)
         shoot(page, screenshots / name)
     page.get_by_role("tab", name="Global model").click()
 
@@ -166,7 +164,7 @@ def test_a_sweep_queued_from_the_command_line_is_trained_by_the_server_and_drawn
     bands = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map((el) => el.data.filter((t) => t.fill).length)""")
     assert bands[0] >= 2, bands  # one band per setting (fedavg, median) on the accuracy chart
     wait_for_app(page, "4 done")  # the caption counts the sweep's finished runs
-    shoot(page, screenshots / "07-compare-sweep.png")
+    shoot(page, screenshots / "06b-compare-sweep.png")
 
 
 def test_a_live_page_sends_nothing_while_no_round_arrives_and_stops_checking_when_done(server, server_store, page):

@@ -14,6 +14,8 @@ from flcore.strategies.aggregate import (
     krum_max_byzantine,
     krum_scores,
     krum_select,
+    local_solver_norms,
+    normalized_average,
     server_momentum_step,
     trim_count,
     trimmed_mean,
@@ -150,3 +152,38 @@ def test_steps_do_not_change_their_inputs():
     assert all(torch.equal(a, b) for a, b in zip((x, d, m, v), before))
     assert torch.equal(rows, rows_before)
     assert not math.isnan(float(coordinate_median(rows).sum()))
+
+
+# FedNova ------------------------------------------------------------------------------------
+
+
+def test_local_solver_norms_hand_computed():
+    steps = t([1, 2, 3])
+    assert local_solver_norms(steps, lr=0.1).tolist() == [1, 2, 3]  # plain SGD: one gradient per step
+    # momentum 0.5: of 3 steps the first gradient counts 1 + 0.5 + 0.25, the second 1 + 0.5, the last 1
+    assert torch.allclose(local_solver_norms(steps, lr=0.1, momentum=0.5), torch.tensor([1, 2.5, 4.25], dtype=torch.float64))
+    # proximal SGD, lr * mu = 0.1: each earlier gradient shrinks by 0.9 per later step
+    assert torch.allclose(local_solver_norms(steps, lr=0.1, prox_mu=1.0), torch.tensor([1, 1.9, 2.71], dtype=torch.float64))
+    # both, 2 steps: buf = 1, total = 1; then buf = 0.5 * 1 + 1 - 0.1 * 1 = 1.4, total = 2.4
+    both = local_solver_norms(t([2, 1]), lr=0.1, momentum=0.5, prox_mu=1.0)
+    assert torch.allclose(both, torch.tensor([2.4, 1.0], dtype=torch.float64))
+    # the recursion for both agrees with each closed form when the other term vanishes
+    many = t([1, 4, 9, 30])
+    recursion = local_solver_norms(many, lr=0.1, momentum=0.7, prox_mu=1e-12)
+    assert torch.allclose(recursion, local_solver_norms(many, lr=0.1, momentum=0.7))
+    assert torch.allclose(local_solver_norms(many, lr=0.1, momentum=1e-12, prox_mu=2.0), local_solver_norms(many, lr=0.1, prox_mu=2.0))
+
+
+def test_normalized_average_hand_computed():
+    # steps 2 and 6, equal weights: tau_eff = 4, update = 4 * (0.5 * [2, 4] / 2 + 0.5 * [3, 3] / 6) = [3, 5]
+    u = t([[2, 4], [3, 3]])
+    delta, tau_eff = normalized_average(u, t([1, 1]), torch.tensor([2.0, 6.0]))
+    assert tau_eff == 4.0 and torch.allclose(delta, t([3, 5]))
+    assert torch.allclose(weighted_mean(u, t([1, 1])), t([2.5, 3.5]))  # FedAvg lets the 6-step client pull further
+    # equal norms: FedAvg's weighted mean, bit for bit
+    g = torch.Generator().manual_seed(0)
+    u, w = torch.randn(5, 7, generator=g), t([3, 1, 4, 1, 5])
+    assert torch.equal(normalized_average(u, w, torch.full((5,), 7.0))[0], weighted_mean(u, w))
+    # a client that took no step sent nothing and weighs nothing in the normalized sum
+    delta, _ = normalized_average(t([[2, 4], [0, 0]]), t([1, 1]), torch.tensor([2.0, 0.0]))
+    assert torch.allclose(delta, t([0.5, 1]))  # tau_eff = 1: 1 * 0.5 * [2, 4] / 2

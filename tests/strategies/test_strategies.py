@@ -108,6 +108,33 @@ def test_fedavg_is_the_sample_weighted_mean_scaled_by_server_lr():
     assert torch.allclose(state.params, t([11.25, 11.75]))
 
 
+# FedNova ------------------------------------------------------------------------------------
+
+
+def test_fednova_with_equal_steps_is_fedavg():
+    g = torch.Generator().manual_seed(0)
+    start, deltas, samples = torch.randn(9, generator=g), torch.randn(4, 9, generator=g), t([5, 1, 2, 8])
+    u = ClientUpdates([0, 1, 2, 3], deltas, samples, t([6, 6, 6, 6]))
+    fedavg, _ = make("fedavg").aggregate(make("fedavg").init(start), u)
+    nova, metrics = make("fednova").aggregate(make("fednova").init(start), u)
+    assert torch.equal(nova.params, fedavg.params) and metrics["fednova_tau_eff"] == 6.0
+    fedavg, _ = make("fedavg", momentum=0.9).aggregate(make("fedavg").init(start), u)
+    nova, _ = make("fednova", momentum=0.9).aggregate(make("fednova").init(start), u)
+    assert torch.allclose(nova.params, fedavg.params, rtol=1e-6, atol=1e-7)
+
+
+def test_fednova_unequal_steps_hand_computed():
+    # steps 2 and 6, one sample each: tau_eff = 4; 4 * (0.5 * [2, 4] / 2 + 0.5 * [3, 3] / 6) = [3, 5]
+    s = make("fednova")
+    state, metrics = s.aggregate(s.init(t([10, 10])), updates([[2, 4], [3, 3]], samples=[1, 1], steps=[2, 6]))
+    assert torch.allclose(state.params, t([13, 15])) and metrics["fednova_tau_eff"] == 4.0
+    # client momentum 0.5: 1 and 3 steps hold 1 and 4.25 steps' worth of gradient; normalized updates
+    # 2 / 1 and 4.25 / 4.25, tau_eff = (1 + 4.25) / 2 = 2.625, so 2.625 * 1.5 = 3.9375 (FedAvg: 3.125)
+    s = make("fednova", momentum=0.5)
+    state, metrics = s.aggregate(s.init(t([0])), updates([[2], [4.25]], samples=[1, 1], steps=[1, 3]))
+    assert torch.allclose(state.params, t([3.9375])) and metrics["fednova_tau_eff"] == 2.625
+
+
 # FedOpt -------------------------------------------------------------------------------------
 
 

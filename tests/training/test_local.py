@@ -13,7 +13,16 @@ import torch.nn.functional as F
 
 from flcore.models import build_model
 from flcore.training import TrainingData
-from flcore.training.local import ClientTask, LocalSettings, SequentialExecutor, batch_order, evaluate, flat_params
+from flcore.training.local import (
+    ClientTask,
+    LocalSettings,
+    SequentialExecutor,
+    batch_order,
+    evaluate,
+    flat_params,
+    local_steps,
+    samples_in_steps,
+)
 
 SHAPE = (1, 4, 4)
 
@@ -93,6 +102,19 @@ def test_steps_and_samples_are_counted():
     model, x, y = problem(n=23)
     out = train(model, x, y, settings(epochs=2, batch_size=5))
     assert out.num_samples.tolist() == [23] and out.num_steps.tolist() == [2 * 5]
+
+
+def test_max_steps_stops_after_the_first_batches_of_the_usual_order():
+    model, x, y = problem(n=23)
+    s = settings(epochs=2, batch_size=5, momentum=0.9)
+    start = flat_params(model)
+    first_seven = batch_order(23, s, 7, 1, 3)[:7]  # an epoch and two batches of the next
+    expected = hand_written_sgd(model[1].weight.detach(), model[1].bias.detach(), x, y, first_seven, s)
+    out = train(model, x, y, s, [ClientTask(3, torch.arange(23), max_steps=7)])
+    assert out.num_steps.tolist() == [7] and out.num_samples.tolist() == [23]
+    assert torch.allclose(start + out.deltas[0], expected, atol=1e-5)
+    assert local_steps(23, s) == 10 and local_steps(23, s, 7) == 7 and local_steps(23, s, 50) == 10
+    assert samples_in_steps(23, 5, 7) == 23 + 10 and samples_in_steps(23, 5, 10) == 46 and samples_in_steps(23, 5, 4) == 20
 
 
 def test_with_lr_zero_train_metrics_are_the_models_loss_and_accuracy_on_the_client_data():

@@ -78,6 +78,20 @@ def test_momentum_weight_decay_prox_scaffold_and_label_flip_match_sequential(mod
     assert seq.num_steps.tolist() == [2 * math.ceil(n / 5) for n in (7, 13, 20, 3)]
 
 
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_partial_work_matches_sequential(model_name):
+    """Stragglers' step limits: below, inside and past a client's own steps, in two chunks."""
+    model, x, y, tasks = problem(model_name, (7, 13, 20, 3))
+    limits = (1, 5, None, 99)
+    tasks = [ClientTask(t.client_id, t.indices, max_steps=k) for t, k in zip(tasks, limits)]
+    seq, vec = both(model, EVERYTHING, x, y, tasks, chunk_size=2)
+    assert_same(seq, vec)
+    assert seq.num_steps.tolist() == [1, 5, 8, 2]  # full counts: 4, 6, 8, 2
+    model, x, y, _ = problem(model_name, (7, 13, 20, 3))  # the same start again (training moved the model)
+    full = both(model, EVERYTHING, x, y, [ClientTask(t.client_id, t.indices) for t in tasks])[0]
+    assert torch.equal(seq.deltas[2:], full.deltas[2:]) and not torch.allclose(seq.deltas[:2], full.deltas[:2])
+
+
 @pytest.mark.parametrize("model_name", ["logistic", "mlp"])
 def test_flat_inputs_match_sequential(model_name):
     model, x, y, tasks = problem(model_name, (9, 4, 12), shape=(60,))
