@@ -40,6 +40,7 @@ class ClientMetric:
     caption: str  # the line under its chart: what to look for
     compute: Callable[[ClientRound], torch.Tensor] | None = None  # [n]; None: filled in by the engine
     summarize: bool = False  # also store its mean and spread over the round's clients as round metrics
+    tab: str = "Clients"  # the Run page tab that draws its chart
 
 
 CLIENT_METRICS: Registry[ClientMetric] = Registry("client metric")
@@ -96,6 +97,7 @@ CLIENT_METRICS.register(
         "where the federation went, near 0 or below it pulls elsewhere; attackers and clients with unusual data sit low.",
         drift_cosine,
         summarize=True,
+        tab="Drift",
     )
 )
 CLIENT_METRICS.register(
@@ -109,6 +111,7 @@ CLIENT_METRICS.register(
         "clients that pull away sit high, attackers highest.",
         drift_distance,
         summarize=True,
+        tab="Drift",
     )
 )
 

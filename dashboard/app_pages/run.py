@@ -162,38 +162,43 @@ def _charts(store, info) -> None:
     def global_model() -> None:
         accuracy = (charts.accuracy_chart(rounds, total), "accuracy", "accuracy_chart")
         loss = (charts.loss_chart(rounds, total), "loss", "loss_chart")
-        sent = (charts.accuracy_bytes_chart(rounds), "accuracy_bytes", "accuracy_bytes_chart")
         config = info.config
         if config.dp != "none":  # epsilon next to the accuracy it costs
             epsilon = charts.epsilon_chart(rounds, total, config.dp_delta, config.dp_target_epsilon)
             _chart_pair(accuracy, (epsilon, "epsilon", "epsilon_chart"))
-            _chart_pair(loss, sent)
+            _chart_pair(loss)
         else:
             _chart_pair(accuracy, loss)
+
+    def time_and_communication() -> None:
         _chart_pair(
             (charts.time_accuracy_chart(rounds), "time_accuracy", "time_accuracy_chart"),
-            (charts.round_time_chart(rounds, total, config.round_deadline_s), "round_time", "round_time_chart"),
+            (charts.round_time_chart(rounds, total, info.config.round_deadline_s), "round_time", "round_time_chart"),
         )
-        if config.dp == "none":
-            _chart_pair(sent)
+        _chart_pair((charts.accuracy_bytes_chart(rounds), "accuracy_bytes", "accuracy_bytes_chart"))
 
-    def per_client() -> None:
-        # One chart per registered client metric the run stored, two side by side.
-        shown = [e for e in CLIENT_METRICS.entries() if e.name in clients.columns]
+    def metric_charts(tab: str) -> None:
+        # One chart per registered client metric of this tab that the run stored, two side by side.
+        shown = [e for e in CLIENT_METRICS.entries() if e.obj.tab == tab and e.name in clients.columns]
         for pair in (shown[i : i + 2] for i in range(0, len(shown), 2)):
             for column, entry in zip(st.columns(2), pair):
                 with column:
                     st.plotly_chart(charts.registered_client_chart(arrived, entry, total), width="stretch", key=f"{entry.name}_chart")
                     st.caption(entry.obj.caption)
-        if "drift_cosine" in clients.columns:  # runs stored before drift was measured have none
-            _chart_pair(
-                (charts.drift_chart(arrived), "drift", "drift_chart"),
-                (charts.drift_spread_chart(rounds, total), "drift_spread", "drift_spread_chart"),
-            )
+
+    def per_client() -> None:
+        metric_charts("Clients")
         _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
         if uneven(info.config) or len(arrived) < len(clients) or len(frames.offline):
             timeline = charts.client_timeline_chart(clients, frames.offline, info.config.num_clients, total)
             _chart(timeline, "client_timeline", "client_timeline_chart")
+
+    def drift() -> None:
+        _chart_pair(
+            (charts.drift_chart(arrived), "drift", "drift_chart"),
+            (charts.drift_spread_chart(rounds, total), "drift_spread", "drift_spread_chart"),
+        )
+        metric_charts("Drift")
 
     def data() -> None:
         _chart_pair(
@@ -202,12 +207,17 @@ def _charts(store, info) -> None:
         )
         _chart(charts.sampled_labels_chart(arrived, split, class_names, total), "sampled_labels", "sampled_labels_chart")
 
+    # Each tab is drawn only while it is open, so a watched run redraws a few charts per round.
     sections = {
         "Global model": global_model,
+        "Time and communication": time_and_communication,
         "Clients": per_client,
+        "Drift": drift,
         "Data": data,
         "Settings and downloads": lambda: _downloads(store, info),
     }
+    if "drift_cosine" not in clients.columns:  # runs stored before drift was measured have none
+        del sections["Drift"]
     for tab, draw in zip(st.tabs(list(sections), key=TAB_KEY, on_change="rerun"), sections.values()):
         if tab.open:
             with tab:

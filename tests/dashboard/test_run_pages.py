@@ -16,22 +16,15 @@ def finished(store) -> str:
 
 # Run ----------------------------------------------------------------------------------------
 TABS = {
-    "Global model": (
-        "Global test accuracy",
-        "Global test loss",
-        "Accuracy against data sent by clients",
-        "Test accuracy against simulated time",
-        "Simulated duration",
-    ),
-    "Clients": (
-        "Training loss per client",
-        "Update size per client",
-        "Drift: agreement with the global update",
-        "Drift: distance from the new global model",
+    "Global model": ("Global test accuracy", "Global test loss"),
+    "Time and communication": ("Test accuracy against simulated time", "Simulated duration", "Accuracy against data sent by clients"),
+    "Clients": ("Training loss per client", "Update size per client", "Participation"),
+    "Drift": (
         "Client drift: who pulls away",
         "Client agreement per round",
-        "Participation",
-    ),  # fmt: skip
+        "Drift: agreement with the global update",
+        "Drift: distance from the new global model",
+    ),
     "Data": ("Labels per client", "Training samples per client", "Labels of the sampled clients"),
 }
 
@@ -80,6 +73,8 @@ def test_clients_that_come_and_go_are_drawn_from_the_store(store):
     at = page(RUN, run=run_id)
     no_exceptions(at)
     assert "clients online 60% of rounds" in texts(at) and "50% stragglers send partial work" in texts(at)
+    open_tab(at, "Time and communication")
+    no_exceptions(at)
     timed = figure_titled(at, "Test accuracy against simulated time")["data"][0]
     assert timed["x"] == pytest.approx(rounds["sim_clock_s"].tolist()) and timed["y"] == pytest.approx(rounds["test_accuracy"].tolist())
     durations = figure_titled(at, "Simulated duration of each round")

@@ -74,8 +74,10 @@ def test_a_small_run_from_new_run_to_the_last_round_and_after_a_reload(server, p
     wait_for_app(page, "Finished.")
     shoot(page, screenshots / "02-run-finished.png")
     for tab, charts, title, name in (
-        ("Clients", 7, "Participation", "02b-run-clients.png"),
-        ("Data", 3, "Labels per client", "02c-run-data.png"),
+        ("Time and communication", 3, "Accuracy against data sent", "02a-run-time-and-communication.png"),
+        ("Clients", 3, "Participation", "02b-run-clients.png"),
+        ("Drift", 4, "Client drift", "02c-run-drift.png"),
+        ("Data", 3, "Labels per client", "02d-run-data.png"),
     ):
         open_tab(page, tab, charts, title)
         shoot(page, screenshots / name)
@@ -266,7 +268,7 @@ def test_drift_singles_out_attackers_and_epsilon_grows_next_to_accuracy(server, 
     )  # fmt: skip
     page.goto(f"{server}/run?run={attacked}")
     wait_for_app(page, "Finished.")
-    page.get_by_role("tab", name="Clients").click()
+    page.get_by_role("tab", name="Drift").click()
     page.wait_for_function(f"() => ({CHART_TRACES})('Client drift') !== null", timeout=30_000)
     traces = page.evaluate(f"() => ({CHART_TRACES})('Client drift')")
     malicious = {c for c in store.clients_frame(attacked).query("malicious")["client_id"].unique()}
@@ -279,7 +281,7 @@ def test_drift_singles_out_attackers_and_epsilon_grows_next_to_accuracy(server, 
     chart.scroll_into_view_if_needed()
     page.wait_for_timeout(800)
     chart.screenshot(path=str(screenshots / "07-drift-chart.png"))
-    shoot(page, screenshots / "07-drift-clients-tab.png")
+    shoot(page, screenshots / "07-drift-tab.png")
 
     private = _store_finished_run(
         store, name="private and compressed", num_clients=100, clients_per_round=10, rounds=40, partition="iid", lr=0.3,

@@ -52,6 +52,7 @@ def test_a_run_whose_clients_come_and_go_draws_its_timeline_and_clock(server, se
     wait_for_text(page, "Finished.")
 
     rounds = store.rounds_frame(run_id)
+    open_tab(page, "Time and communication", 3, "Test accuracy against simulated time")
     page.wait_for_function(
         f"() => {{ const x = ({CHART_X})('Test accuracy against simulated time'); return x && x.length === {ROUNDS}; }}", timeout=30_000
     )
@@ -59,7 +60,7 @@ def test_a_run_whose_clients_come_and_go_draws_its_timeline_and_clock(server, se
     assert clock == pytest.approx(rounds["sim_clock_s"].tolist(), rel=1e-6)
     shoot(page, screenshots / "14b-run-simulated-clock.png")
 
-    open_tab(page, "Clients", 8, "Client timeline")  # four per-client metrics, the two drift charts, participation, the timeline
+    open_tab(page, "Clients", 4, "Client timeline")  # the two per-client charts, participation and the timeline
     grid = page.evaluate(TIMELINE_TEXT)
     clients, offline = store.clients_frame(run_id), store.offline_frame(run_id)
     assert len(grid) == 10 and len(grid[0]) == ROUNDS
