@@ -123,7 +123,8 @@ def round_summaries(values: dict[str, list[float]]) -> dict[str, float]:
     for entry in CLIENT_METRICS.entries():
         if entry.obj.summarize and values.get(entry.name):
             column = np.asarray(values[entry.name], dtype=np.float64)
-            out[f"{entry.name}_mean"], out[f"{entry.name}_std"] = float(column.mean()), float(column.std())
+            with np.errstate(invalid="ignore", over="ignore"):  # a diverging client's inf gives inf or nan, stored as such
+                out[f"{entry.name}_mean"], out[f"{entry.name}_std"] = float(column.mean()), float(column.std())
     return out
 
 
