@@ -130,7 +130,9 @@ def comparison(run_ids: list[str]) -> None:
     with b:
         st.plotly_chart(charts.compare_chart(curves, "test_loss"), width="stretch", key="compare_loss")
         st.caption(charts.CAPTIONS["compare_loss"])
-    for column, x in zip(st.columns(2), ("bytes", "epsilon")):  # what the accuracy cost: communication, privacy
+    # What the accuracy cost: communication, and privacy when a chosen run spent any.
+    costs = ("bytes", "epsilon") if any(r.config.dp != "none" for r in chosen) else ("bytes",)
+    for column, x in zip(st.columns(2), costs):
         with column:
             st.plotly_chart(charts.compare_tradeoff_chart(curves, x), width="stretch", key=f"compare_{x}")
             st.caption(charts.CAPTIONS[f"compare_{x}"])

@@ -100,6 +100,11 @@ def test_compare_overlays_accuracy_against_bytes_and_epsilon_and_lists_both(stor
     assert metrics.loc["private", "final epsilon"] == pytest.approx(store.rounds_frame(private)["epsilon"].iloc[-1])
     assert np.isnan(metrics.loc["plain", "final epsilon"])
     assert metrics.loc["plain", "MB sent by clients"] == pytest.approx(store.rounds_frame(plain)["bytes_received"].sum() / 1e6)
+    at.multiselect(key="compare_pick").set_value([plain]).run()  # no private run chosen: no epsilon chart to draw
+    no_exceptions(at)
+    titles = [figure(c)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("Test accuracy against data sent") for t in titles)
+    assert not any("privacy spent" in t for t in titles)
 
 
 def test_the_form_places_privacy_and_compression_in_their_own_sections_and_explains_a_bad_choice(store):
