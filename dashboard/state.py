@@ -129,6 +129,32 @@ def not_yours(info: Any, user: Any) -> str | None:
     return f"Only {who}{' or an admin' if info.owner else ''} can change this run; everyone can view and compare it."
 
 
+_RUN_BUTTONS = {  # action: label, icon, what it does
+    "cancel": ("Cancel", ":material/stop_circle:", "Stop the run after the round in progress; what it has done so far is kept."),
+    "resume": ("Resume", ":material/play_arrow:", "Queue the run again; it continues from its last finished round."),
+}
+
+
+def cancel_or_resume_button(row: Any, info: Any, user: Any) -> None:
+    """In `row`: Cancel for a queued or training run, or Resume for one its owner could resume;
+    disabled, saying whose the run is, when `user` may not."""
+    from flcore.store import actions
+
+    action = "cancel" if info.active else "resume" if "resume" in actions(info) else None  # what the owner could do
+    if action is None:
+        return
+    label, icon, why = _RUN_BUTTONS[action]
+    row.button(
+        label,
+        icon=icon,
+        key=f"{action}_button",
+        disabled=action not in actions(info, user),
+        help=not_yours(info, user) or why,
+        on_click=act,
+        args=(action, info.run_id),
+    )
+
+
 def open_run(run_id: str) -> None:
     st.switch_page(RUN_PAGE, query_params={"run": run_id})
 

@@ -22,7 +22,6 @@ from flcore.availability import uneven
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.metrics import CLIENT_METRICS
 from flcore.records import reported
-from flcore.store import actions
 
 STATUS_TEXT = {
     "queued": "Queued: it starts as soon as a worker is free.",
@@ -94,29 +93,7 @@ def _controls(info) -> None:
         st.info(status)
 
     row = st.container(horizontal=True)
-    user = access.user()
-    allowed, owners = actions(info, user), actions(info)  # what this user may do; what the owner could
-    not_yours = state.not_yours(info, user)
-    if info.active:
-        row.button(
-            "Cancel",
-            icon=":material/stop_circle:",
-            disabled="cancel" not in allowed,
-            key="cancel_button",
-            on_click=state.act,
-            args=("cancel", info.run_id),
-            help=not_yours or "Stop the run after the round in progress; what it has done so far is kept.",
-        )
-    elif "resume" in owners:
-        row.button(
-            "Resume",
-            icon=":material/play_arrow:",
-            key="resume_button",
-            disabled="resume" not in allowed,
-            on_click=state.act,
-            args=("resume", info.run_id),
-            help=not_yours or "Queue the run again; it continues from its last finished round.",
-        )
+    state.cancel_or_resume_button(row, info, access.user())
     if row.button(
         "Run again with changes", icon=":material/edit:", key="again_button", help="Open New run with this run's settings filled in."
     ):

@@ -55,28 +55,8 @@ def _actions(store, runs) -> None:
     ):
         state.run_again(info.config.model_dump())
     user = access.user()
-    allowed, owners = actions(info, user), actions(info)  # what this user may do; what the owner could
-    not_yours = state.not_yours(info, user)
-    if info.active:
-        row.button(
-            "Cancel",
-            icon=":material/stop_circle:",
-            key="cancel_button",
-            disabled="cancel" not in allowed,
-            help=not_yours or "Stop the run after the round in progress.",
-            on_click=state.act,
-            args=("cancel", info.run_id),
-        )
-    elif "resume" in owners:
-        row.button(
-            "Resume",
-            icon=":material/play_arrow:",
-            key="resume_button",
-            disabled="resume" not in allowed,
-            help=not_yours or "Queue the run again; it continues from its last finished round.",
-            on_click=state.act,
-            args=("resume", info.run_id),
-        )
+    allowed, not_yours = actions(info, user), state.not_yours(info, user)  # for Delete, below
+    state.cancel_or_resume_button(row, info, user)
     if row.button(
         "Compare…", icon=":material/compare_arrows:", key="compare_button", help="Open Compare with this run and the runs just before it."
     ):
