@@ -77,6 +77,12 @@ def mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 
 @_register("cnn", "CNN (McMahan et al.)", "Two 5x5 conv layers (32, 64 channels) with max-pooling, 512 dense units.", min_side=4)
 def cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return _two_conv_cnn(input_shape, num_classes, dense=512)
+
+
+def _two_conv_cnn(input_shape: tuple[int, ...], num_classes: int, dense: int) -> nn.Module:
+    """Two 5x5 'same' conv layers (32, 64 channels), each followed by 2x2 max-pooling, then
+    `dense` ReLU units: McMahan et al.'s CNN (512) and LEAF's FEMNIST model (2048)."""
     channels, height, width = input_shape
     return nn.Sequential(
         nn.Conv2d(channels, 32, 5, padding=2),
@@ -86,9 +92,9 @@ def cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(64 * (height // 4) * (width // 4), 512),
+        nn.Linear(64 * (height // 4) * (width // 4), dense),
         nn.ReLU(),
-        nn.Linear(512, num_classes),
+        nn.Linear(dense, num_classes),
     )
 
 
@@ -119,19 +125,7 @@ def cifar_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     min_side=4,
 )
 def femnist_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    channels, height, width = input_shape
-    return nn.Sequential(
-        nn.Conv2d(channels, 32, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64 * (height // 4) * (width // 4), 2048),
-        nn.ReLU(),
-        nn.Linear(2048, num_classes),
-    )
+    return _two_conv_cnn(input_shape, num_classes, dense=2048)
 
 
 class CharLSTM(nn.Module):
