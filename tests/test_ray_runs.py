@@ -9,42 +9,27 @@ sentence; shutting the runner down stops its actors; and without Ray the runner 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import run_helpers
 import torch
+from run_helpers import tiny
 
 from flcore import ray_support
 from flcore.__main__ import main
-from flcore.config import ExperimentConfig
 from flcore.runner import Runner, execute_run, state_from_bytes
 from flcore.store import RunStore
 
 pytestmark = pytest.mark.timeout(300)
-WAIT_S = 120.0
+WAIT_S = 120.0  # a Ray starts its first actors slower than a warm worker starts a run
 
-
-def tiny(**changes) -> ExperimentConfig:
-    base = dict(dataset="digits", num_clients=4, model="logistic", batch_size=32, rounds=3, partition="iid")
-    return ExperimentConfig.create(**{**base, **changes})
-
-
-def wait_for(check, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_status(store: RunStore, run_id: str, *statuses: str):
-    return wait_for(lambda: (r := store.get_run(run_id)) is not None and r.status in statuses and r, f"run {run_id} to be {statuses}")
+wait_for = functools.partial(run_helpers.wait_for, timeout=WAIT_S)
+wait_status = functools.partial(run_helpers.wait_status, timeout=WAIT_S)
 
 
 def run_actors(ray, run_id: str) -> list[str]:

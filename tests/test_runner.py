@@ -9,39 +9,18 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import time
 
 import pandas as pd
 import pytest
 import torch
+from run_helpers import tiny, wait_for, wait_status
 
-from flcore.config import ExperimentConfig
 from flcore.runner import Runner, execute_run, state_from_bytes
 from flcore.settings import Settings
 from flcore.simulation import Simulation
 from flcore.store import RunStore
 
 pytestmark = pytest.mark.timeout(180)
-WAIT_S = 60.0
-
-
-def tiny(**changes) -> ExperimentConfig:
-    base = dict(dataset="digits", num_clients=4, model="logistic", batch_size=32, rounds=3, partition="iid")
-    return ExperimentConfig.create(**{**base, **changes})
-
-
-def wait_for(check, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_status(store: RunStore, run_id: str, *statuses: str):
-    return wait_for(lambda: (r := store.get_run(run_id)) is not None and r.status in statuses and r, f"run {run_id} to be {statuses}")
 
 
 def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
