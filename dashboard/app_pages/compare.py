@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard import charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
+from dashboard.layout import chart_pair
 from dashboard.tables import config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
 from flcore.sweep import describe_size
 
@@ -62,13 +63,10 @@ def sweep_view() -> None:
         + "; the runs of a setting differ only in their seed."
     )  # fmt: skip
     curves = sweep_curves(members, {r.run_id: store.rounds_frame(r.run_id) for r in members}, info.grid)
-    a, b = st.columns(2)
-    with a:
-        st.plotly_chart(charts.sweep_chart(curves, "test_accuracy"), width="stretch", key="sweep_accuracy")
-        st.caption(charts.CAPTIONS["sweep_accuracy"])
-    with b:
-        st.plotly_chart(charts.sweep_chart(curves, "test_loss"), width="stretch", key="sweep_loss")
-        st.caption(charts.CAPTIONS["sweep_loss"])
+    chart_pair(
+        (charts.sweep_chart(curves, "test_accuracy"), "sweep_accuracy", "sweep_accuracy"),
+        (charts.sweep_chart(curves, "test_loss"), "sweep_loss", "sweep_loss"),
+    )
     st.subheader("Final accuracy over seeds")
     st.dataframe(
         sweep_summary(members, info.grid),
@@ -123,19 +121,13 @@ def comparison(run_ids: list[str]) -> None:
         or [pd.DataFrame(columns=["run", "round", "test_accuracy", "test_loss"])],
         ignore_index=True,
     )
-    a, b = st.columns(2)
-    with a:
-        st.plotly_chart(charts.compare_chart(curves, "test_accuracy"), width="stretch", key="compare_accuracy")
-        st.caption(charts.CAPTIONS["compare_accuracy"])
-    with b:
-        st.plotly_chart(charts.compare_chart(curves, "test_loss"), width="stretch", key="compare_loss")
-        st.caption(charts.CAPTIONS["compare_loss"])
+    chart_pair(
+        (charts.compare_chart(curves, "test_accuracy"), "compare_accuracy", "compare_accuracy"),
+        (charts.compare_chart(curves, "test_loss"), "compare_loss", "compare_loss"),
+    )
     # What the accuracy cost: communication, and privacy when a chosen run spent any.
     costs = ("bytes", "epsilon") if any(r.config.dp != "none" for r in chosen) else ("bytes",)
-    for column, x in zip(st.columns(2), costs):
-        with column:
-            st.plotly_chart(charts.compare_tradeoff_chart(curves, x), width="stretch", key=f"compare_{x}")
-            st.caption(charts.CAPTIONS[f"compare_{x}"])
+    chart_pair(*[(charts.compare_tradeoff_chart(curves, x), f"compare_{x}", f"compare_{x}") for x in costs])
 
     st.subheader("Final metrics")
     st.dataframe(

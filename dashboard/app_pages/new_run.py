@@ -16,6 +16,7 @@ import streamlit as st
 from dashboard import access, charts, state
 from dashboard.access import plain
 from dashboard.form import KEY_PREFIX, Form
+from dashboard.layout import chart
 from dashboard.tables import describe_config
 from flcore import settings as server_settings
 from flcore.config import ConfigError, ExperimentConfig, Problem
@@ -136,10 +137,8 @@ def _preview(values: dict) -> tuple[list[Problem], bool]:
         f"({int(counts.sum(1).min()):,} to {int(counts.sum(1).max()):,} each). This is the split the run will use."
     )
     frame = counts_frame(counts)
-    st.plotly_chart(charts.partition_heatmap(frame, info.class_names), width="stretch", key="preview_heatmap")
-    st.caption(charts.CAPTIONS["partition_heatmap"])
-    st.plotly_chart(charts.partition_bars(frame, info.class_names), width="stretch", key="preview_bars")
-    st.caption(charts.CAPTIONS["partition_bars"])
+    chart(charts.partition_heatmap(frame, info.class_names), "partition_heatmap", "preview_heatmap")
+    chart(charts.partition_bars(frame, info.class_names), "partition_bars", "preview_bars")
     with st.expander("Per-client statistics"):
         st.dataframe(
             het.per_client.rename(

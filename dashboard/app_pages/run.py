@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import access, charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
+from dashboard.layout import chart, chart_pair
 from dashboard.tables import describe_config, format_duration, planned_rounds, results_json, time_left
 from flcore.availability import uneven
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
@@ -56,11 +57,6 @@ def _pick_run(store) -> str | None:
         st.query_params["run"] = chosen
         st.rerun()
     return None
-
-
-def _chart(fig, caption_key: str, key: str) -> None:
-    st.plotly_chart(fig, width="stretch", key=key)
-    st.caption(charts.CAPTIONS[caption_key])
 
 
 def _controls(info) -> None:
@@ -142,17 +138,17 @@ def _charts(store, info) -> None:
         config = info.config
         if config.dp != "none":  # epsilon next to the accuracy it costs
             epsilon = charts.epsilon_chart(rounds, total, config.dp_delta, config.dp_target_epsilon)
-            _chart_pair(accuracy, (epsilon, "epsilon", "epsilon_chart"))
-            _chart_pair(loss)
+            chart_pair(accuracy, (epsilon, "epsilon", "epsilon_chart"))
+            chart_pair(loss)
         else:
-            _chart_pair(accuracy, loss)
+            chart_pair(accuracy, loss)
 
     def time_and_communication() -> None:
-        _chart_pair(
+        chart_pair(
             (charts.time_accuracy_chart(rounds), "time_accuracy", "time_accuracy_chart"),
             (charts.round_time_chart(rounds, total, info.config.round_deadline_s), "round_time", "round_time_chart"),
         )
-        _chart_pair((charts.accuracy_bytes_chart(rounds), "accuracy_bytes", "accuracy_bytes_chart"))
+        chart_pair((charts.accuracy_bytes_chart(rounds), "accuracy_bytes", "accuracy_bytes_chart"))
 
     def metric_charts(tab: str) -> None:
         # One chart per registered client metric of this tab that the run stored, two side by side.
@@ -165,24 +161,24 @@ def _charts(store, info) -> None:
 
     def per_client() -> None:
         metric_charts("Clients")
-        _chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
+        chart(charts.participation_chart(clients, info.config.num_clients, total), "participation", "participation_chart")
         if uneven(info.config) or len(arrived) < len(clients) or len(frames.offline):
             timeline = charts.client_timeline_chart(clients, frames.offline, info.config.num_clients, total)
-            _chart(timeline, "client_timeline", "client_timeline_chart")
+            chart(timeline, "client_timeline", "client_timeline_chart")
 
     def drift() -> None:
-        _chart_pair(
+        chart_pair(
             (charts.drift_chart(arrived), "drift", "drift_chart"),
             (charts.drift_spread_chart(rounds, total), "drift_spread", "drift_spread_chart"),
         )
         metric_charts("Drift")
 
     def data() -> None:
-        _chart_pair(
+        chart_pair(
             (charts.partition_heatmap(split, class_names), "partition_heatmap", "partition_heatmap"),
             (charts.partition_bars(split, class_names), "partition_bars", "partition_bars"),
         )
-        _chart(charts.sampled_labels_chart(arrived, split, class_names, total), "sampled_labels", "sampled_labels_chart")
+        chart(charts.sampled_labels_chart(arrived, split, class_names, total), "sampled_labels", "sampled_labels_chart")
 
     # Each tab is drawn only while it is open, so a watched run redraws a few charts per round.
     sections = {
@@ -199,13 +195,6 @@ def _charts(store, info) -> None:
         if tab.open:
             with tab:
                 draw()
-
-
-def _chart_pair(*pair: tuple) -> None:
-    """Two (figure, caption key, widget key) charts side by side (or one, in the left half)."""
-    for column, chart in zip(st.columns(2), pair):
-        with column:
-            _chart(*chart)
 
 
 def _downloads(store, info) -> None:
