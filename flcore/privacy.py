@@ -238,6 +238,7 @@ class Privacy:
         self.config = config
         self.noise_at = PRIVACY.get(config.dp).noise_at
         self.noise_std = config.dp_noise_multiplier * config.dp_clip
+        self.rate = sample_rate(config) if self.noise_at is not None else None  # once, not every round
         self.last_round = affordable_rounds(config)
         self.stop_message = budget_message(config, self.last_round)
 
@@ -264,4 +265,4 @@ class Privacy:
         """{"epsilon": spent after `round_`} with DP on; nothing without."""
         if self.noise_at is None:
             return {}
-        return {"epsilon": config_epsilon(self.config, round_)}
+        return {"epsilon": epsilon(self.config.dp_noise_multiplier, self.rate, round_, self.config.dp_delta)}
