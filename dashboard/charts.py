@@ -763,11 +763,17 @@ def _timeline_bars(fig, clients, offline, num_clients, last, total_rounds) -> go
 
 # Privacy and communication -------------------------------------------------------------------
 def epsilon_chart(
-    rounds: pd.DataFrame, total_rounds: int | None = None, delta: float | None = None, target: float | None = None
+    rounds: pd.DataFrame,
+    total_rounds: int | None = None,
+    delta: float | None = None,
+    target: float | None = None,
+    kind: str | None = None,
 ) -> go.Figure:
-    """Epsilon spent after each round (the `epsilon` round metric), with the budget, if any, dashed."""
+    """Epsilon spent after each round (the `epsilon` round metric), with the budget, if any,
+    dashed; the title says its `kind` (central or local, `flcore.privacy.EPSILON_KINDS`) and delta."""
     fig = go.Figure()
-    _layout(fig, "Privacy spent: epsilon" + (f" at delta = {delta:g}" if delta else ""), "Round", "Epsilon (lower is more private)")
+    what = f"{kind} epsilon" if kind else "epsilon"
+    _layout(fig, f"Privacy spent: {what}" + (f" at delta = {delta:g}" if delta else ""), "Round", "Epsilon (lower is more private)")
     _round_axis(fig, total_rounds, int(rounds["round"].max()) if len(rounds) else None)
     if rounds.empty or "epsilon" not in rounds:
         return _waiting(fig, "Waiting for the first round…")
@@ -1000,12 +1006,18 @@ def sweep_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Figur
     return fig
 
 
-def compare_tradeoff_chart(curves: pd.DataFrame, x: str) -> go.Figure:
+def compare_tradeoff_chart(curves: pd.DataFrame, x: str, epsilon_kinds: dict[str, tuple[str, float]] | None = None) -> go.Figure:
     """Test accuracy of several runs against the bytes their clients sent so far (x="bytes") or
-    the epsilon they had spent (x="epsilon"; runs without differential privacy are left out)."""
+    the epsilon they had spent (x="epsilon"; runs without differential privacy are left out).
+    `epsilon_kinds` (run -> (kind, delta)) marks each run's epsilon in its name and its marker:
+    a central and a local epsilon are different guarantees and are never drawn unmarked."""
     epsilon = x == "epsilon"
+    kinds = epsilon_kinds or {}
+    mixed = len({kind for kind, _ in kinds.values()}) > 1
     title = "Test accuracy against privacy spent" if epsilon else "Test accuracy against data sent by clients"
-    x_title = "Epsilon spent (lower is more private)" if epsilon else "Sent by clients so far (bytes)"
+    x_title = "Sent by clients so far (bytes)"
+    if epsilon:
+        x_title = "Epsilon spent (lower is more private)" + ("; central and local epsilons are different guarantees" if mixed else "")
     fig = go.Figure()
     _layout(fig, title, x_title, "Test accuracy", legend_title="Run")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
@@ -1025,10 +1037,14 @@ def compare_tradeoff_chart(curves: pd.DataFrame, x: str) -> go.Figure:
         else:
             xs = _cumulative_bytes(rows)
         rows = thin(rows.assign(_x=xs.to_numpy()))
+        kind, delta = kinds.get(run, (None, None))
+        name = f"{run} ({kind} epsilon, delta {delta:g})" if epsilon and kind else str(run)
+        symbol = "diamond" if kind and kind.startswith("local") else "circle"
         fig.add_trace(
             go.Scatter(
-                x=rows["_x"], y=rows["test_accuracy"], mode="lines+markers", name=str(run), customdata=rows["round"],
-                line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]}, marker={"size": 4},
+                x=rows["_x"], y=rows["test_accuracy"], mode="lines+markers", name=name, customdata=rows["round"],
+                line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
+                marker={"size": 4 if symbol == "circle" else 7, "symbol": symbol},
                 hovertemplate=f"{run}<br>round %{{customdata}}<br>" + ("epsilon %{x:.3g}" if epsilon else "%{x:.3s}B sent")
                 + "<br>%{y:.1%}<extra></extra>",
             )

@@ -21,6 +21,7 @@ import pandas as pd
 
 from flcore.config import ExperimentConfig, registries
 from flcore.data.partition import describe_split
+from flcore.privacy import EPSILON_KINDS, epsilon_label
 from flcore.records import best_round
 
 if TYPE_CHECKING:
@@ -241,6 +242,7 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
                 "final loss": float(frame["test_loss"].iloc[-1]) if has else None,
                 "seconds per round": float(frame["wall_time_s"].mean()) if has and "wall_time_s" in frame else None,
                 "final epsilon": float(frame["epsilon"].iloc[-1]) if has and "epsilon" in frame else None,
+                "epsilon kind": epsilon_label(r.config) if r.config.dp in EPSILON_KINDS else None,
                 "MB sent by clients": float(frame["bytes_received"].sum()) / 1e6 if has and "bytes_received" in frame else None,
             }
         )

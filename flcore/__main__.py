@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if status != "done":
             bar.close()
             print(f"run {run_id} {status}: {info.error or ''}".rstrip(": "), file=sys.stderr)
-            _write_results(out, results, counts)
+            _write_results(out, results, counts, config)
             return 1
         note = info.error  # a done run's note: a privacy budget ended it early
     else:
@@ -190,17 +190,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_round(result)
         note = sim.privacy.stop_message
     bar.close()
-    _write_results(out, results, counts)
+    _write_results(out, results, counts, config)
     _print_summary(config, results, time.perf_counter() - started, out, run_id, store)
     if note:
         print(note)
     return 0
 
 
-def _write_results(out: Path, results: list, counts: pd.DataFrame) -> None:
+def _write_results(out: Path, results: list, counts: pd.DataFrame, config: ExperimentConfig) -> None:
+    from flcore.privacy import label_epsilon_columns
     from flcore.records import TIMING_COLUMNS
 
-    rounds = pd.DataFrame([r.row() for r in results])
+    rounds = label_epsilon_columns(config, pd.DataFrame([r.row() for r in results]))
     if len(rounds):
         rounds.drop(columns=list(TIMING_COLUMNS)).to_csv(out / "rounds.csv", index=False)
         rounds[["round", *TIMING_COLUMNS]].to_csv(out / "timings.csv", index=False)
@@ -309,8 +310,11 @@ def summary_lines(config: ExperimentConfig, rounds: pd.DataFrame) -> list[str]:
     last = rounds.iloc[-1]
     lines = []
     if "epsilon" in rounds:
+        from flcore.privacy import EPSILON_KINDS
+
         lines.append(
-            f"privacy: epsilon {last['epsilon']:.4g} at dp_delta={config.dp_delta:g} after round {int(last['round'])} "
+            f"privacy: {EPSILON_KINDS.get(config.dp, config.dp)} epsilon {last['epsilon']:.4g} at dp_delta={config.dp_delta:g} "
+            f"after round {int(last['round'])} "
             f"(dp={config.dp!r}, dp_noise_multiplier={config.dp_noise_multiplier:g}, dp_clip={config.dp_clip:g})"
         )
     received, sent = rounds["bytes_received"].sum(), rounds["bytes_sent"].sum()

@@ -62,6 +62,47 @@ def online_probabilities(config: ExperimentConfig) -> np.ndarray | None:
     return rng.beta(HETEROGENEITY * a, HETEROGENEITY * (1 - a), config.num_clients)
 
 
+def online_clients(config: ExperimentConfig, probabilities: np.ndarray | None, round_: int) -> np.ndarray | None:
+    """The sorted ids of the clients online in `round_` (client c with probability
+    probabilities[c]); None when every client always is."""
+    if probabilities is None:
+        return None
+    draws = seeding.rng(config.seed, "online", round_).random(config.num_clients)
+    return np.flatnonzero(draws < probabilities)
+
+
+def poisson_sampling(config: ExperimentConfig) -> bool:
+    """Whether clients join a round independently (central DP: the sampling its accountant
+    analyses) rather than as a fixed-size draw."""
+    return config.dp == "central"
+
+
+def sample_clients(config: ExperimentConfig, round_: int, online: np.ndarray | None = None) -> np.ndarray:
+    """The sorted ids of the clients taking part in `round_`, a function of (seed, round), among
+    the clients `online` this round (None: all are).
+
+    Usually `clients_per_round` are drawn without replacement (all of those online when fewer
+    are). Under central DP each online client joins independently with probability
+    q = clients_per_round / num_clients (Poisson sampling, as DP-FedAvg's accountant assumes;
+    McMahan et al. 2018), so a round has clients_per_round clients on average, not exactly."""
+    rng = seeding.rng(config.seed, "sampling", round_)
+    k, n = config.clients_per_round_resolved, config.num_clients
+    if poisson_sampling(config):
+        joined = np.flatnonzero(rng.random(n) < k / n)
+        return joined if online is None else np.intersect1d(joined, online)
+    if online is None:
+        return np.sort(rng.choice(n, size=k, replace=False))
+    return np.sort(rng.choice(online, size=min(k, len(online)), replace=False))
+
+
+def dropped_out(config: ExperimentConfig, round_: int, sampled: list[int] | np.ndarray) -> np.ndarray:
+    """Which of the `sampled` clients fail to report in `round_` (each with probability `dropout`,
+    independently), as a boolean array aligned with `sampled`."""
+    if not config.dropout:
+        return np.zeros(len(sampled), dtype=bool)
+    return seeding.rng(config.seed, "dropout", round_).random(config.num_clients)[np.asarray(sampled, dtype=np.int64)] < config.dropout
+
+
 def offline_summary(online: np.ndarray, num_clients: int) -> Offline:
     """How many clients of each group of consecutive ids were offline (at most OFFLINE_GROUPS groups)."""
     group = max(1, -(-num_clients // OFFLINE_GROUPS))
@@ -129,18 +170,13 @@ class Availability:
 
     def online(self, round_: int) -> np.ndarray | None:
         """The sorted ids of the clients online in `round_`; None when every client always is."""
-        if self.probabilities is None:
-            return None
-        draws = seeding.rng(self.config.seed, "online", round_).random(self.config.num_clients)
-        return np.flatnonzero(draws < self.probabilities)
+        return online_clients(self.config, self.probabilities, round_)
 
     def plan(self, round_: int, sampled: list[int], online: np.ndarray | None) -> RoundPlan:
         """Statuses, steps and simulated times of the clients sampled in `round_`."""
         c, n = self.config, len(sampled)
         full = [local_steps(self.sizes[k], self.settings) for k in sampled]
-        dropped = np.zeros(n, dtype=bool)
-        if c.dropout:
-            dropped = seeding.rng(c.seed, "dropout", round_).random(c.num_clients)[sampled] < c.dropout
+        dropped = dropped_out(c, round_, sampled)
         slow = np.zeros(n, dtype=bool)
         if c.stragglers and n:
             count = int(np.floor(c.stragglers * n + 0.5))

@@ -28,13 +28,12 @@ import math
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 import torch
 
 from flcore import seeding
 from flcore.attacks import ATTACKS, malicious_clients
-from flcore.availability import Availability, client_clock, round_clock
+from flcore.availability import Availability, client_clock, round_clock, sample_clients
 from flcore.compression import Channel, Sent
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
@@ -61,15 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def sample_clients(config: ExperimentConfig, round_: int, online: np.ndarray | None = None) -> np.ndarray:
-    """The sorted ids of the clients taking part in `round_`, a function of (seed, round): drawn
-    from the clients `online` this round (None: all are), all of those when fewer are online."""
-    rng = seeding.rng(config.seed, "sampling", round_)
-    if online is None:
-        return np.sort(rng.choice(config.num_clients, size=config.clients_per_round_resolved, replace=False))
-    return np.sort(rng.choice(online, size=min(config.clients_per_round_resolved, len(online)), replace=False))
 
 
 class Simulation:
@@ -175,7 +165,7 @@ class Simulation:
 
         # 5. aggregate (a round in which fewer updates arrived than the strategy needs keeps the model)
         before = state
-        aggregated = len(ids) >= self.strategy.min_updates
+        aggregated = len(ids) >= self.strategy.min_updates or self.privacy.aggregates_every_round
         if aggregated:
             updates = ClientUpdates(ids, deltas, trained.num_samples, trained.num_steps)
             state, metrics = self.privacy.aggregate(self.strategy, state, updates, round_)
@@ -208,6 +198,7 @@ class Simulation:
                 metrics={
                     **({name: values[row[c]] for name, values in extra.items()} if c in row else {}),
                     **client_clock(self.config, plan, j),
+                    **(self.privacy.client_metrics(round_, c) if plan.status[j] != "dropped" else {}),
                 },
             )
             for j, c in enumerate(sampled)

@@ -72,6 +72,11 @@ def test_the_new_numbers_reach_the_csvs(tmp_path, capsys):
     assert rounds["epsilon"].is_monotonic_increasing and rounds["epsilon"].gt(0).all()
     assert rounds["bytes_received"].lt(rounds["bytes_sent"]).all()  # top-k sends less than the model
     printed = capsys.readouterr().out
-    assert "privacy: epsilon" in printed and "communication: clients sent" in printed and "client drift in the last round" in printed
+    assert set(rounds["epsilon_kind"]) == {"central (user-level)"} and set(rounds["epsilon_delta"]) == {1e-5}  # what the number means
+    assert (
+        "privacy: central (user-level) epsilon" in printed
+        and "communication: clients sent" in printed
+        and "client drift in the last round" in printed
+    )
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
     assert "epsilon" not in pd.read_csv(tmp_path / "plain" / "rounds.csv").columns  # only when dp is on

@@ -12,12 +12,21 @@ import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
-from flcore.availability import Availability
+from flcore.availability import Availability, dropped_out, sample_clients
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.models import build_model
-from flcore.privacy import affordable_rounds, config_epsilon, dp_fedavg_mean, epsilon, inclusion_bound, sample_rate
+from flcore.privacy import (
+    affordable_rounds,
+    config_epsilon,
+    dp_fedavg_mean,
+    epsilon,
+    expected_updates,
+    inclusion_probabilities,
+    label_epsilon_columns,
+    sample_rate,
+)
 from flcore.runner import execute_run, state_from_bytes, state_to_bytes
-from flcore.simulation import Simulation, sample_clients
+from flcore.simulation import Simulation
 from flcore.store import RunStore
 from flcore.training import SequentialExecutor, TrainingData, VectorizedExecutor
 from flcore.training.local import ClientTask, LocalSettings, flat_params
@@ -76,18 +85,27 @@ def test_every_update_a_private_run_sends_is_within_the_clip():
 
 
 # DP-FedAvg's mean -------------------------------------------------------------------------------
-def test_dp_fedavg_mean_by_hand():
+def test_dp_fedavg_mean_by_hand_divides_by_the_fixed_denominator():
     updates = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
-    no_noise = dp_fedavg_mean(updates, 1.0, 0.0, torch.Generator().manual_seed(0))
-    assert torch.allclose(no_noise, torch.tensor([0.3, 0.9]))  # ([0.6, 0.8] + [0, 1]) / 2
-    noisy = dp_fedavg_mean(updates, 1.0, 2.0, torch.Generator().manual_seed(7))
+    no_noise = dp_fedavg_mean(updates, 1.0, 0.0, torch.Generator().manual_seed(0), 4.0)
+    assert torch.allclose(no_noise, torch.tensor([0.15, 0.45]))  # ([0.6, 0.8] + [0, 1]) / 4, not / 2
+    noisy = dp_fedavg_mean(updates, 1.0, 2.0, torch.Generator().manual_seed(7), 4.0)
     z = 2.0 * torch.randn(2, generator=torch.Generator().manual_seed(7))
-    assert torch.allclose(noisy, (torch.tensor([0.6, 1.8]) + z) / 2)
+    assert torch.allclose(noisy, (torch.tensor([0.6, 1.8]) + z) / 4)
     assert torch.equal(updates, torch.tensor([[3.0, 4.0], [0.0, 1.0]]))  # the input is left alone
+    nobody = dp_fedavg_mean(torch.zeros(0, 2), 1.0, 2.0, torch.Generator().manual_seed(7), 4.0)
+    assert torch.allclose(nobody, z / 4)  # a round with no update still releases the noise
+
+
+def test_the_denominator_is_the_expected_number_of_updates():
+    plain = ExperimentConfig.create(num_clients=100, clients_per_round=10, dp="central")
+    assert expected_updates(plain) == 10.0
+    uneven = plain.replace(availability=0.5, dropout=0.2)
+    assert expected_updates(uneven) == pytest.approx(10 * 0.5 * 0.8)
 
 
 def test_the_central_noise_has_the_configured_standard_deviation():
-    mean = dp_fedavg_mean(torch.zeros(4, 200_000), 1.0, 1.5, torch.Generator().manual_seed(0))
+    mean = dp_fedavg_mean(torch.zeros(4, 200_000), 1.0, 1.5, torch.Generator().manual_seed(0), 4.0)
     assert (mean * 4).std().item() == pytest.approx(1.5, rel=0.01)
 
 
@@ -116,49 +134,125 @@ def test_a_huge_clip_and_no_noise_give_the_non_private_run(private, plain):
 
 
 # The accountant -----------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["central", "local"])
-def test_epsilon_each_round_is_what_opacus_gives_when_called_directly(mode):
-    results = run(num_clients=20, clients_per_round=5, rounds=3, dp=mode, dp_noise_multiplier=1.1, dp_delta=1e-5)
-    rate = 5 / 20 if mode == "central" else 1.0  # local DP: the server knows who took part
+def opacus_epsilon(noise_multiplier: float, rate: float, steps: int, delta: float) -> float:
+    """The library called directly: RDPAccountant stepped `steps` times."""
     accountant = RDPAccountant()
+    for _ in range(steps):
+        accountant.step(noise_multiplier=noise_multiplier, sample_rate=rate)
+    return accountant.get_epsilon(delta=delta) if steps else 0.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "rate"),
+    [
+        # the issue's setting: 100 clients, 10 per round, noise 1, 20 rounds (4.22 with RDP)
+        (dict(num_clients=100, clients_per_round=10, rounds=20, dp_noise_multiplier=1.0, dp_delta=1e-5), 0.1),
+        (dict(num_clients=1000, clients_per_round=50, rounds=200, dp_noise_multiplier=0.8, dp_delta=1e-6), 0.05),
+        (dict(num_clients=50, clients_per_round=25, rounds=7, dp_noise_multiplier=2.5, dp_delta=1e-3), 0.5),
+        # clients online half the time and dropping out a fifth: each is in a sum with q * 0.5 * 0.8
+        (dict(num_clients=40, clients_per_round=10, rounds=12, dp_noise_multiplier=1.2, availability=0.5, dropout=0.2), 0.25 * 0.4),
+    ],
+)
+def test_central_epsilon_is_opacus_called_directly_on_the_rate_each_client_is_sampled_at(setting, rate):
+    config = ExperimentConfig.create(dp="central", **setting)
+    assert sample_rate(config) == pytest.approx(rate, rel=1e-12)
+    for r in (1, config.rounds):
+        assert config_epsilon(config, r) == pytest.approx(opacus_epsilon(config.dp_noise_multiplier, rate, r, config.dp_delta), rel=1e-12)
+    if setting["num_clients"] == 100:
+        assert config_epsilon(config, 20) == pytest.approx(4.224, abs=1e-3)
+
+
+def test_each_round_of_a_central_run_reports_what_opacus_gives():
+    results = run(num_clients=20, clients_per_round=5, rounds=3, dp="central", dp_noise_multiplier=1.1, dp_delta=1e-5)
     for r in results:
-        accountant.step(noise_multiplier=1.1, sample_rate=rate)
-        assert r.metrics["epsilon"] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)
+        assert r.metrics["epsilon"] == pytest.approx(opacus_epsilon(1.1, 5 / 20, r.round, 1e-5), rel=1e-12)
     assert 0 < results[0].metrics["epsilon"] < results[1].metrics["epsilon"] < results[2].metrics["epsilon"]
 
 
 def test_epsilon_of_a_known_setting():
     # The sampled Gaussian mechanism with q = 0.01, sigma = 1.1 over 1,000 steps, at delta = 1e-5
     # (the setting of Abadi et al. 2016's MNIST example), straight from the library.
-    accountant = RDPAccountant()
-    for _ in range(1000):
-        accountant.step(noise_multiplier=1.1, sample_rate=0.01)
-    assert epsilon(1.1, 0.01, 1000, 1e-5) == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)
-    assert epsilon(0.0, 0.01, 3, 1e-5) == float("inf") and epsilon(1.1, 0.01, 0, 1e-5) == 0.0
+    assert epsilon(noise_multiplier=1.1, sample_rate=0.01, rounds=1000, delta=1e-5) == pytest.approx(
+        opacus_epsilon(1.1, 0.01, 1000, 1e-5), rel=1e-12
+    )
+    assert epsilon(noise_multiplier=0.0, sample_rate=0.01, rounds=3, delta=1e-5) == float("inf")
+    assert epsilon(noise_multiplier=1.1, sample_rate=0.01, rounds=0, delta=1e-5) == 0.0
 
 
-def sampled_share(config: ExperimentConfig, rounds: int) -> np.ndarray:
-    """How often each client was sampled over `rounds` rounds, by the simulator's own sampler."""
+def in_the_sum(config: ExperimentConfig, rounds: int) -> np.ndarray:
+    """Each client's share of rounds in which its update entered the sum, by the simulator's own
+    sampler, availability and dropout."""
     avail = Availability(config, [10] * config.num_clients, LocalSettings.from_config(config), 4)
     counts = np.zeros(config.num_clients)
     for r in range(1, rounds + 1):
-        counts[sample_clients(config, r, avail.online(r))] += 1
+        sampled = sample_clients(config, r, avail.online(r))
+        counts[sampled[~dropped_out(config, r, sampled)]] += 1
     return counts / rounds
 
 
-def test_with_clients_offline_the_rate_bounds_every_clients_chance_to_be_sampled():
-    uniform = ExperimentConfig.create(num_clients=10, clients_per_round=5, availability=0.5, dp="central")
-    rate = sample_rate(uniform)
-    assert rate != 5 / 10  # the fixed-size draw from those online is not a plain 5 in 10
-    assert sampled_share(uniform, 4000).mean() == pytest.approx(rate, abs=0.01)  # exact for one probability
-    skewed = uniform.replace(availability_model="heterogeneous")
-    shares, bound = sampled_share(skewed, 4000), sample_rate(skewed)
-    assert shares.max() > 5 / 10 + 0.05  # the most available clients are sampled more than the mean
-    assert shares.max() <= bound + 0.01
-    results = run(num_clients=10, clients_per_round=5, availability=0.5, availability_model="heterogeneous", dp="central", rounds=2)
-    assert results[-1].metrics["epsilon"] == config_epsilon(skewed, 2) == epsilon(skewed.dp_noise_multiplier, bound, 2, skewed.dp_delta)
-    assert config_epsilon(skewed, 2) > config_epsilon(skewed.replace(availability=1.0), 2)  # counted at the bound, not at 5 in 10
-    assert inclusion_bound(1.0, 1.0, 20, 5) == pytest.approx(5 / 20) and inclusion_bound(0.0, 0.3, 20, 5) == pytest.approx(0.3)
+def test_central_dp_samples_each_client_independently_at_the_rate_its_epsilon_is_counted_at():
+    config = ExperimentConfig.create(num_clients=20, clients_per_round=5, dp="central")
+    sizes = [len(sample_clients(config, r)) for r in range(1, 401)]
+    assert min(sizes) < 5 < max(sizes) and np.mean(sizes) == pytest.approx(5, abs=0.3)  # Poisson: 5 on average
+    assert in_the_sum(config, 4000) == pytest.approx(np.full(20, 0.25), abs=0.025)
+    skewed = config.replace(availability=0.5, availability_model="heterogeneous", dropout=0.1)
+    exact = inclusion_probabilities(skewed)
+    assert exact.max() > 1.4 * exact.mean()  # the most available clients are in more sums than the mean
+    assert in_the_sum(skewed, 4000) == pytest.approx(exact, abs=0.02)  # the exact rate, client by client
+    assert sample_rate(skewed) == exact.max()
+    results = run(
+        num_clients=20, clients_per_round=5, availability=0.5, availability_model="heterogeneous", dropout=0.1, dp="central", rounds=2
+    )
+    assert results[-1].metrics["epsilon"] == pytest.approx(
+        opacus_epsilon(skewed.dp_noise_multiplier, exact.max(), 2, skewed.dp_delta), rel=1e-12
+    )
+
+
+def test_without_dp_the_sampler_still_draws_exactly_clients_per_round():
+    config = ExperimentConfig.create(num_clients=20, clients_per_round=5)
+    assert {len(sample_clients(config, r)) for r in range(1, 50)} == {5}
+
+
+def test_a_central_round_with_nobody_in_it_still_releases_the_noise():
+    config = ExperimentConfig.create(**TINY, num_clients=40, clients_per_round=1, rounds=12, dp="central", dp_noise_multiplier=1.0)
+    results = list(Simulation(config).run())
+    empty = [i for i, r in enumerate(results) if not r.sampled_clients]
+    assert empty, "with one client per round on average, some round of twelve has nobody"
+    i = empty[0]
+    before = results[i - 1].state.params if i else Simulation(config).initial_state().params
+    assert not torch.equal(results[i].state.params, before)
+
+
+def test_local_epsilon_counts_each_clients_own_rounds_at_sensitivity_two_clips():
+    config = dict(num_clients=10, clients_per_round=4, rounds=6, dp="local", dp_noise_multiplier=2.0, dp_delta=1e-5, dropout=0.2)
+    results = run(**config)
+    sent = np.zeros(10, dtype=int)
+    for r in results:
+        for c in r.clients:
+            if c.status == "dropped":
+                assert "epsilon" not in c.metrics
+                continue
+            sent[c.client_id] += 1
+            # any two inputs of one client: updates up to 2 * dp_clip apart, so noise 2.0 is 1.0 in units of the sensitivity
+            assert c.metrics["epsilon"] == pytest.approx(opacus_epsilon(1.0, 1.0, int(sent[c.client_id]), 1e-5), rel=1e-12)
+        assert r.metrics["epsilon"] == pytest.approx(opacus_epsilon(1.0, 1.0, int(sent.max()), 1e-5), rel=1e-12)
+    assert sent.max() < 6  # nobody sent in every round, so the worst client's epsilon is below 6 rounds' worth
+    config_ = ExperimentConfig.create(**TINY, **config)
+    assert config_epsilon(config_, 6) == results[-1].metrics["epsilon"]
+    one = ExperimentConfig.create(num_clients=100, clients_per_round=10, rounds=20, dp="local", dp_noise_multiplier=1.0)
+    assert epsilon(noise_multiplier=0.5, sample_rate=1.0, rounds=1, delta=1e-5) == pytest.approx(10.73, abs=0.01)  # the issue's 10.7
+    assert config_epsilon(one, 1) == pytest.approx(10.73, abs=0.01)
+
+
+def test_csv_tables_say_what_kind_of_epsilon_they_hold_and_at_which_delta():
+    import pandas as pd
+
+    frame = pd.DataFrame({"round": [1, 2], "epsilon": [1.0, 2.0], "test_accuracy": [0.5, 0.6]})
+    central = label_epsilon_columns(ExperimentConfig.create(dp="central", dp_delta=1e-6), frame)
+    assert list(central.columns) == ["round", "epsilon", "epsilon_kind", "epsilon_delta", "test_accuracy"]
+    assert set(central["epsilon_kind"]) == {"central (user-level)"} and set(central["epsilon_delta"]) == {1e-6}
+    local = label_epsilon_columns(ExperimentConfig.create(dp="local"), frame)
+    assert set(local["epsilon_kind"]) == {"local (worst client)"}
 
 
 def test_a_run_without_dp_reports_no_epsilon():
@@ -203,7 +297,7 @@ def test_a_privacy_budget_ends_the_run_as_done_with_a_sentence(tmp_path):
     assert f"dp_target_epsilon=4 allows {last} of the 30 rounds" in info.error and "stopped after round" in info.error
     eps = store.rounds_frame(run_id)["epsilon"]
     assert len(eps) == last and eps.max() <= 4.0
-    assert epsilon(1.0, 0.5, last + 1, 1e-5) > 4.0  # one round more would have overspent
+    assert epsilon(noise_multiplier=1.0, sample_rate=0.5, rounds=last + 1, delta=1e-5) > 4.0  # one round more would have overspent
 
 
 def test_a_run_within_its_budget_runs_every_round():
@@ -268,7 +362,7 @@ def test_the_cli_says_why_a_budget_ended_the_run(tmp_path, capsys):
     args = ["run", "--num-clients", "10", "--clients-per-round", "5", "--rounds", "30", "--model", "logistic", "--quiet"]
     assert main([*args, "--dp", "central", "--dp-target-epsilon", "4", "--store", str(db), "--out", str(tmp_path / "o")]) == 0
     printed = capsys.readouterr().out
-    assert "dp_target_epsilon=4 allows" in printed and "privacy: epsilon" in printed
+    assert "dp_target_epsilon=4 allows" in printed and "privacy: central (user-level) epsilon" in printed
     (info,) = RunStore(db).list_runs()
     assert info.status == "done" and info.rounds_done < 30
     assert main(["show", info.run_id, "--store", str(db)]) == 0

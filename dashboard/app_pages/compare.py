@@ -17,6 +17,7 @@ from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.layout import chart_pair
 from dashboard.tables import config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
+from flcore.privacy import EPSILON_KINDS
 from flcore.sweep import describe_size
 
 PICK = "compare_pick"
@@ -127,7 +128,8 @@ def comparison(run_ids: list[str]) -> None:
     )
     # What the accuracy cost: communication, and privacy when a chosen run spent any.
     costs = ("bytes", "epsilon") if any(r.config.dp != "none" for r in chosen) else ("bytes",)
-    chart_pair(*[(charts.compare_tradeoff_chart(curves, x), f"compare_{x}", f"compare_{x}") for x in costs])
+    kinds = {names[r.run_id]: (EPSILON_KINDS[r.config.dp], r.config.dp_delta) for r in chosen if r.config.dp in EPSILON_KINDS}
+    chart_pair(*[(charts.compare_tradeoff_chart(curves, x, kinds), f"compare_{x}", f"compare_{x}") for x in costs])
 
     st.subheader("Final metrics")
     st.dataframe(

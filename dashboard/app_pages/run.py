@@ -22,6 +22,7 @@ from dashboard.tables import describe_config, format_duration, planned_rounds, r
 from flcore.availability import uneven
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.metrics import CLIENT_METRICS
+from flcore.privacy import EPSILON_KINDS, label_epsilon_columns
 from flcore.records import reported
 
 STATUS_TEXT = {
@@ -137,7 +138,8 @@ def _charts(store, info) -> None:
         loss = (charts.loss_chart(rounds, total), "loss", "loss_chart")
         config = info.config
         if config.dp != "none":  # epsilon next to the accuracy it costs
-            epsilon = charts.epsilon_chart(rounds, total, config.dp_delta, config.dp_target_epsilon)
+            kind = EPSILON_KINDS.get(config.dp)
+            epsilon = charts.epsilon_chart(rounds, total, config.dp_delta, config.dp_target_epsilon, kind)
             chart_pair(accuracy, (epsilon, "epsilon", "epsilon_chart"))
             chart_pair(loss)
         else:
@@ -206,7 +208,13 @@ def _downloads(store, info) -> None:
         return results_json(latest, store.rounds_frame(rid), store.clients_frame(rid), store.partition_frame(rid))
 
     files = (  # label, contents (read when clicked), file name, type, widget key
-        ("Rounds (CSV)", lambda: store.rounds_frame(rid).to_csv(index=False), "rounds.csv", "text/csv", "dl_rounds"),
+        (
+            "Rounds (CSV)",
+            lambda: label_epsilon_columns(info.config, store.rounds_frame(rid)).to_csv(index=False),
+            "rounds.csv",
+            "text/csv",
+            "dl_rounds",
+        ),
         ("Clients (CSV)", lambda: store.clients_frame(rid).to_csv(index=False), "clients.csv", "text/csv", "dl_clients"),
         ("Partition (CSV)", lambda: store.partition_frame(rid).to_csv(index=False), "partition.csv", "text/csv", "dl_partition"),
         ("Config (JSON)", info.config.to_json(), "config.json", "application/json", "dl_config"),

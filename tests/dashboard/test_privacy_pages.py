@@ -25,7 +25,7 @@ def test_a_private_compressed_run_charts_epsilon_next_to_accuracy_and_accuracy_a
     at = page(RUN, run=run_id)
     no_exceptions(at)
     # accuracy | epsilon, then the loss; accuracy against bytes on the Time and communication tab
-    assert titles(at) == ["Global test accuracy", "Privacy spent: epsilon at delta = 1e-05", "Global test loss"]
+    assert titles(at) == ["Global test accuracy", "Privacy spent: central (user-level) epsilon at delta = 1e-05", "Global test loss"]
     rounds = store.rounds_frame(run_id)
     epsilon = figure_titled(at, "Privacy spent")["data"][0]
     assert epsilon["y"] == pytest.approx(rounds["epsilon"].tolist()) and epsilon["x"] == [1, 2, 3]
@@ -94,17 +94,31 @@ def test_compare_overlays_accuracy_against_bytes_and_epsilon_and_lists_both(stor
     sent = {t["name"]: t["x"][-1] for t in on_bytes}
     assert sent["private"] < sent["plain"]  # top-k sent less
     on_epsilon = figure_titled(at, "Test accuracy against privacy spent")["data"]
-    assert [t["name"] for t in on_epsilon] == ["private"]  # the plain run spent no epsilon to chart
+    assert [t["name"] for t in on_epsilon] == ["private (central (user-level) epsilon, delta 1e-05)"]  # plain spent none
     assert on_epsilon[0]["x"] == pytest.approx(store.rounds_frame(private)["epsilon"].tolist())
     metrics = at.dataframe[0].value.set_index("run")
     assert metrics.loc["private", "final epsilon"] == pytest.approx(store.rounds_frame(private)["epsilon"].iloc[-1])
     assert np.isnan(metrics.loc["plain", "final epsilon"])
+    assert metrics.loc["private", "epsilon kind"] == "central (user-level) epsilon at delta = 1e-05"
     assert metrics.loc["plain", "MB sent by clients"] == pytest.approx(store.rounds_frame(plain)["bytes_received"].sum() / 1e6)
     at.multiselect(key="compare_pick").set_value([plain]).run()  # no private run chosen: no epsilon chart to draw
     no_exceptions(at)
     titles = [figure(c)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert any(t.startswith("Test accuracy against data sent") for t in titles)
     assert not any("privacy spent" in t for t in titles)
+
+
+def test_compare_never_draws_central_and_local_epsilons_unmarked(store):
+    central = record_run(store, name="central", **PRIVATE)
+    local = record_run(store, name="local", **{**PRIVATE, "dp": "local"})
+    at = page(COMPARE)
+    no_exceptions(at)
+    assert sorted(at.multiselect(key="compare_pick").value) == sorted([central, local])
+    chart = figure_titled(at, "Test accuracy against privacy spent")
+    names = sorted(t["name"] for t in chart["data"])
+    assert names == ["central (central (user-level) epsilon, delta 1e-05)", "local (local (worst client) epsilon, delta 1e-05)"]
+    assert {t["marker"]["symbol"] for t in chart["data"]} == {"circle", "diamond"}
+    assert "central and local epsilons are different guarantees" in chart["layout"]["xaxis"]["title"]["text"]
 
 
 def test_the_form_places_privacy_and_compression_in_their_own_sections_and_explains_a_bad_choice(store):

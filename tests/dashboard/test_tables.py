@@ -133,9 +133,9 @@ def test_results_json_holds_config_and_every_table():
 
 def test_privacy_and_compression_appear_in_the_run_line_the_final_metrics_and_the_differences():
     plain = ExperimentConfig.create()
-    private = ExperimentConfig.create(dp="local", dp_noise_multiplier=0.8, dp_target_epsilon=8, compression="quantize", compression_bits=4)
+    private = ExperimentConfig.create(dp="local", dp_noise_multiplier=0.8, dp_target_epsilon=20, compression="quantize", compression_bits=4)
     line = tables.describe_config(private)
-    assert "local DP (noise ×0.8, clip 1, budget ε=8)" in line and "updates: 4-bit quantized" in line
+    assert "local DP (noise ×0.8, clip 1, budget ε=20)" in line and "updates: 4-bit quantized" in line
     assert "DP" not in tables.describe_config(plain) and "updates:" not in tables.describe_config(plain)
     frames = {
         "a1": pd.DataFrame({"round": [1, 2], "test_accuracy": [0.5, 0.6], "test_loss": [1.0, 0.9], "bytes_received": [1e6, 5e5],
