@@ -179,7 +179,8 @@ def local_solver_norms(steps: torch.Tensor, *, lr: float, momentum: float = 0.0,
     """||a_i||_1 of each client's local solver, float64 [n] (Wang et al. 2020, Section 4):
 
     - plain SGD: tau_i;
-    - SGD with momentum rho (PyTorch's buf = rho buf + g): [tau - rho (1 - rho^tau) / (1 - rho)] / (1 - rho);
+    - SGD with momentum rho (PyTorch's buf = rho buf + g): [tau - rho (1 - rho^tau) / (1 - rho)] / (1 - rho),
+      more than tau (each gradient keeps acting through the buffer: 5.61 for 3 steps at rho = 0.9);
     - proximal SGD (FedProx, alpha = lr * mu): [1 - (1 - alpha)^tau] / alpha;
     - both: the same sum, from running the solver's linear recursion with every gradient = 1.
 
@@ -200,16 +201,21 @@ def local_solver_norms(steps: torch.Tensor, *, lr: float, momentum: float = 0.0,
     return norms
 
 
-def normalized_average(updates: torch.Tensor, weights: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, float]:
+def normalized_average(
+    updates: torch.Tensor, weights: torch.Tensor, norms: torch.Tensor, steps: torch.Tensor | None = None
+) -> tuple[torch.Tensor, float]:
     """FedNova's combined update tau_eff * sum_i p_i u_i / ||a_i||_1, with p_i = w_i / sum w and
     tau_eff = sum_i p_i ||a_i||_1 (Wang et al. 2020, Eq. 7 with FedAvg's tau_eff), and tau_eff.
+    Given the clients' step counts `steps`, tau_eff = sum_i p_i tau_i instead: what the authors'
+    code (JYWa/FedNova, `FedNova.average`) uses when the local solver has a proximal term.
 
     Computed as FedAvg's weighted mean of the updates scaled by tau_eff / ||a_i||_1, so equal
     step counts of plain SGD (every scale exactly 1) give FedAvg's numbers bit for bit. A client
     whose norm is 0 (no step taken) sent no update and is scaled by 0."""
     w = weights.detach().to(dtype=torch.float64, device="cpu")
     a = norms.to(dtype=torch.float64, device="cpu")
-    tau_eff = float((w * a).sum() / w.sum())
+    tau = a if steps is None else steps.detach().to(dtype=torch.float64, device="cpu")
+    tau_eff = float((w * tau).sum() / w.sum())
     scale = torch.where(a > 0, tau_eff / a.clamp_min(1e-300), torch.zeros_like(a))
     scaled = updates * scale.to(device=updates.device, dtype=updates.dtype)[:, None]
     return weighted_mean(scaled, weights), tau_eff

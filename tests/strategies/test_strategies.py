@@ -135,6 +135,41 @@ def test_fednova_unequal_steps_hand_computed():
     assert torch.allclose(state.params, t([3.9375])) and metrics["fednova_tau_eff"] == 2.625
 
 
+def reference_fednova_prox(deltas, samples, steps, lr, mu):
+    """JYWa/FedNova's `FedNova` optimizer over Python floats, proximal term, no momentum: the
+    normalizing vector runs a = a * (1 - lr * mu) + 1 per step, and `average` rescales by
+    tau_eff = sum_i p_i * local_steps_i (its `mu != 0` branch), not by sum_i p_i a_i."""
+    total = sum(samples)
+    norms = []
+    for tau in steps:
+        a = 0.0
+        for _ in range(tau):
+            a = a * (1 - lr * mu) + 1
+        norms.append(a)
+    tau_eff = sum(n / total * tau for n, tau in zip(samples, steps))
+    return [sum(n / total * tau_eff / a * d[j] for n, a, d in zip(samples, norms, deltas)) for j in range(len(deltas[0]))], tau_eff
+
+
+def test_fednova_with_a_proximal_term_rescales_as_the_authors_code_does():
+    # lr 0.1, mu 1: 1 and 3 steps hold 1 and 2.71 steps' worth of gradient; normalized updates 2 and
+    # 5.42 / 2.71 = 2, tau_eff = (1 + 3) / 2 = 2 (the mean norm, 1.855, would give 3.71 instead of 4)
+    s = make("fednova", lr=0.1, prox_mu=1.0)
+    state, metrics = s.aggregate(s.init(t([0])), updates([[2], [5.42]], samples=[1, 1], steps=[1, 3]))
+    assert torch.allclose(state.params, t([4.0])) and metrics["fednova_tau_eff"] == 2.0
+    g = torch.Generator().manual_seed(1)
+    deltas, samples, steps = torch.randn(3, 5, generator=g), [4, 1, 7], [2, 9, 5]
+    s = make("fednova", lr=0.05, prox_mu=0.7)
+    state, metrics = s.aggregate(s.init(torch.zeros(5)), updates(deltas.tolist(), samples=samples, steps=steps))
+    expected, tau_eff = reference_fednova_prox(deltas.tolist(), samples, steps, lr=0.05, mu=0.7)
+    assert torch.allclose(state.params, t(expected), rtol=1e-5, atol=1e-6) and metrics["fednova_tau_eff"] == pytest.approx(tau_eff)
+
+
+def test_client_momentum_gives_more_effective_steps_than_it_takes():
+    from flcore.strategies.aggregate import local_solver_norms
+
+    assert local_solver_norms(t([3]), lr=0.1, momentum=0.9).item() == pytest.approx(5.61)  # not fewer than 3
+
+
 # FedOpt -------------------------------------------------------------------------------------
 
 
