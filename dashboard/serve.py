@@ -11,9 +11,12 @@ needs before anyone opens a page:
 - **No way in without a browser's Origin**: WebSocket connections that send no Origin header
   are refused, so a script that reaches the port cannot drive the app; browsers always send one.
 - **Open mode stays on this machine**: without sign-in (no users file, no `[auth]` in
-  `.streamlit/secrets.toml`), only requests addressed to localhost are answered (which also stops
-  DNS rebinding), with a page saying how to configure sign-in; `.streamlit/config.toml` binds the
-  server to 127.0.0.1 as well.
+  `.streamlit/secrets.toml`), only connections from this machine are answered (the socket's peer
+  address, which a client cannot choose, must be loopback) and only when addressed to localhost
+  (which stops DNS rebinding); anyone else gets a page saying how to configure sign-in.
+  `dashboard/.streamlit/config.toml` binds the server to 127.0.0.1 wherever it is started from,
+  and the server refuses to start open on any other address unless the operator sets
+  `FLCORE_ALLOW_OPEN_NETWORK=1`, which lets everyone who can reach it in as its owner.
 
 `streamlit run dashboard/app.py` still serves the same pages without these (the runner then
 starts at the first page view), which is fine on a laptop.
@@ -22,6 +25,7 @@ starts at the first page view), which is fine on a laptop.
 from __future__ import annotations
 
 import html
+import ipaddress
 import sys
 import threading
 from contextlib import asynccontextmanager
@@ -44,6 +48,19 @@ from flcore import settings as server_settings  # noqa: E402
 from flcore.auth import AuthError, Users  # noqa: E402
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether `address` (an IP address as a socket reports it, or 'localhost') is this machine."""
+    if address == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address((address or "").strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1, as a dual-stack socket reports an IPv4 peer
+    return ip.is_loopback
 
 
 @asynccontextmanager
@@ -142,7 +159,9 @@ class Guard:
       port does not), and in password mode a valid session cookie;
     - in password mode, anything but the sign-in pages and static files needs a valid session
       cookie: a page request without one is sent to the sign-in page, anything else refused;
-    - in open mode (no sign-in configured) only requests addressed to this machine are served.
+    - in open mode (no sign-in configured) only connections from this machine (the socket's peer,
+      `scope["client"]`, not a header) addressed to localhost are served, unless the operator set
+      FLCORE_ALLOW_OPEN_NETWORK=1.
     """
 
     def __init__(self, app) -> None:
@@ -155,8 +174,10 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         mode = access.auth_mode()
         host = urlparse("//" + headers.get("host", "")).hostname or ""
-        if mode == "open" and host not in LOCAL_HOSTS:
-            return await _refuse(scope, receive, send, HTMLResponse(OPEN_MODE_HTML, status_code=403))
+        if mode == "open" and not server_settings.current().allow_open_network:
+            peer = (scope.get("client") or (None, None))[0]
+            if not is_loopback(peer) or host not in LOCAL_HOSTS:
+                return await _refuse(scope, receive, send, HTMLResponse(OPEN_MODE_HTML, status_code=403))
         if websocket and "origin" not in headers:
             return await _refuse(scope, receive, send)  # policy violation: not a browser
         path = scope.get("path", "/")
@@ -190,9 +211,41 @@ async def _refuse(scope, receive, send, response: Response | None = None) -> Non
         await (response or Response(status_code=403))(scope, receive, send)
 
 
+# Start-up ---------------------------------------------------------------------------------------
+def open_network_problem(address: str | None, mode: str, allow_open_network: bool) -> str | None:
+    """Why the server must not start listening on `address` (None: it may)."""
+    if mode != "open" or allow_open_network or is_loopback(address):
+        return None
+    where = f"on {address}" if address else "on every network interface (no server.address is set)"
+    return (
+        f"This server has no sign-in and would listen {where}, so anyone who can reach it would use it as "
+        "its owner. Configure sign-in (FLCORE_USERS=/path/users.json, made with `python -m flcore users add NAME`, "
+        "or an [auth] section in .streamlit/secrets.toml), listen on this machine only (--server.address 127.0.0.1), "
+        "or set FLCORE_ALLOW_OPEN_NETWORK=1 to let everyone who can reach it in."
+    )
+
+
+def _check_start_up() -> None:
+    """Refuse to start open to the network (a sentence on stderr and exit status 1, no traceback)."""
+    from streamlit import config as st_config
+
+    try:
+        settings, mode = server_settings.current(), access.auth_mode()
+    except ValueError as err:  # a bad FLCORE_* setting (SettingsError and the number checks)
+        sys.exit(f"flcore: {err}")
+    address = st_config.get_option("server.address")
+    problem = open_network_problem(address, mode, settings.allow_open_network)
+    if problem:
+        sys.exit(f"flcore: {problem}")
+    if mode == "open" and settings.allow_open_network and not is_loopback(address):
+        print("flcore: FLCORE_ALLOW_OPEN_NETWORK=1: serving without sign-in to everyone who can reach this server.", file=sys.stderr)
+
+
 app = st.App(
-    "app.py",
+    ROOT / "dashboard" / "app.py",
     lifespan=lifespan,
     routes=[Route(access.SIGNIN_PATH, signin, methods=["GET", "POST"]), Route(access.SIGNOUT_PATH, signout)],
     middleware=[Middleware(Guard)],
 )
+
+_check_start_up()

@@ -16,6 +16,8 @@ read from environment variables, and from an optional TOML file named by ``FLCOR
 | `FLCORE_MAX_RUNNING` | runs of one person that train at the same time | 2 |
 | `FLCORE_MAX_CLIENT_UPDATES` | the work of one run: rounds x clients per round | 250000 |
 | `FLCORE_MAX_UPLOAD_MB` | the largest data file one may upload on New run | 100 |
+| `FLCORE_MAX_DECODED_MB` | the most a data file may take once read (its samples as 8-byte numbers) | 512 |
+| `FLCORE_ALLOW_OPEN_NETWORK` | serve without sign-in to other machines too (`1`/`0`): everyone who reaches it owns every run | `0` |
 
 A process has one `Settings` (`current()`); the runner hands its own to the workers it starts,
 so a worker never reads the environment of another moment. The CLI's `--data-dir` and
@@ -48,6 +50,8 @@ class Settings:
     max_running: int = 2
     max_client_updates: int = 250_000
     max_upload_mb: int = 100
+    max_decoded_mb: int = 512
+    allow_open_network: bool = False  # open mode (no sign-in) answers other machines as well
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -96,7 +100,7 @@ def _parse(name: str, value: Any) -> Any:
         return Path(str(value)).expanduser().resolve()
     if name == "users_file":
         return None if value in (None, "") else Path(str(value)).expanduser().resolve()
-    if name == "download":
+    if name in ("download", "allow_open_network"):
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -107,7 +111,7 @@ def _parse(name: str, value: Any) -> Any:
         if isinstance(value, (set, frozenset, list, tuple)):
             return frozenset(str(v).strip() for v in value if str(v).strip())
         return frozenset(v.strip() for v in str(value).split(",") if v.strip())
-    if name in ("max_queued", "max_running", "max_client_updates", "max_upload_mb"):
+    if name in ("max_queued", "max_running", "max_client_updates", "max_upload_mb", "max_decoded_mb"):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         number = env_int(var, 1, None, str(value))
