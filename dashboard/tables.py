@@ -40,6 +40,7 @@ FIELD_LABELS = {
     "synthetic_alpha": "Synthetic alpha (model heterogeneity)",
     "synthetic_beta": "Synthetic beta (feature heterogeneity)",
     "synthetic_sizes": "Synthetic device sizes",
+    "synthetic_generator": "Synthetic generator",
     "partition": "Split",
     "alpha": "Dirichlet alpha",
     "shards_per_client": "Shards per client",

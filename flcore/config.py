@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 RETIRED_FIELDS = ("data_dir", "download")
 # Fields added later whose default is not what earlier configs meant: a stored config written
 # before one existed (a full dump that lacks it) is read with the value it was run with.
-EARLIER_MEANING = {"synthetic_sizes": "equal"}
+EARLIER_MEANING = {"synthetic_sizes": "equal", "synthetic_generator": "flcore-v1"}
 
 __all__ = ["ConfigError", "ExperimentConfig", "Problem", "natural_defaults", "registries"]
 
@@ -54,6 +54,11 @@ class ExperimentConfig(BaseModel):
     synthetic_sizes: Literal["powerlaw", "equal"] = Field(
         "powerlaw",
         description="Synthetic: samples per device, 'powerlaw' (as in Li et al. 2020) or 'equal' (400 each, flcore's first release).",
+    )
+    synthetic_generator: Literal["fedprox", "flcore-v1"] = Field(
+        "fedprox",
+        description="Synthetic: 'fedprox' generates as the FedProx authors' code does; 'flcore-v1' as flcore's earlier releases "
+        "did (variances for alpha and beta, standardised features, a pooled test set), to reproduce their runs.",
     )
 
     # Partition
