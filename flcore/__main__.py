@@ -319,8 +319,9 @@ def summary_lines(config: ExperimentConfig, rounds: pd.DataFrame) -> list[str]:
         )
     received, sent = rounds["bytes_received"].sum(), rounds["bytes_sent"].sum()
     line = f"communication: clients sent {_size(received)}, the server sent {_size(sent)}"
-    if config.compression != "none":
-        line += f" (compression={config.compression!r}: {received / sent:.1%} of the uncompressed uploads)"
+    if config.compression != "none" and "bytes_uncompressed" in rounds:  # the uploads that happened, uncompressed
+        whole = rounds["bytes_uncompressed"].sum()
+        line += f" (compression={config.compression!r}: {received / whole:.1%} of the same uploads uncompressed)" if whole else ""
     lines.append(line)
     if "drift_cosine_mean" in rounds:
         lines.append(

@@ -132,6 +132,13 @@ class Simulation:
             total += self.availability.plan(r, sample_clients(self.config, r, online).tolist(), online).duration_s
         return total
 
+    def _uncompressed(self, reported: int) -> dict[str, float]:
+        """With compression on, {"bytes_uncompressed": what the updates that arrived would have
+        taken uncompressed}, the figure compression is measured against."""
+        if self.config.compression == "none":
+            return {}
+        return {"bytes_uncompressed": float(reported * self.vector_bytes * self.per_client)}
+
     def step(self, state: ServerState) -> tuple[ServerState, RoundResult]:
         """Run round state.round + 1 and return the new state with its result."""
         start = time.perf_counter()
@@ -216,6 +223,7 @@ class Simulation:
                 **metrics,
                 **round_summaries(extra),
                 **self.privacy.round_metrics(round_),
+                **self._uncompressed(len(ids)),
                 **round_clock(self.config, plan, state.clock_s, aggregated),
             },
             offline=plan.offline,

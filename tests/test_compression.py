@@ -56,6 +56,38 @@ def test_bytes_received_count_values_and_packed_positions_for_topk_and_packed_bi
     assert quantized.bytes_sent == plain.bytes_sent  # the global model still goes out whole
 
 
+def test_the_share_sent_is_measured_against_the_uploads_that_happened(tmp_path, capsys):
+    from flcore.__main__ import main
+
+    results = run(rounds=4, compression="topk", compression_ratio=0.1, dropout=0.5)
+    for r in results:  # dropped clients upload nothing: only the updates that arrived count
+        arrived = sum(c.status == "trained" for c in r.clients)
+        assert r.metrics["bytes_uncompressed"] == arrived * P * 4 and r.bytes_received == arrived * (65 * 4 + math.ceil(65 * 10 / 8))
+    args = ["run", "--dataset", "digits", "--partition", "dirichlet", "--model", "logistic", "--batch-size", "32", "--num-clients", "6"]
+    assert (
+        main(
+            [
+                *args,
+                "--rounds",
+                "4",
+                "--compression",
+                "topk",
+                "--compression-ratio",
+                "0.1",
+                "--dropout",
+                "0.5",
+                "--no-store",
+                "--quiet",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    share = (65 * 4 + math.ceil(65 * 10 / 8)) / (P * 4)  # 11.2%, whatever the dropout
+    assert f"{share:.1%} of the same uploads uncompressed" in capsys.readouterr().out
+
+
 # Quantization -----------------------------------------------------------------------------------
 def test_quantization_is_unbiased():
     u = torch.randn(1, 200, generator=torch.Generator().manual_seed(0))
