@@ -16,7 +16,7 @@ read from environment variables, and from an optional TOML file named by ``FLCOR
 | `FLCORE_MAX_RUNNING` | runs of one person that train at the same time | 2 |
 | `FLCORE_MAX_CLIENT_UPDATES` | the work of one run: rounds x clients per round | 250000 |
 | `FLCORE_MAX_UPLOAD_MB` | the largest data file one may upload on New run | 100 |
-| `FLCORE_MAX_DECODED_MB` | the most a data file may take once read (its samples as 8-byte numbers) | 512 |
+| `FLCORE_MAX_DECODED_MB` | the most a data file may take once read (its samples as 8-byte numbers) | 256 |
 | `FLCORE_ALLOW_OPEN_NETWORK` | serve without sign-in to other machines too (`1`/`0`): everyone who reaches it owns every run | `0` |
 
 A process has one `Settings` (`current()`); the runner hands its own to the workers it starts,
@@ -50,7 +50,7 @@ class Settings:
     max_running: int = 2
     max_client_updates: int = 250_000
     max_upload_mb: int = 100
-    max_decoded_mb: int = 512
+    max_decoded_mb: int = 256
     allow_open_network: bool = False  # open mode (no sign-in) answers other machines as well
 
     @classmethod

@@ -24,6 +24,15 @@ channel). Natural client ids number the clients that have training samples, 0..K
 order. Anything wrong with a file raises `DataFileError` with a sentence that names the file
 and the column, line, array or image at fault, and the setting to change.
 A file is read once for each version of it (its size and modification time).
+
+A small file can decode to a great deal (an NPZ or a ZIP is compressed: 50 KB of zeros can claim
+a 1 GB array), so before anything is decoded `decoded_size` works out, from headers alone, what
+the file takes once read: the arrays an NPZ's headers declare (and its features again as 8-byte
+numbers), a ZIP's uncompressed members and each image's pixels as its header gives their size
+(and the samples made of them), a CSV's lines x columns as 8-byte numbers. A file over the
+server setting `max_decoded_mb` is refused in a sentence naming the file, its decoded size and
+the limit. Reading one under it takes up to about 3.5 times that at its peak (an NPZ counted
+at 288 MB grew a process by 926 MB), so the default of 256 MB keeps a preview under 1 GB.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import os
 import re
 import zipfile
@@ -41,12 +51,13 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
+from flcore import settings as server_settings
 from flcore.data.errors import DataFileError
 
 TEST_FRACTION = 0.2
 MAX_CLASSES = 1000
 MAX_IMAGE_SIDE = 64
-MAX_ZIP_BYTES = 2 * 2**30  # uncompressed; a larger archive is refused before anything is decompressed
+NUMBER_BYTES = 8  # features are read as float64
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 KINDS = "a CSV (.csv, .tsv), an NPZ (.npz) or a zipped image folder (.zip)"
 
@@ -82,13 +93,15 @@ def read(path: str, label_column: str = "label", client_column: str = "") -> Tab
     if not os.path.isfile(full):
         raise DataFileError(f"data_file={path!r} does not exist" + (" (it is a folder)" if os.path.isdir(full) else ""))
     stat = os.stat(full)
-    return _read(full, stat.st_size, stat.st_mtime_ns, label_column, client_column)
+    limit_mb = server_settings.current().max_decoded_mb
+    return _read(full, stat.st_size, stat.st_mtime_ns, label_column, client_column, limit_mb)
 
 
 @functools.lru_cache(maxsize=4)
-def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column: str) -> Table:
+def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column: str, limit_mb: int) -> Table:
     name = os.path.basename(full)
     suffix = os.path.splitext(name)[1].lower()
+    check_decoded_size(full, name, limit_mb)
     if suffix in (".csv", ".tsv"):
         raw = _read_csv(full, name, label_column, client_column, sep="\t" if suffix == ".tsv" else ",")
     elif suffix == ".npz":
@@ -100,6 +113,128 @@ def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column:
     if len(raw.labels) == 0:
         raise DataFileError(f"data_file {name!r} holds no samples")
     return _split(raw, name, _content_seed(full), "label_column" if suffix in (".csv", ".tsv") else "data_file")
+
+
+# What a file takes once read -----------------------------------------------------------
+def check_decoded_size(path: str, name: str, limit_mb: int) -> int:
+    """The bytes the file at `path` takes once read (see the module doc), from its headers alone;
+    DataFileError, naming the file, its decoded size and the limit, when over `limit_mb` MB."""
+    suffix = os.path.splitext(name)[1].lower()
+    limit = limit_mb * 2**20
+    if suffix in (".csv", ".tsv"):
+        size, what = _csv_size(path, "\t" if suffix == ".tsv" else ",")
+    elif suffix == ".npz":
+        size, what = _npz_size(path, name, limit)
+    elif suffix == ".zip":
+        size, what = _zip_size(path, name, limit)
+    else:
+        return 0  # not a kind flcore reads: the reader says so
+    if size > limit:
+        raise DataFileError(
+            f"{name!r} would take {_mb(size)} once read ({what}); this server reads data files of at most {limit_mb:,} MB "
+            "once read (FLCORE_MAX_DECODED_MB): use fewer or smaller samples"
+        )
+    return size
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n >= 10 * 2**20 else f"{n / 2**20:.1f} MB"
+
+
+def _csv_size(path: str, sep: str) -> tuple[int, str]:
+    """Lines x columns (from the header line) as 8-byte numbers: an upper bound, counted in blocks."""
+    with open(path, "rb") as f:
+        header = f.readline()
+        columns = header.count(sep.encode()) + 1
+        lines, last = 0, b"\n"
+        for block in iter(lambda: f.read(2**20), b""):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"
+    return lines * columns * NUMBER_BYTES, f"{lines:,} lines x {columns:,} columns"
+
+
+_NPZ_ARRAYS = ("x", "y", "client", "x_test", "y_test")
+
+
+def _npz_size(path: str, name: str, limit: int) -> tuple[int, str]:
+    """The arrays the reader loads, as their headers declare them, and x and x_test again as 8-byte numbers."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return 0, ""  # a single .npy, or not an NPZ at all: the reader says which
+    total, shown = 0, []
+    with archive:
+        members = {m.filename.removesuffix(".npy"): m for m in archive.infolist()}
+        for key in _NPZ_ARRAYS:
+            member = members.get(key)
+            if member is None:
+                continue
+            if member.file_size > limit:
+                total += member.file_size
+                shown.append(f"array {key!r}: {_mb(member.file_size)} uncompressed")
+                continue
+            try:
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"array format version {version} is not one numpy.savez writes for numbers")
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise DataFileError(f"array {key!r} of {name!r} could not be read: {e}") from None
+            if any(d < 0 for d in shape):
+                raise DataFileError(f"array {key!r} of {name!r} declares the shape {list(shape)}, which no array has")
+            count = math.prod(shape)
+            size = count * (0 if dtype.hasobject else dtype.itemsize)  # objects are refused unread
+            if key in ("x", "x_test"):
+                size += count * NUMBER_BYTES
+            total += size
+            shown.append(f"array {key!r}: {list(shape)} of {dtype}")
+    return total, ", ".join(shown)
+
+
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
+
+
+def _zip_size(path: str, name: str, limit: int) -> tuple[int, str]:
+    """The images' uncompressed bytes, or, once those are under the limit, their pixels as each
+    image's header gives its size and mode, plus the samples made of them (8-byte numbers)."""
+    from PIL import Image
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return 0, ""  # the reader says what is wrong
+    with archive:
+        images = [
+            e for e in archive.infolist() if not e.is_dir() and not _hidden(e.filename) and e.filename.lower().endswith(IMAGE_SUFFIXES)
+        ]
+        packed = sum(e.file_size for e in images)
+        if packed > limit:
+            return packed, f"{len(images):,} images of {_mb(packed)} uncompressed"
+        pixels, sizes, grey = 0, Counter(), True
+        for i, entry in enumerate(images):
+            try:
+                with archive.open(entry) as f, Image.open(f) as img:  # reads the header only
+                    (width, height), mode = img.size, img.mode
+            except (OSError, ValueError, Image.DecompressionBombError, zipfile.BadZipFile):
+                continue  # the reader names the image that cannot be read
+            pixels += width * height * _BYTES_PER_PIXEL.get(mode, 4)
+            if pixels > limit:
+                return (
+                    pixels,
+                    f"the first {i + 1:,} of its {len(images):,} images hold {_mb(pixels)} of pixels; {entry.filename!r} is {width:,} x {height:,}",
+                )
+            sizes[width, height] += 1
+            grey = grey and mode in _GREY
+    if not sizes:
+        return pixels, ""
+    width, height = _target_size(sizes.most_common(1)[0][0])
+    samples = len(images) * (1 if grey else 3) * width * height * NUMBER_BYTES
+    return pixels + samples, f"{len(images):,} images of {_mb(pixels)} of pixels, then {_mb(samples)} as {width} x {height} samples"
 
 
 def _shown(value) -> str:
@@ -331,8 +466,6 @@ def _read_zip(path: str, name: str) -> _Raw:
             raise DataFileError(
                 f"{name!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); zip a folder with one sub-folder of images per class"
             )
-        if sum(e.file_size for e in images) > MAX_ZIP_BYTES:
-            raise DataFileError(f"{name!r} unpacks to more than {MAX_ZIP_BYTES // 2**30} GiB of images; use smaller or fewer images")
         paths = _class_paths([e.filename for e in images], name)
         opened = [_open_image(archive, e, name, Image) for e in images]
     grey = all(img.mode in _GREY for img in opened)

@@ -5,8 +5,9 @@ An upload (a CSV, an NPZ or a zipped image folder for the `file` dataset) is wri
 names its data by content. `uploads/index.json` remembers each file's original name, size, who
 uploaded it and when, for the list the form offers. Nothing is ever written outside the data
 folder, and a run submitted to the server may only read a file from `uploads/` (`problem`): a
-path typed into a form cannot make the server read its other files. The size limit is the
-server setting `max_upload_mb`.
+path typed into a form cannot make the server read its other files. The size limits are the
+server settings `max_upload_mb` (the file) and `max_decoded_mb` (what it takes once read, worked
+out from its headers before it is kept: see `flcore.data.files`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flcore.data import files
+from flcore.data.errors import DataFileError
 from flcore.problems import Problem
 from flcore.settings import Settings
 
@@ -58,10 +61,17 @@ def save(data: bytes, filename: str, settings: Settings, user: str | None = None
         raise UploadError(f"{filename!r} is empty")
     target = folder(settings) / f"{hashlib.sha256(data).hexdigest()}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+    written = target if target.exists() else target.with_name(target.name + ".part")
+    if written != target:
+        written.write_bytes(data)
+    try:  # what it takes once read, from its headers: a small file may decode to gigabytes
+        files.check_decoded_size(str(written), Path(filename).name, settings.max_decoded_mb)
+    except DataFileError as err:
+        if written != target:
+            written.unlink(missing_ok=True)
+        raise UploadError(str(err)) from None
+    if written != target:
+        os.replace(written, target)
     index = _index(settings)
     index[target.name] = {"name": Path(filename).name, "size": len(data), "uploaded_by": user, "uploaded_at": time.time()}
     _write_index(settings, index)
