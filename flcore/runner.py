@@ -63,13 +63,49 @@ STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before kil
 
 
 # Checkpoints -------------------------------------------------------------------------------
+def numerics() -> dict:
+    """What, besides the config and the seed, decides the last bits of a run's numbers in this
+    process: torch's intra-op thread count (how reductions are split), the CPU kernels' instruction
+    set ($ATEN_CPU_CAPABILITY) and torch's version."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": str(torch.__version__)}
+
+
 def state_to_bytes(state: "ServerState") -> bytes:
-    """A ServerState (params, round, strategy tensors, simulated clock) as `torch.save` bytes."""
+    """A ServerState (params, round, strategy tensors, simulated clock) as `torch.save` bytes,
+    with the `numerics` of the process that trained it, so a resume can train as it did."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save({"params": state.params, "round": state.round, "extra": state.extra, "clock_s": state.clock_s}, buffer)
+    saved = {"params": state.params, "round": state.round, "extra": state.extra, "clock_s": state.clock_s, "numerics": numerics()}
+    torch.save(saved, buffer)
     return buffer.getvalue()
+
+
+def numerics_from_bytes(blob: bytes) -> dict | None:
+    """The `numerics` a checkpoint was taken under (None for one from before they were kept)."""
+    import torch
+
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True).get("numerics")
+
+
+def train_as_before(recorded: dict | None) -> None:
+    """Make this process train as the one that wrote a checkpoint did: the same thread count
+    (a worker's budget, the CLI's cores and a resumed run's machine may each differ), so a
+    resumed run's numbers are identical to an uninterrupted run's. A different instruction set
+    or torch cannot be changed in a running process; the run continues, equal to a tolerance,
+    and the log says so."""
+    import torch
+
+    if not recorded:
+        return
+    if recorded.get("threads") and recorded["threads"] != torch.get_num_threads():
+        torch.set_num_threads(int(recorded["threads"]))
+    now = numerics()
+    for key in ("cpu_capability", "torch"):
+        if recorded.get(key) not in (None, now[key]):
+            log.warning("resuming with %s %s where the run began with %s: the numbers match to rounding only", key, now[key], recorded[key])
 
 
 def state_from_bytes(blob: bytes, device: "torch.device | str" = "cpu") -> "ServerState":
@@ -128,6 +164,8 @@ def _execute_claimed(
             store.save_partition(run_id, sim.label_counts)
             blob = store.load_checkpoint(run_id)
             state = state_from_bytes(blob, sim.device) if blob is not None else None
+            if blob is not None:
+                train_as_before(numerics_from_bytes(blob))
             store.discard_rounds_after(run_id, state.round if state is not None else 0)
             for result in sim.run(state):
                 store.append_round(run_id, result, state_to_bytes(result.state))

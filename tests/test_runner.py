@@ -15,7 +15,7 @@ import pytest
 import torch
 from run_helpers import tiny, wait_for, wait_status
 
-from flcore.runner import Runner, execute_run, state_from_bytes
+from flcore.runner import Runner, execute_run, numerics_from_bytes, state_from_bytes
 from flcore.settings import Settings
 from flcore.simulation import Simulation
 from flcore.store import RunStore
@@ -143,6 +143,25 @@ def test_resume_reproduces_an_uninterrupted_run(store, make_runner):
     pd.testing.assert_frame_equal(without_timings(store.rounds_frame(stopped)), without_timings(store.rounds_frame(reference)))
     pd.testing.assert_frame_equal(store.clients_frame(stopped), store.clients_frame(reference))
     assert execute_run(store, stopped) == "done"  # a finished run is not trained again
+
+
+def test_a_resumed_run_trains_with_the_thread_count_it_began_with(store):
+    """Thread counts split reductions differently, so a run records its threads with every
+    checkpoint and a resume in a process with another count (a worker's budget, another machine)
+    trains with the recorded one."""
+    config = tiny(rounds=4, dp="central", dp_noise_multiplier=0.3, compression="topk", error_feedback=True)
+    reference = store.create_run(config, source="cli")
+    assert execute_run(store, reference) == "done"  # one thread (the fixture)
+    stopped = store.create_run(config, source="cli")
+    assert execute_run(store, stopped, on_round=lambda r: r.round == 2 and store.request_cancel(stopped)) == "cancelled"
+    assert numerics_from_bytes(store.load_checkpoint(stopped))["threads"] == 1
+    store.resume(stopped)
+    torch.set_num_threads(2)  # the process that resumes it has another budget
+    threads = []
+    assert execute_run(store, stopped, on_round=lambda r: threads.append(torch.get_num_threads())) == "done"
+    assert threads == [1, 1]  # rounds 3 and 4 trained with the run's own count
+    pd.testing.assert_frame_equal(without_timings(store.rounds_frame(stopped)), without_timings(store.rounds_frame(reference)))
+    pd.testing.assert_frame_equal(store.clients_frame(stopped), store.clients_frame(reference))
 
 
 def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(store, make_runner):
