@@ -8,6 +8,8 @@ needs before anyone opens a page:
   view; the forkserver imports torch and flcore, and the page code is warmed up.
 - **Password sign-in** when `FLCORE_USERS` names a users file: `/auth/signin` (a form that
   checks the password and sets a signed, HttpOnly, SameSite session cookie), `/auth/signout`.
+  The hash is checked in a worker thread (the event loop never waits on it), and after 5 failed
+  sign-ins a minute for a user name, or 20 from one client address, attempts get a 429.
 - **No way in without a browser's Origin**: WebSocket connections that send no Origin header
   are refused, so a script that reaches the port cannot drive the app; browsers always send one.
 - **Open mode stays on this machine**: without sign-in (no users file, no `[auth]` in
@@ -33,6 +35,7 @@ from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
+import anyio
 import streamlit as st
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -45,7 +48,7 @@ if str(ROOT) not in sys.path:
 
 from dashboard import access, state  # noqa: E402
 from flcore import settings as server_settings  # noqa: E402
-from flcore.auth import AuthError, Users  # noqa: E402
+from flcore.auth import AuthError, SignInThrottle, Users  # noqa: E402
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -95,6 +98,10 @@ SIGNIN_HTML = """<!doctype html>
 </form></body></html>"""
 
 
+THROTTLE = SignInThrottle()  # failed sign-ins per user name (5 a minute) and per client address (20 a minute)
+TOO_MANY = "Too many failed sign-ins for this user name or from this address: wait a minute, then try again."
+
+
 def _safe_next(value: str | None) -> str:
     """Only a path on this server (no open redirect to another site)."""
     if not value or not value.startswith("/") or value.startswith("//") or urlparse(value).netloc:
@@ -121,10 +128,15 @@ async def signin(request: Request) -> Response:
     next_path = _safe_next(str(form.get("next", "/")))
     users = Users(settings.users_file)
     name = str(form.get("user", "")).strip()
-    try:
-        user = users.authenticate(name, str(form.get("password", "")), settings.admins)
+    address = request.client.host if request.client else ""
+    if THROTTLE.blocked(name, address):
+        return _signin_page(next_path, TOO_MANY, status=429, user=name)
+    try:  # scrypt takes ~50 ms of CPU: in a worker thread, so the event loop keeps serving everyone else
+        user = await anyio.to_thread.run_sync(users.authenticate, name, str(form.get("password", "")), settings.admins)
     except AuthError as err:
+        THROTTLE.failed(name, address)
         return _signin_page(next_path, str(err), status=401, user=name)
+    THROTTLE.succeeded(name)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         access.SESSION_COOKIE, users.token(user), httponly=True, samesite="strict", path="/",

@@ -8,7 +8,9 @@ every run and the server answers only on 127.0.0.1.
 
 The users file is JSON: ``{"alice": {"password": "scrypt$...", "admin": false}}``. Passwords are
 kept only as scrypt hashes (`hashlib.scrypt`, memory-hard, salted per user) and compared in
-constant time. A successful sign-in gives the browser a token, ``name.expiry.signature``, signed
+constant time; a name that does not exist is checked against a dummy hash of the same cost, so
+the time a sign-in takes does not tell which names exist. `SignInThrottle` counts failed
+sign-ins per user name and per client address, so that passwords cannot be guessed at speed. A successful sign-in gives the browser a token, ``name.expiry.signature``, signed
 with HMAC-SHA256 under a server secret kept next to the users file (made once, readable only by
 its owner), so a reload or a second tab stays signed in until the token expires.
 """
@@ -23,7 +25,9 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +79,52 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, base64.b64decode(digest))
 
 
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash no password matches, made once, checked in place of a user that does not exist."""
+    if not _dummy:
+        _dummy.append(hash_password(secrets.token_hex(16)))
+    return _dummy[0]
+
+
+class SignInThrottle:
+    """Failed sign-ins in the last `window_s` seconds, per user name and per client address: once
+    either has `per_name` or `per_address` of them, further attempts are refused unchecked (no
+    hash is computed) until the oldest falls out of the window. At most `max_keys` names and
+    addresses are remembered (the longest-quiet forgotten first), so random names cannot fill memory."""
+
+    def __init__(self, per_name: int = 5, per_address: int = 20, window_s: float = 60.0, max_keys: int = 10_000) -> None:
+        self.per_name, self.per_address, self.window_s, self.max_keys = per_name, per_address, window_s, max_keys
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, name: str, address: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return self._count(("name", name), now) >= self.per_name or self._count(("address", address), now) >= self.per_address
+
+    def failed(self, name: str, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key in (("name", name), ("address", address)):
+                self._failures.setdefault(key, deque()).append(now)
+                self._failures[key] = self._failures.pop(key)  # most recent last
+            while len(self._failures) > self.max_keys:
+                del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(("name", name), None)
+
+    def _count(self, key: tuple[str, str], now: float) -> int:
+        times = self._failures.get(key)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return len(times) if times else 0
+
+
 # The users file ------------------------------------------------------------------------------
 class Users:
     """The users file of a server, and the secret its sign-in tokens are signed with."""
@@ -115,8 +165,7 @@ class Users:
         """The user, if `password` is theirs; else AuthError with one sentence for every failure,
         so a caller learns nothing about which names exist."""
         record = self.load().get(name)
-        # A wrong name costs the same hash as a wrong password.
-        stored = record["password"] if record else hash_password(secrets.token_hex(8))
+        stored = record["password"] if record else _dummy_hash()  # a wrong name costs one hash, as a wrong password
         if not check_password(password, stored) or record is None:
             raise AuthError("That user name and password do not match.")
         return User(name, admin=bool(record.get("admin")) or name in admins)

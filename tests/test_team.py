@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from flcore.__main__ import main
-from flcore.auth import AuthError, User, Users, check_password, hash_password
+from flcore.auth import AuthError, SignInThrottle, User, Users, check_password, hash_password
 from flcore.config import ExperimentConfig
 from flcore.quotas import QuotaError, next_runs, submission_problems
 from flcore.runner import Runner
@@ -91,6 +91,40 @@ def test_sign_in_gives_a_signed_token_that_expires_and_cannot_be_forged(tmp_path
     assert users.user_from_token(token) is None  # a removed user's sign-in ends
     with pytest.raises(AuthError, match="at least 8 characters"):
         users.add("carol", "short")
+
+
+def test_an_unknown_name_costs_the_same_one_hash_as_a_wrong_password(tmp_path, monkeypatch):
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "correct horse")
+    import flcore.auth as auth
+
+    auth._dummy_hash()  # made once per process, before anyone signs in
+    calls = []
+    real = auth.hashlib.scrypt
+    monkeypatch.setattr(auth.hashlib, "scrypt", lambda *a, **k: calls.append(k["n"]) or real(*a, **k))
+    for name in ("alice", "mallory", "nobody-at-all"):
+        calls.clear()
+        with pytest.raises(AuthError, match="do not match"):
+            users.authenticate(name, "wrong horse")
+        assert calls == [2**14], name  # one scrypt of the same cost, whether the name exists or not
+
+
+def test_failed_sign_ins_are_throttled_per_name_and_per_address():
+    throttle = SignInThrottle(per_name=5, per_address=20, window_s=60, max_keys=100)
+    for i in range(5):
+        assert not throttle.blocked("alice", "192.0.2.1", now=i)
+        throttle.failed("alice", "192.0.2.1", now=i)
+    assert throttle.blocked("alice", "192.0.2.1", now=10)
+    assert throttle.blocked("alice", "198.51.100.9", now=10)  # the name, from any address
+    assert not throttle.blocked("bob", "198.51.100.9", now=10)
+    assert not throttle.blocked("alice", "192.0.2.1", now=60.5)  # the oldest failure left the window
+    for i in range(20):  # one address trying many names
+        throttle.failed(f"user{i}", "203.0.113.5", now=100)
+    assert throttle.blocked("someone-else", "203.0.113.5", now=101) and not throttle.blocked("someone-else", "192.0.2.1", now=101)
+    throttle.succeeded("alice")
+    for i in range(200):  # random names cannot fill memory
+        throttle.failed(f"random{i}", "203.0.113.6", now=200)
+    assert len(throttle._failures) <= 100
 
 
 def test_the_cli_adds_and_lists_users(tmp_path, capsys, monkeypatch):

@@ -1,15 +1,20 @@
-"""The guard of `dashboard/serve.py`, called as ASGI with the connection's peer address injected:
-open mode answers only this machine, whatever headers a client sends. (The real server, started
-from another folder or on every interface: tests/e2e/test_open_mode.py.)"""
+"""`dashboard/serve.py` called as ASGI with the connection's peer address injected: open mode
+answers only this machine, whatever headers a client sends; sign-in hashes off the event loop
+and is throttled. (The real server, started from another folder or on every interface:
+tests/e2e/test_open_mode.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlencode
 
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
 
-from dashboard import serve
+from dashboard import access, serve
 from flcore import settings
+from flcore.auth import SignInThrottle, Users
 
 
 def call(scope: dict) -> tuple[bool, list[dict]]:
@@ -75,3 +80,71 @@ def test_allow_open_network_is_a_checked_setting():
     assert settings.Settings.from_environment({"FLCORE_ALLOW_OPEN_NETWORK": "1"}).allow_open_network is True
     with pytest.raises(ValueError, match="FLCORE_ALLOW_OPEN_NETWORK='everyone' must be 1 or 0"):
         settings.Settings.from_environment({"FLCORE_ALLOW_OPEN_NETWORK": "everyone"})
+
+
+# Sign-in ----------------------------------------------------------------------------------------
+@pytest.fixture
+def signin(tmp_path, server_settings, monkeypatch):
+    """POST the sign-in form from `peer`: (status, body) of the answer."""
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "alice-password")
+    settings.use(server_settings.with_changes(users_file=users.path))
+    monkeypatch.setattr(serve, "THROTTLE", SignInThrottle())
+    app = Starlette(routes=[Route(access.SIGNIN_PATH, serve.signin, methods=["GET", "POST"])])
+
+    def post(user: str, password: str, peer: str = "192.0.2.7", body: bytes | None = None, headers=()) -> tuple[int, str]:
+        data = urlencode({"user": user, "password": password, "next": "/"}).encode() if body is None else body
+        chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)] or [b""]
+        sent, messages = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http", "method": "POST", "path": access.SIGNIN_PATH, "query_string": b"", "client": (peer, 5000),
+            "headers": [(b"host", b"127.0.0.1:8501"), (b"content-type", b"application/x-www-form-urlencoded"), *headers],
+            "server": ("127.0.0.1", 8501), "scheme": "http",
+        }  # fmt: skip
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]).decode()
+
+    return post
+
+
+def test_the_password_is_hashed_off_the_event_loop(signin, monkeypatch):
+    threads = []
+    real = Users.authenticate
+
+    def authenticate(self, *args):
+        try:
+            asyncio.get_running_loop()
+            threads.append("event loop")  # every other page and WebSocket would wait for the hash
+        except RuntimeError:
+            threads.append("worker thread")
+        return real(self, *args)
+
+    monkeypatch.setattr(Users, "authenticate", authenticate)
+    assert signin("alice", "alice-password")[0] == 303
+    assert signin("alice", "wrong password")[0] == 401
+    assert threads == ["worker thread", "worker thread"]
+
+
+def test_guessing_passwords_is_refused_after_five_failures(signin, monkeypatch):
+    for _ in range(5):
+        status, page = signin("alice", "guess")
+        assert status == 401 and "do not match" in page
+    status, page = signin("alice", "alice-password")  # even the right password: no more guesses this minute
+    assert status == 429 and "Too many failed sign-ins" in page
+    hashed = []
+    monkeypatch.setattr(Users, "authenticate", lambda *a: hashed.append(a))
+    assert signin("alice", "guess")[0] == 429 and not hashed  # refused before any hash is computed
+
+
+def test_one_address_trying_many_names_is_refused_after_twenty_failures(signin):
+    for i in range(20):
+        assert signin(f"user{i}", "guess", peer="198.51.100.4")[0] == 401
+    assert signin("alice", "alice-password", peer="198.51.100.4")[0] == 429
+    assert signin("alice", "alice-password", peer="192.0.2.99")[0] == 303  # alice, from elsewhere, signs in
