@@ -9,7 +9,8 @@ needs before anyone opens a page:
 - **Password sign-in** when `FLCORE_USERS` names a users file: `/auth/signin` (a form that
   checks the password and sets a signed, HttpOnly, SameSite session cookie), `/auth/signout`.
   The hash is checked in a worker thread (the event loop never waits on it), and after 5 failed
-  sign-ins a minute for a user name, or 20 from one client address, attempts get a 429.
+  sign-ins a minute for a user name, or 20 from one client address, attempts get a 429. The
+  form is read only up to 16 KB (a 413 past that), never parsed whole first.
 - **No way in without a browser's Origin**: WebSocket connections that send no Origin header
   are refused, so a script that reaches the port cannot drive the app; browsers always send one.
 - **Open mode stays on this machine**: without sign-in (no users file, no `[auth]` in
@@ -33,7 +34,7 @@ import threading
 from contextlib import asynccontextmanager
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import parse_qsl, quote, urlparse
 
 import anyio
 import streamlit as st
@@ -124,7 +125,9 @@ async def signin(request: Request) -> Response:
     origin = request.headers.get("origin")
     if origin and urlparse(origin).netloc != request.headers.get("host"):
         return _signin_page("/", "Sign in from this server's own page.", status=403)
-    form = await request.form()
+    form = await _small_form(request)
+    if isinstance(form, Response):
+        return form
     next_path = _safe_next(str(form.get("next", "/")))
     users = Users(settings.users_file)
     name = str(form.get("user", "")).strip()
@@ -143,6 +146,29 @@ async def signin(request: Request) -> Response:
         secure=request.url.scheme == "https",
     )  # fmt: skip
     return response
+
+
+MAX_SIGNIN_BYTES = 16 * 1024  # a user name, a password and a path fit in far less
+
+
+async def _small_form(request: Request) -> dict[str, str] | Response:
+    """The sign-in form's fields, read only up to MAX_SIGNIN_BYTES (by Content-Length, and again
+    while the body arrives, for a client that sends none or lies), or the page that refuses it."""
+    too_big = _signin_page("/", f"A sign-in form is at most {MAX_SIGNIN_BYTES // 1024} KB; this one is larger.", status=413)
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return _signin_page("/", "Sign in with this server's own form.", status=400)
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or int(declared) > MAX_SIGNIN_BYTES):
+        return too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_SIGNIN_BYTES:
+            return too_big
+    try:
+        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=10))
+    except ValueError:
+        return _signin_page("/", "Sign in with this server's own form.", status=400)
 
 
 async def signout(request: Request) -> Response:

@@ -105,7 +105,7 @@ def signin(tmp_path, server_settings, monkeypatch):
 
         scope = {
             "type": "http", "method": "POST", "path": access.SIGNIN_PATH, "query_string": b"", "client": (peer, 5000),
-            "headers": [(b"host", b"127.0.0.1:8501"), (b"content-type", b"application/x-www-form-urlencoded"), *headers],
+            "headers": [*headers, (b"host", b"127.0.0.1:8501"), (b"content-type", b"application/x-www-form-urlencoded")],
             "server": ("127.0.0.1", 8501), "scheme": "http",
         }  # fmt: skip
         asyncio.run(app(scope, receive, send))
@@ -148,3 +148,15 @@ def test_one_address_trying_many_names_is_refused_after_twenty_failures(signin):
         assert signin(f"user{i}", "guess", peer="198.51.100.4")[0] == 401
     assert signin("alice", "alice-password", peer="198.51.100.4")[0] == 429
     assert signin("alice", "alice-password", peer="192.0.2.99")[0] == 303  # alice, from elsewhere, signs in
+
+
+def test_a_sign_in_body_over_16_kb_is_refused_before_it_is_parsed(signin, monkeypatch):
+    parsed, real = [], serve.parse_qsl
+    monkeypatch.setattr(serve, "parse_qsl", lambda *a, **k: parsed.append(a) or real(*a, **k))
+    huge = b"user=alice&password=" + b"x" * 10 * 2**20  # 10 MB, in 4 KB chunks and without Content-Length
+    status, page = signin("", "", body=huge)
+    assert status == 413 and "at most 16 KB" in page and not parsed
+    lying = [(b"content-length", str(10 * 2**20).encode())]
+    assert signin("", "", body=b"user=a", headers=lying)[0] == 413 and not parsed  # refused on the header alone
+    assert signin("", "", body=b"user=alice&password=x", headers=[(b"content-type", b"multipart/form-data; boundary=x")])[0] == 400
+    assert signin("alice", "alice-password")[0] == 303 and parsed
