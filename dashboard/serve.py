@@ -11,8 +11,10 @@ needs before anyone opens a page:
   The hash is checked in a worker thread (the event loop never waits on it), and after 5 failed
   sign-ins a minute for a user name, or 20 from one client address, attempts get a 429. The
   form is read only up to 16 KB (a 413 past that), never parsed whole first.
-- **No way in without a browser's Origin**: WebSocket connections that send no Origin header
-  are refused, so a script that reaches the port cannot drive the app; browsers always send one.
+- **No way in without this server's own page**: a WebSocket must send an Origin header naming
+  the host and port it is addressed to (browsers always send the page's origin, which a page
+  cannot change), so neither a script nor another site's page can drive the app; and every
+  response forbids framing (X-Frame-Options: DENY, CSP frame-ancestors 'none').
 - **Open mode stays on this machine**: without sign-in (no users file, no `[auth]` in
   `.streamlit/secrets.toml`), only connections from this machine are answered (the socket's peer
   address, which a client cannot choose, must be loopback) and only when addressed to localhost
@@ -193,8 +195,9 @@ PUBLIC_PATHS = ("/auth/", "/_stcore/health", "/_stcore/host-config", "/static/",
 class Guard:
     """ASGI middleware in front of the app:
 
-    - a WebSocket must send an Origin header (browsers always do; a script that reaches the
-      port does not), and in password mode a valid session cookie;
+    - a WebSocket must send an Origin header naming this server (browsers always send the page's;
+      a script sends none, another site's page its own), and in password mode a valid session cookie;
+    - every HTTP response forbids framing by other sites;
     - in password mode, anything but the sign-in pages and static files needs a valid session
       cookie: a page request without one is sent to the sign-in page, anything else refused;
     - in open mode (no sign-in configured) only connections from this machine (the socket's peer,
@@ -209,6 +212,8 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         websocket = scope["type"] == "websocket"
+        if not websocket:
+            send = _no_framing(send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         mode = access.auth_mode()
         host = urlparse("//" + headers.get("host", "")).hostname or ""
@@ -216,8 +221,8 @@ class Guard:
             peer = (scope.get("client") or (None, None))[0]
             if not is_loopback(peer) or host not in LOCAL_HOSTS:
                 return await _refuse(scope, receive, send, HTMLResponse(OPEN_MODE_HTML, status_code=403))
-        if websocket and "origin" not in headers:
-            return await _refuse(scope, receive, send)  # policy violation: not a browser
+        if websocket and not _same_origin(headers):
+            return await _refuse(scope, receive, send)  # policy violation: not a browser, or another site's page
         path = scope.get("path", "/")
         if mode == "password" and not path.startswith(PUBLIC_PATHS) and not _signed_in(headers):
             if websocket or scope.get("method") != "GET":
@@ -226,6 +231,30 @@ class Guard:
             target = path + (f"?{query}" if query else "")
             return await RedirectResponse(f"{access.SIGNIN_PATH}?next={quote(target, safe='')}", status_code=303)(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+FRAMING_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
+
+
+def _no_framing(send):
+    """`send`, adding to every HTTP response the headers that forbid other sites to frame it
+    (clickjacking: a hidden Cancel or Delete under a foreign page's button)."""
+
+    async def framed(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *FRAMING_HEADERS]}
+        await send(message)
+
+    return framed
+
+
+def _same_origin(headers: dict[str, str]) -> bool:
+    """Whether a WebSocket comes from this server's own page: its Origin (which browsers set and
+    pages cannot) names the host and port the request is addressed to. A script sends none; a page
+    of another site sends its own."""
+    origin = urlparse(headers.get("origin", ""))
+    host = headers.get("host", "").lower()
+    return origin.scheme in ("http", "https") and bool(host) and origin.netloc.lower() == host
 
 
 def _signed_in(headers: dict[str, str]) -> bool:

@@ -17,12 +17,14 @@ from flcore import settings
 from flcore.auth import SignInThrottle, Users
 
 
-def call(scope: dict) -> tuple[bool, list[dict]]:
+def call(scope: dict, page=None) -> tuple[bool, list[dict]]:
     """Send one request (or WebSocket handshake) through the guard: (reached the app, messages sent)."""
     reached, sent = [], []
 
     async def app(scope, receive, send):
         reached.append(True)
+        if page:
+            await page(scope, receive, send)
 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -160,3 +162,25 @@ def test_a_sign_in_body_over_16_kb_is_refused_before_it_is_parsed(signin, monkey
     assert signin("", "", body=b"user=a", headers=lying)[0] == 413 and not parsed  # refused on the header alone
     assert signin("", "", body=b"user=alice&password=x", headers=[(b"content-type", b"multipart/form-data; boundary=x")])[0] == 400
     assert signin("alice", "alice-password")[0] == 303 and parsed
+
+
+# Framing and origins ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "origin", [None, "http://evil.example", "http://127.0.0.1:9999", "null", "http://127.0.0.1:8501.evil.example", "ftp://127.0.0.1:8501"]
+)
+def test_a_websocket_must_come_from_this_servers_own_page(origin):
+    reached, sent = call(request("127.0.0.1", websocket=True, origin=origin))
+    assert not reached and sent == [{"type": "websocket.close", "code": 1008}]
+    assert call(request("127.0.0.1", websocket=True, origin="http://127.0.0.1:8501"))[0]
+    assert call(request("127.0.0.1", host="LocalHost:8501", websocket=True, origin="http://localhost:8501"))[0]
+
+
+def test_every_response_forbids_framing():
+    async def page(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": b"<p>app</p>"})
+
+    for peer in ("127.0.0.1", "192.0.2.10"):  # served, and refused
+        sent = call(request(peer), page)[1]
+        headers = dict(sent[0]["headers"])
+        assert headers[b"x-frame-options"] == b"DENY" and headers[b"content-security-policy"] == b"frame-ancestors 'none'"

@@ -134,9 +134,12 @@ def test_a_script_cannot_open_the_app_without_an_origin_and_a_sign_in(team_serve
     ws_url = team_server.url.replace("http", "ws") + "/_stcore/stream"
     users = Users(Path(team_server.env["FLCORE_USERS"]))
     cookie = {"Cookie": f"flcore_session={users.token(users.authenticate('alice', 'alice-password'))}"}
-    for kwargs in ({}, {"additional_headers": cookie}, {"origin": team_server.url}):  # no Origin, or no sign-in
+    foreign = {"origin": "http://evil.example", "additional_headers": cookie}  # another site's page, in alice's browser
+    for kwargs in ({}, {"additional_headers": cookie}, {"origin": team_server.url}, foreign):  # no Origin, no sign-in, not ours
         with pytest.raises(InvalidStatus), connect(ws_url, open_timeout=10, **kwargs):
             pass
+    with urllib.request.urlopen(team_server.url + "/auth/signin", timeout=10) as page:  # no other site may frame a page
+        assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
     with connect(ws_url, origin=team_server.url, additional_headers=cookie, open_timeout=10, subprotocols=["streamlit"]):
         pass  # a signed-in browser is let in
 
