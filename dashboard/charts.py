@@ -13,6 +13,7 @@ heatmap above `MANY_CLIENTS` clients, where lines would be unreadable.
 from __future__ import annotations
 
 import colorsys
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -157,9 +158,17 @@ def _waiting(fig: go.Figure, message: str) -> go.Figure:
     return fig
 
 
+def plain(text: object) -> str:
+    """`text` people typed (a run name, a label of an uploaded file) as Plotly shows it, exactly as
+    typed: Plotly renders tags such as `<a href>`, `<b>` and `<br>` in trace names, tick labels and
+    hover text, and `%{...}` in a hover template, so `<`, `>`, `&` and `%` become character
+    references (which Plotly shows as the characters, never as a link or a template field)."""
+    return html.escape(str(text), quote=False).replace("%", "&#37;")
+
+
 def _label_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
     if class_names is not None and len(class_names) >= num_classes:
-        return [str(n) for n in class_names[:num_classes]]
+        return [plain(n) for n in class_names[:num_classes]]
     return [str(i) for i in range(num_classes)]
 
 
@@ -921,10 +930,10 @@ def compare_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Fig
                 x=rows["round"],
                 y=rows[metric],
                 mode="lines+markers",
-                name=str(run),
+                name=plain(run),
                 line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
                 marker={"size": 4},
-                hovertemplate=f"{run}<br>round %{{x}}<br>%{{y:{'.1%' if accuracy else '.3f'}}}<extra></extra>",
+                hovertemplate=f"{plain(run)}<br>round %{{x}}<br>%{{y:{'.1%' if accuracy else '.3f'}}}<extra></extra>",
             )
         )
     _round_axis(fig, None, int(curves["round"].max()))
@@ -985,7 +994,7 @@ def sweep_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Figur
                 hoverinfo="skip",
                 showlegend=False,
                 legendgroup=str(setting),
-                name=f"{setting} ± 1 std",
+                name=f"{plain(setting)} ± 1 std",
             )
         )
         fig.add_trace(
@@ -993,11 +1002,11 @@ def sweep_chart(curves: pd.DataFrame, metric: str = "test_accuracy") -> go.Figur
                 x=rows["round"],
                 y=rows["mean"],
                 mode="lines",
-                name=str(setting),
+                name=plain(setting),
                 legendgroup=str(setting),
                 line={"color": color, "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
                 customdata=np.stack([rows["std"], rows["seeds"]], axis=1),
-                hovertemplate=f"{setting}<br>round %{{x}}<br>mean %{{y:{shown}}} ± %{{customdata[0]:{shown}}}"
+                hovertemplate=f"{plain(setting)}<br>round %{{x}}<br>mean %{{y:{shown}}} ± %{{customdata[0]:{shown}}}"
                 "<br>%{customdata[1]} seeds<extra></extra>",
             )
         )
@@ -1038,14 +1047,14 @@ def compare_tradeoff_chart(curves: pd.DataFrame, x: str, epsilon_kinds: dict[str
             xs = _cumulative_bytes(rows)
         rows = thin(rows.assign(_x=xs.to_numpy()))
         kind, delta = kinds.get(run, (None, None))
-        name = f"{run} ({kind} epsilon, delta {delta:g})" if epsilon and kind else str(run)
+        name = f"{plain(run)} ({kind} epsilon, delta {delta:g})" if epsilon and kind else plain(run)
         symbol = "diamond" if kind and kind.startswith("local") else "circle"
         fig.add_trace(
             go.Scatter(
                 x=rows["_x"], y=rows["test_accuracy"], mode="lines+markers", name=name, customdata=rows["round"],
                 line={"color": run_color(i), "width": 2, "dash": _RUN_DASHES[i % len(_RUN_DASHES)]},
                 marker={"size": 4 if symbol == "circle" else 7, "symbol": symbol},
-                hovertemplate=f"{run}<br>round %{{customdata}}<br>" + ("epsilon %{x:.3g}" if epsilon else "%{x:.3s}B sent")
+                hovertemplate=f"{plain(run)}<br>round %{{customdata}}<br>" + ("epsilon %{x:.3g}" if epsilon else "%{x:.3s}B sent")
                 + "<br>%{y:.1%}<extra></extra>",
             )
         )  # fmt: skip
