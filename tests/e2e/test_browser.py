@@ -299,6 +299,8 @@ def test_drift_singles_out_attackers_and_epsilon_grows_next_to_accuracy(server, 
     page.goto(server + "/compare")
     wait_for_app(page, "Final metrics")
     page.wait_for_function(f"() => ({CHART_TRACES})('against privacy spent') !== null", timeout=30_000)
-    assert [t["name"] for t in page.evaluate(f"() => ({CHART_TRACES})('against privacy spent')")] == ["private and compressed"]
+    assert [t["name"] for t in page.evaluate(f"() => ({CHART_TRACES})('against privacy spent')")] == [
+        "private and compressed (central (user-level) epsilon, delta 1e-05)"
+    ]
     assert len(page.evaluate(f"() => ({CHART_TRACES})('against data sent')")) == 2
     shoot(page, screenshots / "09-compare-tradeoffs.png")
