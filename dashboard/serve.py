@@ -7,7 +7,11 @@ needs before anyone opens a page:
   `running` by a server that died are marked interrupted, at start-up, not at the first page
   view; the forkserver imports torch and flcore, and the page code is warmed up.
 - **Password sign-in** when `FLCORE_USERS` names a users file: `/auth/signin` (a form that
-  checks the password and sets a signed, HttpOnly, SameSite session cookie), `/auth/signout`.
+  checks the password and sets a signed, HttpOnly, SameSite session cookie), `/auth/signout`
+  (which signs its user out everywhere: every token given to them before stops working, see
+  `flcore.auth`). The cookie is checked on every request, and on every message an open
+  WebSocket sends: a tab still open after its user signed out (or whose sign-in expired) is
+  disconnected at its next click or refresh, and a reload asks for the password.
   The hash is checked in a worker thread (the event loop never waits on it), and after 5 failed
   sign-ins a minute for a user name, or 20 from one client address, attempts get a 429. The
   form is read only up to 16 KB (a 413 past that), never parsed whole first.
@@ -174,8 +178,21 @@ async def _small_form(request: Request) -> dict[str, str] | Response:
 
 
 async def signout(request: Request) -> Response:
-    response = RedirectResponse(access.SIGNIN_PATH if server_settings.current().users_file else "/", status_code=303)
+    """Sign the user of this cookie out everywhere (their session generation moves on, so this
+    cookie, a copy of it, and every other tab's and device's stop working), then drop the cookie."""
+    settings = server_settings.current()
+    response = RedirectResponse(access.SIGNIN_PATH if settings.users_file else "/", status_code=303)
     response.delete_cookie(access.SESSION_COOKIE, path="/")
+    if settings.users_file is None:
+        return response
+    users = Users(settings.users_file)
+    try:
+        user = users.user_from_token(request.cookies.get(access.SESSION_COOKIE), settings.admins)
+        if user is not None:  # in a worker thread: it waits for the sessions file's lock
+            await anyio.to_thread.run_sync(users.end_sessions, user.name)
+    except AuthError as err:  # a broken users or sessions file: the cookie is dropped all the same
+        response = _signin_page("/", f"Signed out of this browser only: {err}. Ask the operator of this server.", status=500)
+        response.delete_cookie(access.SESSION_COOKIE, path="/")
     return response
 
 
@@ -196,7 +213,10 @@ class Guard:
     """ASGI middleware in front of the app:
 
     - a WebSocket must send an Origin header naming this server (browsers always send the page's;
-      a script sends none, another site's page its own), and in password mode a valid session cookie;
+      a script sends none, another site's page its own), and in password mode a valid session
+      cookie, which is checked again on every message it sends: once it is no longer valid (its
+      user signed out anywhere, or it expired) the WebSocket is closed before the message
+      reaches the app;
     - every HTTP response forbids framing by other sites;
     - in password mode, anything but the sign-in pages and static files needs a valid session
       cookie: a page request without one is sent to the sign-in page, anything else refused;
@@ -230,6 +250,8 @@ class Guard:
             query = scope.get("query_string", b"").decode("latin-1")
             target = path + (f"?{query}" if query else "")
             return await RedirectResponse(f"{access.SIGNIN_PATH}?next={quote(target, safe='')}", status_code=303)(scope, receive, send)
+        if websocket and mode == "password":
+            receive, send = _signed_in_while_open(headers, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -255,6 +277,30 @@ def _same_origin(headers: dict[str, str]) -> bool:
     origin = urlparse(headers.get("origin", ""))
     host = headers.get("host", "").lower()
     return origin.scheme in ("http", "https") and bool(host) and origin.netloc.lower() == host
+
+
+def _signed_in_while_open(headers: dict[str, str], receive, send):
+    """`receive` and `send` of a WebSocket whose session cookie is checked again before each
+    message from the browser reaches the app. Once the cookie no longer signs anyone in, the
+    WebSocket is closed (1008, policy violation), the app is told the browser went away (so its
+    session ends), and whatever it still sends is dropped. The cookie is the one of the
+    handshake: a browser cannot change it on an open WebSocket."""
+    closed = False
+
+    async def checked_receive():
+        nonlocal closed
+        message = await receive()
+        if closed or message["type"] != "websocket.receive" or _signed_in(headers):
+            return message
+        closed = True
+        await send({"type": "websocket.close", "code": 1008, "reason": "Signed out: sign in again."})
+        return {"type": "websocket.disconnect", "code": 1008}
+
+    async def checked_send(message) -> None:
+        if not closed:
+            await send(message)
+
+    return checked_receive, checked_send
 
 
 def _signed_in(headers: dict[str, str]) -> bool:

@@ -10,14 +10,22 @@ The users file is JSON: ``{"alice": {"password": "scrypt$...", "admin": false}}`
 kept only as scrypt hashes (`hashlib.scrypt`, memory-hard, salted per user) and compared in
 constant time; a name that does not exist is checked against a dummy hash of the same cost, so
 the time a sign-in takes does not tell which names exist. `SignInThrottle` counts failed
-sign-ins per user name and per client address, so that passwords cannot be guessed at speed. A successful sign-in gives the browser a token, ``name.expiry.signature``, signed
-with HMAC-SHA256 under a server secret kept next to the users file (made once, readable only by
-its owner), so a reload or a second tab stays signed in until the token expires.
+sign-ins per user name and per client address, so that passwords cannot be guessed at speed.
+
+A successful sign-in gives the browser a token, ``name.generation.expiry.signature``, signed with
+HMAC-SHA256 under a server secret kept next to the users file (made once, readable only by its
+owner), so a reload or a second tab stays signed in. It lasts until it expires (12 hours) or
+until its user's *session generation* moves on: a small file next to the users file
+(``users.json.sessions``, ``{"alice": 3}``) counts each user's sign-outs, and a token is good only
+while the number it was signed with is the current one. Signing out (`end_sessions`), a new
+password and removing a user each add one, so every token given out before stops working, in
+every tab and on every device, not only the cookie of the tab that signed out.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import getpass
 import hashlib
 import hmac
@@ -28,12 +36,14 @@ import secrets
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_TTL_S = 12 * 3600  # how long a sign-in lasts
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+TOKEN_KIND = b"flcore-session-v2\n"  # signed with every token, so no token of another format verifies
 
 
 class AuthError(ValueError):
@@ -132,6 +142,7 @@ class Users:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.secret_path = self.path.with_name(self.path.name + ".secret")
+        self.sessions_path = self.path.with_name(self.path.name + ".sessions")
 
     def load(self) -> dict[str, dict]:
         if not self.path.exists():
@@ -151,6 +162,8 @@ class Users:
         if len(password) < 8:
             raise AuthError("a password needs at least 8 characters")
         users = self.load() if self.path.exists() else {}
+        if name in users:  # a new password: whoever signed in with the old one is signed out
+            self.end_sessions(name)
         users[name] = {"password": hash_password(password), "admin": admin}
         _write_private(self.path, json.dumps(users, indent=2) + "\n")
 
@@ -160,6 +173,7 @@ class Users:
             raise AuthError(f"there is no user {name!r} in {self.path}")
         del users[name]
         _write_private(self.path, json.dumps(users, indent=2) + "\n")
+        self.end_sessions(name)  # so that adding the name again does not revive its old tokens
 
     def authenticate(self, name: str, password: str, admins: frozenset[str] = frozenset()) -> User:
         """The user, if `password` is theirs; else AuthError with one sentence for every failure,
@@ -176,34 +190,76 @@ class Users:
         return self.secret_path.read_text().strip().encode()
 
     def token(self, user: User, now: float | None = None) -> str:
-        """A sign-in token for `user`, valid for TOKEN_TTL_S."""
+        """A sign-in token for `user`, valid for TOKEN_TTL_S or until they sign out."""
         expiry = int((time.time() if now is None else now) + TOKEN_TTL_S)
-        body = f"{user.name}.{expiry}"
+        body = f"{user.name}.{self.generation(user.name)}.{expiry}"
         return f"{body}.{self._sign(body)}"
 
     def user_from_token(self, token: str | None, admins: frozenset[str] = frozenset(), now: float | None = None) -> User | None:
-        """The signed-in user of a token, or None (missing, forged, expired, or the user is gone)."""
-        if not token or token.count(".") < 2:
+        """The signed-in user of a token, or None (missing, forged, expired, signed out since, or
+        the user is gone)."""
+        if not token or token.count(".") < 3:
             return None
         body, _, signature = token.rpartition(".")
-        name, _, expiry = body.rpartition(".")
         if not hmac.compare_digest(signature, self._sign(body)):
             return None
+        rest, _, expiry = body.rpartition(".")
+        name, _, generation = rest.rpartition(".")
         if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
             return None
+        if not generation.isdigit() or int(generation) != self.generation(name):
+            return None  # signed out (or a new password) since this token was given
         record = self.load().get(name)
         if record is None:
             return None
         return User(name, admin=bool(record.get("admin")) or name in admins)
 
+    # Sessions ------------------------------------------------------------------------------------
+    def generation(self, name: str) -> int:
+        """How many times `name` has been signed out everywhere: the number their tokens must carry."""
+        return self._generations().get(name, 0)
+
+    def end_sessions(self, name: str) -> int:
+        """Sign `name` out everywhere: every token given to them so far stops working (the next
+        request of any tab or device that holds one is asked to sign in). Returns the new generation."""
+        with _locked(self.sessions_path):
+            generations = self._generations()
+            generations[name] = generations.get(name, 0) + 1
+            _write_private(self.sessions_path, json.dumps(generations, indent=2, sort_keys=True) + "\n")
+        return generations[name]
+
+    def _generations(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.sessions_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError) as e:
+            raise AuthError(f"the sessions file {self.sessions_path} cannot be read as JSON: {e}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
+            raise AuthError(f'the sessions file {self.sessions_path} must map each user name to a whole number ({{"alice": 2}})')
+        return data
+
     def _sign(self, body: str) -> str:
-        return hmac.new(self._secret(), body.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret(), TOKEN_KIND + body.encode(), hashlib.sha256).hexdigest()
+
+
+@contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on `path` + '.lock' (between threads and processes: the server and
+    the CLI), so that two sign-outs at once both count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, replacing it atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)

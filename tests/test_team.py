@@ -93,6 +93,49 @@ def test_sign_in_gives_a_signed_token_that_expires_and_cannot_be_forged(tmp_path
         users.add("carol", "short")
 
 
+def test_signing_out_ends_every_token_given_before_and_a_new_password_does_too(tmp_path):
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "correct horse")
+    users.add("a.b", "correct horse")  # names may hold dots
+    alice = users.authenticate("alice", "correct horse")
+    first, second = users.token(alice), users.token(alice)  # two tabs, or two devices
+    other = users.token(User("a.b"))
+    assert users.user_from_token(first) == alice and users.user_from_token(second) == alice
+    assert users.end_sessions("alice") == 1
+    assert users.user_from_token(first) is None and users.user_from_token(second) is None  # every one of them
+    assert users.user_from_token(other) == User("a.b")  # nobody else is signed out
+    fresh = users.token(alice)
+    assert users.user_from_token(fresh) == alice  # signing in again works
+    assert oct(users.sessions_path.stat().st_mode & 0o777) == "0o600"
+    users.add("alice", "a new password")  # a new password: the old one's sign-ins end
+    assert users.user_from_token(fresh) is None
+    users.remove("alice")
+    users.add("alice", "correct horse")  # the name again: its old tokens stay dead
+    assert users.user_from_token(fresh) is None and users.user_from_token(first) is None
+    body, _, signature = fresh.rpartition(".")
+    name, generation, expiry = body.split(".")
+    assert users.user_from_token(f"{name}.{int(generation) + 3}.{expiry}.{signature}") is None  # the number is signed
+    legacy = f"alice.{int(time.time()) + 3600}"  # the format before generations, signed as it was then
+    old_signature = __import__("hmac").new(users._secret(), legacy.encode(), hashlib.sha256).hexdigest()
+    assert users.user_from_token(f"{legacy}.{old_signature}") is None
+
+
+def test_sign_outs_at_the_same_time_all_count(tmp_path):
+    import threading
+
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "correct horse")
+    threads = [threading.Thread(target=users.end_sessions, args=("alice",)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert users.generation("alice") == 8
+    users.sessions_path.write_text("not json")
+    with pytest.raises(AuthError, match="sessions file .* cannot be read as JSON"):
+        users.generation("alice")  # a broken file is a sentence, not a traceback
+
+
 def test_an_unknown_name_costs_the_same_one_hash_as_a_wrong_password(tmp_path, monkeypatch):
     users = Users(tmp_path / "users.json")
     users.add("alice", "correct horse")

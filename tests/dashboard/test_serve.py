@@ -184,3 +184,34 @@ def test_every_response_forbids_framing():
         sent = call(request(peer), page)[1]
         headers = dict(sent[0]["headers"])
         assert headers[b"x-frame-options"] == b"DENY" and headers[b"content-security-policy"] == b"frame-ancestors 'none'"
+
+
+# Signing out ------------------------------------------------------------------------------------
+def test_an_open_websocket_is_closed_at_its_next_message_once_its_user_signs_out(tmp_path, server_settings):
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "alice-password")
+    settings.use(server_settings.with_changes(users_file=users.path))
+    token = users.token(users.authenticate("alice", "alice-password"))
+    scope = request("127.0.0.1", websocket=True, origin="http://127.0.0.1:8501")
+    scope["headers"].append((b"cookie", f"{access.SESSION_COOKIE}={token}".encode()))
+    browser = [{"type": "websocket.receive", "bytes": b"rerun 1"}, {"type": "websocket.receive", "bytes": b"rerun 2"}]
+    got, sent = [], []
+
+    async def app(scope, receive, send):
+        await send({"type": "websocket.accept"})
+        got.append(await receive())  # signed in: the app gets it
+        users.end_sessions("alice")  # alice signs out, in another tab
+        got.append(await receive())
+        await send({"type": "websocket.send", "bytes": b"what the app still had to say"})
+
+    async def receive():
+        return browser.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(serve.Guard(app)(scope, receive, send))
+    assert got == [{"type": "websocket.receive", "bytes": b"rerun 1"}, {"type": "websocket.disconnect", "code": 1008}]
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"] and sent[1]["code"] == 1008
+    reached, sent = call(scope)  # and the same cookie cannot open a new one
+    assert not reached and sent == [{"type": "websocket.close", "code": 1008}]

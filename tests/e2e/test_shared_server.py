@@ -6,7 +6,9 @@ Screenshots of each step are saved under test-output/screenshots/."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -151,3 +153,59 @@ def test_without_sign_in_the_server_answers_only_on_this_machine(server):
     assert err.value.code == 403 and "only answers on the machine it runs on" in err.value.read().decode()
     with urllib.request.urlopen(server + "/", timeout=10) as ok:  # addressed to 127.0.0.1: served
         assert ok.status == 200
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 303 is the answer to look at, not a page to follow
+
+
+def _http(url: str, cookie: str | None = None, form: dict | None = None) -> tuple[int, dict[str, str]]:
+    """(status, headers) of one request, without following redirects."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    headers = {"Cookie": f"flcore_session={cookie}"} if cookie else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=10) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(team_server):
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    Users(Path(team_server.env["FLCORE_USERS"])).add("carol", "carol-password")  # nobody else's sessions are touched
+    status, headers = _http(team_server.url + "/auth/signin", form={"user": "carol", "password": "carol-password", "next": "/"})
+    assert status == 303
+    cookie = re.search(r"flcore_session=([^;]+)", headers["set-cookie"]).group(1)
+    assert _http(team_server.url + "/", cookie)[0] == 200  # signed in
+
+    ws_url = team_server.url.replace("http", "ws") + "/_stcore/stream"
+    rerun = BackMsg()
+    rerun.rerun_script.query_string = ""
+    with connect(ws_url, origin=team_server.url, additional_headers={"Cookie": f"flcore_session={cookie}"},
+                 open_timeout=10, subprotocols=["streamlit"]) as tab:  # fmt: skip  # a tab left open
+        tab.send(rerun.SerializeToString())
+        assert tab.recv(timeout=30)  # the app answers it
+
+        status, headers = _http(team_server.url + "/auth/signout", cookie)  # carol signs out in another tab
+        assert status == 303 and headers["location"] == "/auth/signin"
+
+        tab.send(rerun.SerializeToString())  # the open tab's next click
+        deadline = time.monotonic() + 30
+        with pytest.raises(ConnectionClosed) as closed:
+            while time.monotonic() < deadline:
+                tab.recv(timeout=max(0.1, deadline - time.monotonic()))  # what the first rerun still sends, then the close
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+    status, headers = _http(team_server.url + "/run", cookie)  # the old cookie, kept
+    assert status == 303 and headers["location"].startswith("/auth/signin")
+    with pytest.raises(InvalidStatus), connect(ws_url, origin=team_server.url, open_timeout=10,
+                                               additional_headers={"Cookie": f"flcore_session={cookie}"}):  # fmt: skip
+        pass
+    status, headers = _http(team_server.url + "/auth/signin", form={"user": "carol", "password": "carol-password", "next": "/"})
+    fresh = re.search(r"flcore_session=([^;]+)", headers["set-cookie"]).group(1)
+    assert status == 303 and _http(team_server.url + "/", fresh)[0] == 200  # signing in again works
