@@ -66,7 +66,7 @@ def current_user() -> User:
         try:
             user = Users(s.users_file).user_from_token(session_token(), s.admins)
         except AuthError as err:  # a broken users file: say so, never a traceback
-            st.error(f"Sign-in is not available: {err}. Ask the operator of this server.")
+            st.error(f"Sign-in is not available: {plain(err)}. Ask the operator of this server.")
             st.stop()
         if user is None:
             _signin_screen("This server is shared: sign in to start runs and to manage yours. Everyone signed in can see every run.")

@@ -325,11 +325,15 @@ class Form:
         return self.values
 
     def show_problems(self, problems: list[Problem]) -> list[Problem]:
-        """Put each problem under the widget of its field; return those not placed."""
+        """Put each problem under the widget of its field; return those not placed. A sentence
+        quotes what was typed or uploaded (a run name, a column name), so it is shown as plain
+        text: `[Sign in again](http://...)` in a column name is never made a link."""
+        from dashboard import access
+
         unplaced = []
         for problem in problems:
             if problem.field in self.slots:
-                self.slots[problem.field].error(problem.message)
+                self.slots[problem.field].error(access.plain(problem.message))
             else:
                 unplaced.append(problem)
         return unplaced

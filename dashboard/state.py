@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 if TYPE_CHECKING:
-    from flcore.runner import Runner
+    from flcore.service.scheduler import Runner
     from flcore.store import RunStore
 
 # Pages, as paths relative to app.py (what st.switch_page takes).
@@ -66,7 +66,7 @@ def _runner(path: str, max_workers: int | None) -> "Runner":
     import torch
 
     from dashboard import charts
-    from flcore.runner import Runner
+    from flcore.service.scheduler import Runner
 
     torch.set_num_threads(1)  # this process draws pages; the CPU budget's threads belong to the workers
     runner = Runner(path, max_workers=max_workers)
@@ -125,7 +125,9 @@ def not_yours(info: Any, user: Any) -> str | None:
     """Why `user` may not act on the run (a button's help text), or None when they may."""
     if user.may_act_on(info.owner):
         return None
-    who = info.owner if info.owner else "an admin (the run is older than owners)"
+    from dashboard import access
+
+    who = access.plain(info.owner) if info.owner else "an admin (the run is older than owners)"  # help text is Markdown
     return f"Only {who}{' or an admin' if info.owner else ''} can change this run; everyone can view and compare it."
 
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from flcore.problems import ConfigError, Problem
@@ -28,6 +28,10 @@ RETIRED_FIELDS = ("data_dir", "download")
 # Fields added later whose default is not what earlier configs meant: a stored config written
 # before one existed (a full dump that lacks it) is read with the value it was run with.
 EARLIER_MEANING = {"synthetic_sizes": "equal", "synthetic_generator": "flcore-v1"}
+
+# Characters that change the direction of the text around them (embeddings, overrides, isolates,
+# marks): not allowed in a run name, which people read to tell runs apart.
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
 
 __all__ = ["ConfigError", "ExperimentConfig", "Problem", "natural_defaults", "registries"]
 
@@ -75,7 +79,7 @@ class ExperimentConfig(BaseModel):
     client_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
     rounds: int = Field(20, ge=1, le=10_000, description="Communication rounds.")
 
-    # Clients that come and go (flcore.availability, flcore.clock)
+    # Clients that come and go (flcore.federation.availability, flcore.federation.clock)
     availability: float = Field(1.0, gt=0, le=1, description="Probability that a client is online in a round (1 = always).")
     availability_model: Literal["uniform", "heterogeneous"] = Field(
         "uniform",
@@ -128,7 +132,7 @@ class ExperimentConfig(BaseModel):
     attack_fraction: float = Field(0.0, ge=0, lt=1, description="Fraction of clients that are malicious.")
     attack_scale: float | None = Field(None, gt=0, le=1e4, description="Attack strength (None = the attack's default).")
 
-    # Privacy (see flcore/privacy.py): read only when dp is not "none"
+    # Privacy (see flcore/federation/privacy.py): read only when dp is not "none"
     dp: str = Field("none", description="Differential privacy: none, central (DP-FedAvg, server adds noise) or local (clients add it).")
     dp_clip: float = Field(1.0, gt=0, le=1e6, description="DP: the L2 norm each client's update is clipped to.")
     dp_noise_multiplier: float = Field(1.0, ge=0, le=100, description="DP: Gaussian noise standard deviation as a multiple of dp_clip.")
@@ -137,7 +141,7 @@ class ExperimentConfig(BaseModel):
         None, gt=0, le=1e6, description="DP: the privacy budget; the run stops before a round that would spend more (None = no budget)."
     )
 
-    # Communication (see flcore/compression.py): what clients send back
+    # Communication (see flcore/federation/compression.py): what clients send back
     compression: str = Field("none", description="How clients compress their updates: none, topk or quantize.")
     compression_ratio: float = Field(0.1, gt=0, le=1, description="Top-k: the fraction of coordinates each client sends.")
     compression_bits: int = Field(8, ge=1, le=16, description="Quantize: bits per coordinate (stochastic, unbiased).")
@@ -147,6 +151,19 @@ class ExperimentConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Root seed for model init, sampling and shuffling.")
     data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_shows_as_it_is(cls, name: str) -> str:
+        """No character that reorders how the text around it is shown: with U+202E a name typed
+        as "report\u202eexe.pdf" reads "reportfdp.exe" on every page and in every chart."""
+        found = sorted({f"U+{ord(c):04X}" for c in name if c in BIDI_CONTROLS})
+        if found:
+            raise ValueError(
+                f"it holds {', '.join(found)}, which change the direction text is shown in, so the name would not "
+                "read as it is; type it without them"
+            )
+        return name
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +220,8 @@ class ExperimentConfig(BaseModel):
             raise ConfigError(["the config must be a JSON object of field: value"])
         if stored:
             values = {**EARLIER_MEANING, **values}
+            if isinstance(values.get("name"), str):  # a run stored before such names were refused still reads
+                values["name"] = "".join(c for c in values["name"] if c not in BIDI_CONTROLS)
         return cls.create(**{k: v for k, v in values.items() if k not in RETIRED_FIELDS})
 
     @classmethod
@@ -273,12 +292,12 @@ def natural_defaults(values: dict[str, Any]) -> dict[str, Any]:
 
 def registries() -> dict[str, "Registry"]:
     """The config fields whose value names a registry entry, with that registry (in form order)."""
-    from flcore.attacks import ATTACKS
-    from flcore.compression import COMPRESSORS
     from flcore.data.datasets import DATASETS
     from flcore.data.partition import PARTITIONERS
+    from flcore.federation.attacks import ATTACKS
+    from flcore.federation.compression import COMPRESSORS
+    from flcore.federation.privacy import PRIVACY
     from flcore.models import MODELS
-    from flcore.privacy import PRIVACY
     from flcore.strategies import STRATEGIES
     from flcore.training import EXECUTORS
 
@@ -313,7 +332,7 @@ def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
     if executor_check is not None:  # e.g. the ray executor without Ray installed
         problems.extend(executor_check(c))
     if not problems:
-        from flcore.privacy import config_problems as privacy_problems
+        from flcore.federation.privacy import config_problems as privacy_problems
 
         problems.extend(privacy_problems(c))
     return problems

@@ -115,3 +115,14 @@ def test_from_json_refuses_non_objects():
         ExperimentConfig.from_json("{")
     with pytest.raises(ConfigError, match="JSON object"):
         ExperimentConfig.from_json("[1, 2]")
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202a", "\u202d", "\u2066", "\u2069", "\u200e", "\u200f"])
+def test_a_run_name_may_not_reorder_how_it_reads(control):
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(name=f"report{control}exe.pdf")
+    (problem,) = err.value.problems
+    assert problem.field == "name" and f"U+{ord(control):04X}" in problem.message and control not in problem.message
+    assert ExperimentConfig.create(name="résumé · 名前 ✓").name == "résumé · 名前 ✓"  # any other text is a name
+    stored = ExperimentConfig.from_json(f'{{"name": "report{control}exe.pdf"}}', stored=True)  # a run stored before still reads
+    assert stored.name == "reportexe.pdf"

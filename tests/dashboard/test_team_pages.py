@@ -94,3 +94,31 @@ def test_a_name_full_of_markdown_is_shown_as_typed(store):
     at = page(RUN, run="[x](http://evil.example)")
     warning = at.warning[0].value
     assert "[x](http://evil.example)" in shown(warning) and "](http" not in warning
+
+
+LINK = "[Sign in again](http://evil.example)"
+
+
+def test_a_sentence_under_a_field_shows_a_typed_name_as_typed(store):
+    at = app().run()
+    at.text_input(key="cfg.name").set_value(LINK + " report\u202eexe.pdf").run()  # refused: the sentence quotes it
+    quoting = [e.value for e in at.error if "name=" in shown(e.value)]  # under the field, and in the list above Run
+    assert len(quoting) == 2
+    for error in quoting:
+        assert f"name='{LINK} report\\u202eexe.pdf' is invalid: it holds U+202E" in shown(error)  # as typed...
+        assert "](http" not in error and "[Sign" not in error  # ...and nothing Markdown could make a link of
+    at.button(key="run_button").click().run()
+    assert store.list_runs() == []
+
+
+def test_a_sentence_under_a_field_shows_an_uploaded_column_name_as_typed(store, server_settings):
+    rows = [f"{LINK},label"] + [f"{i},{'ab'[i % 2]}" for i in range(20)]
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    at.get("file_uploader")[0].upload("mine.csv", ("\n".join(rows) + "\n").encode(), "text/csv").run()
+    at.text_input(key="cfg.label_column").set_value("**kind**").run()  # not one of its columns: the sentence lists them
+    quoting = [e.value for e in at.error if "is not a column of" in shown(e.value)]
+    assert quoting
+    for error in quoting:
+        assert "label_column='**kind**'" in shown(error) and LINK in shown(error)
+        assert "](http" not in error and "**" not in error
