@@ -63,7 +63,7 @@ def wait_for(check, timeout=120.0, what="a condition"):
 # API mode -----------------------------------------------------------------------------------
 def first_round_seconds(store_path: Path, reps: int, start_method: str | None) -> list[float]:
     from flcore.config import ExperimentConfig
-    from flcore.runner import Runner
+    from flcore.service.scheduler import Runner
 
     times = []
     config = ExperimentConfig.create()  # validated before the clock starts, as the form does
@@ -83,7 +83,7 @@ def rerun_seconds(reps: int, busy: bool) -> list[float]:
     from streamlit.testing.v1 import AppTest
 
     from flcore.config import ExperimentConfig
-    from flcore.runner import Runner
+    from flcore.service.scheduler import Runner
 
     runner = None
     if busy:
@@ -167,8 +167,8 @@ def store_big_run(store, rounds_first: int):
     """A real run of the BIG config: `rounds_first` rounds stored and the run left running (this
     process is its worker), and the simulation with its state to store the rest."""
     from flcore.config import ExperimentConfig
-    from flcore.runner import state_to_bytes
-    from flcore.simulation import Simulation
+    from flcore.federation.simulation import Simulation
+    from flcore.service.checkpoint import state_to_bytes
 
     config = ExperimentConfig.create(**BIG)
     run_id = store.create_run(config, source="benchmark")
@@ -195,7 +195,7 @@ def open_tab(page, tab: str, charts: int) -> None:
 def big_run(page, server, store, reps: int) -> dict[str, float]:
     from harness import CHART_X
 
-    from flcore.runner import state_to_bytes
+    from flcore.service.checkpoint import state_to_bytes
 
     started = time.perf_counter()
     first = BIG["rounds"] - len(TABS) * reps - 1

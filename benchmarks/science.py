@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flcore.config import ExperimentConfig
-from flcore.simulation import DivergedError, Simulation
+from flcore.federation.simulation import DivergedError, Simulation
 from flcore.training import evaluate
 
 SETTING = dict(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from flcore.metrics import CLIENT_METRICS
+from flcore.federation.metrics import CLIENT_METRICS
 from flcore.registry import Entry
 
 MANY_CLIENTS = 20  # above this many clients, per-client lines become a heatmap
@@ -347,7 +347,7 @@ def client_metric_chart(
 
 
 def registered_client_chart(clients: pd.DataFrame, entry: Entry, total_rounds: int | None = None) -> go.Figure:
-    """The chart of a registered client metric (`flcore.metrics`): its label is the title, its
+    """The chart of a registered client metric (`flcore.federation.metrics`): its label is the title, its
     axis the y-axis title."""
     return client_metric_chart(clients, entry.name, entry.label, entry.obj.axis, total_rounds)
 
@@ -779,7 +779,7 @@ def epsilon_chart(
     kind: str | None = None,
 ) -> go.Figure:
     """Epsilon spent after each round (the `epsilon` round metric), with the budget, if any,
-    dashed; the title says its `kind` (central or local, `flcore.privacy.EPSILON_KINDS`) and delta."""
+    dashed; the title says its `kind` (central or local, `flcore.federation.privacy.EPSILON_KINDS`) and delta."""
     fig = go.Figure()
     what = f"{kind} epsilon" if kind else "epsilon"
     _layout(fig, f"Privacy spent: {what}" + (f" at delta = {delta:g}" if delta else ""), "Round", "Epsilon (lower is more private)")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from flcore.config import ExperimentConfig, registries
 from flcore.data.partition import describe_split
-from flcore.privacy import EPSILON_KINDS, epsilon_label
+from flcore.federation.privacy import EPSILON_KINDS, epsilon_label
 from flcore.records import best_round
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def format_duration(seconds: float | None) -> str:
 
 def planned_rounds(info: "RunInfo") -> int:
     """The rounds the run will train: all of them, or as many as its privacy budget allows."""
-    from flcore.privacy import affordable_rounds
+    from flcore.federation.privacy import affordable_rounds
 
     try:
         return min(info.total_rounds, affordable_rounds(info.config))
@@ -252,7 +252,7 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
 
 def sweeps_table(sweeps: Sequence[Any]) -> pd.DataFrame:
     """One row per sweep (`flcore.store.SweepInfo`), newest first: what the Runs page lists."""
-    from flcore.sweep import describe_size
+    from flcore.service.sweep import describe_size
 
     rows = [
         {
@@ -270,7 +270,7 @@ def sweeps_table(sweeps: Sequence[Any]) -> pd.DataFrame:
 
 def sweep_curves(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame], grid: dict) -> pd.DataFrame:
     """The rounds of a sweep's runs in long form: setting, seed, round, test_accuracy, test_loss."""
-    from flcore.sweep import setting_label, setting_of
+    from flcore.service.sweep import setting_label, setting_of
 
     frames = [
         rounds[r.run_id][["round", "test_accuracy", "test_loss"]].assign(
@@ -285,8 +285,8 @@ def sweep_curves(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame], gri
 
 def sweep_summary(runs: Sequence["RunInfo"], grid: dict) -> pd.DataFrame:
     """Per setting of a sweep: its values, the runs with a result, final accuracy mean ± std
-    over seeds (flcore.sweep.final_accuracy_table), and the runs still going."""
-    from flcore.sweep import SEEDS, final_accuracy_table, setting_label, setting_of
+    over seeds (flcore.service.sweep.final_accuracy_table), and the runs still going."""
+    from flcore.service.sweep import SEEDS, final_accuracy_table, setting_label, setting_of
 
     finals = pd.DataFrame(
         {"setting": [setting_label(setting_of(r.config, grid)) for r in runs], "seed": [r.config.seed for r in runs],

@@ -4,7 +4,7 @@
 frozen dataclasses. Their columns (`ROUND_COLUMNS`, `CLIENT_COLUMNS`) are derived here and
 nowhere else: the store's tables and frames, `rounds.csv` and `clients.csv`, and the README's
 tables all follow them. A number beyond those (a strategy's metrics, a registered client
-metric, see `flcore.metrics`) goes in the open `metrics` mapping of either record: it is stored
+metric, see `flcore.federation.metrics`) goes in the open `metrics` mapping of either record: it is stored
 as JSON, read back as an extra float column and exported as an extra CSV column, with no
 change to the store's schema. A client's `status` says whether its update arrived (`STATUSES`);
 a round's `offline` says, in a bounded form, which clients were not online to be sampled.
@@ -29,7 +29,7 @@ class Column:
     dtype: str  # a pandas dtype: "int64", "float64", "bool" or "object" (text)
 
 
-# What became of a sampled client's round (flcore.availability): its update arrived after all of
+# What became of a sampled client's round (flcore.federation.availability): its update arrived after all of
 # its local steps, or after part of them (a straggler that sent what it finished); it came too
 # late to be used (a straggler the server ignored, or past the round's deadline); or it never came.
 STATUSES = ("trained", "partial", "late", "dropped")

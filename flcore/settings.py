@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from flcore.budget import env_int
+from flcore.service.budget import env_int
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "flcore" / "data"
 

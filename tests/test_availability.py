@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from flcore import clock
-from flcore.availability import HETEROGENEITY, OFFLINE_GROUPS, Availability, offline_summary, online_probabilities
 from flcore.config import ConfigError, ExperimentConfig
+from flcore.federation import clock
+from flcore.federation.availability import HETEROGENEITY, OFFLINE_GROUPS, Availability, offline_summary, online_probabilities
+from flcore.federation.simulation import Simulation, sample_clients
 from flcore.records import REPORTED
-from flcore.simulation import Simulation, sample_clients
 from flcore.training.local import local_steps, samples_in_steps
 from flcore.training.objective import LocalSettings
 

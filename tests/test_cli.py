@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flcore.__main__ import main
+from flcore.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--num-clients", "4", "--rounds", "2", "--partition", "iid", "--model", "logistic", "--quiet"]

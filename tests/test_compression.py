@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
-from flcore.compression import RESIDUALS, Channel, index_bits, quantize, top_k, topk_count
 from flcore.config import ConfigError, ExperimentConfig
-from flcore.runner import state_from_bytes, state_to_bytes
+from flcore.federation.compression import RESIDUALS, Channel, index_bits, quantize, top_k, topk_count
+from flcore.federation.simulation import Simulation
 from flcore.seeding import torch_generator
-from flcore.simulation import Simulation
+from flcore.service.checkpoint import state_from_bytes, state_to_bytes
 from flcore.strategies import ServerState
 
 TINY = dict(dataset="digits", partition="dirichlet", model="logistic", batch_size=32, local_epochs=1, num_clients=6, seed=0)
@@ -57,7 +57,7 @@ def test_bytes_received_count_values_and_packed_positions_for_topk_and_packed_bi
 
 
 def test_the_share_sent_is_measured_against_the_uploads_that_happened(tmp_path, capsys):
-    from flcore.__main__ import main
+    from flcore.cli import main
 
     results = run(rounds=4, compression="topk", compression_ratio=0.1, dropout=0.5)
     for r in results:  # dropped clients upload nothing: only the updates that arrived count

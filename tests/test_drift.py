@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from flcore.__main__ import main
+from flcore.cli import main
 from flcore.config import ExperimentConfig
-from flcore.metrics import ClientRound, compute_client_metrics, drift_cosine, drift_distance, round_summaries
-from flcore.simulation import Simulation
+from flcore.federation.metrics import ClientRound, compute_client_metrics, drift_cosine, drift_distance, round_summaries
+from flcore.federation.simulation import Simulation
 from flcore.training.base import TrainedClients
 
 R = 1 / math.sqrt(2)

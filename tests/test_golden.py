@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flcore.__main__ import main
+from flcore.cli import main
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 CONFIGS = json.loads((GOLDEN / "configs.json").read_text())

@@ -12,10 +12,9 @@ import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
-from flcore.availability import Availability, dropped_out, sample_clients
 from flcore.config import ConfigError, ExperimentConfig
-from flcore.models import build_model
-from flcore.privacy import (
+from flcore.federation.availability import Availability, dropped_out, sample_clients
+from flcore.federation.privacy import (
     affordable_rounds,
     config_epsilon,
     dp_fedavg_mean,
@@ -25,8 +24,10 @@ from flcore.privacy import (
     label_epsilon_columns,
     sample_rate,
 )
-from flcore.runner import execute_run, state_from_bytes, state_to_bytes
-from flcore.simulation import Simulation
+from flcore.federation.simulation import Simulation
+from flcore.models import build_model
+from flcore.service.checkpoint import state_from_bytes, state_to_bytes
+from flcore.service.execute import execute_run
 from flcore.store import RunStore
 from flcore.training import SequentialExecutor, TrainingData, VectorizedExecutor
 from flcore.training.local import ClientTask, LocalSettings, flat_params
@@ -356,7 +357,7 @@ def test_privacy_settings_are_ignored_while_dp_is_none():
 
 
 def test_the_cli_says_why_a_budget_ended_the_run(tmp_path, capsys):
-    from flcore.__main__ import main
+    from flcore.cli import main
 
     db = tmp_path / "runs.db"
     args = ["run", "--num-clients", "10", "--clients-per-round", "5", "--rounds", "30", "--model", "logistic", "--quiet"]
@@ -371,7 +372,7 @@ def test_the_cli_says_why_a_budget_ended_the_run(tmp_path, capsys):
 
 
 def test_list_names_the_privacy_and_compression_choices(capsys):
-    from flcore.__main__ import main
+    from flcore.cli import main
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -21,8 +21,10 @@ import torch
 from run_helpers import tiny
 
 from flcore import ray_support
-from flcore.__main__ import main
-from flcore.runner import Runner, execute_run, state_from_bytes
+from flcore.cli import main
+from flcore.service.checkpoint import state_from_bytes
+from flcore.service.execute import execute_run
+from flcore.service.scheduler import Runner
 from flcore.store import RunStore
 
 pytestmark = pytest.mark.timeout(300)

@@ -15,9 +15,11 @@ import pytest
 import torch
 from run_helpers import tiny, wait_for, wait_status
 
-from flcore.runner import Runner, execute_run, numerics_from_bytes, state_from_bytes
+from flcore.federation.simulation import Simulation
+from flcore.service.checkpoint import numerics_from_bytes, state_from_bytes
+from flcore.service.execute import execute_run
+from flcore.service.scheduler import Runner
 from flcore.settings import Settings
-from flcore.simulation import Simulation
 from flcore.store import RunStore
 
 pytestmark = pytest.mark.timeout(180)
@@ -194,7 +196,7 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(store, make_ru
 
 
 def test_checkpoints_round_trip_strategy_state():
-    from flcore.runner import state_to_bytes
+    from flcore.service.checkpoint import state_to_bytes
     from flcore.strategies import ServerState
 
     state = ServerState(torch.arange(4.0), round=7, extra={"control": torch.ones(4), "client_controls": {3: torch.zeros(4)}}, clock_s=12.5)
@@ -205,7 +207,7 @@ def test_checkpoints_round_trip_strategy_state():
 
 
 def test_max_workers_default_and_setting(monkeypatch):
-    from flcore.runner import default_max_workers
+    from flcore.service.scheduler import default_max_workers
 
     monkeypatch.delenv("FLCORE_MAX_WORKERS", raising=False)
     assert default_max_workers() >= 1
@@ -241,7 +243,7 @@ def test_a_run_starts_in_a_warm_worker_that_inherited_nothing_it_should_not(stor
     assert run.status == "done", run.error
     worker = run.worker
     assert worker["start_method"] == "forkserver"
-    assert worker["warm"] is True  # flcore.warm was imported by another process: the forkserver
+    assert worker["warm"] is True  # flcore.service.warm was imported by another process: the forkserver
     assert worker["pid"] != os.getpid()
     assert worker["parent_pid"] != os.getpid()  # forked from the forkserver, a fresh interpreter, not from us
     assert worker["python_threads"] == 1  # the server's (here: the test's) threads did not come along
@@ -262,7 +264,7 @@ def test_a_spawned_worker_works_where_there_is_no_forkserver(store):
 
 
 def test_the_cpu_budget_keeps_a_core_for_the_server_and_splits_the_rest(monkeypatch):
-    from flcore.budget import CpuBudget
+    from flcore.service.budget import CpuBudget
 
     for name in ("FLCORE_MAX_WORKERS", "FLCORE_WORKER_THREADS", "FLCORE_WORKER_NICE"):
         monkeypatch.delenv(name, raising=False)
@@ -290,7 +292,7 @@ def test_the_budget_sets_torch_threads_and_priority_in_the_process_that_applies_
     import sys
 
     code = (
-        "from flcore.budget import CpuBudget; import torch, json, os;"
+        "from flcore.service.budget import CpuBudget; import torch, json, os;"
         "print(json.dumps(CpuBudget(cores=2, max_workers=1, threads=2, nice=5).apply()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

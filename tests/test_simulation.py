@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flcore.config import ExperimentConfig
-from flcore.simulation import DivergedError, Simulation, sample_clients
+from flcore.federation.simulation import DivergedError, Simulation, sample_clients
 
 BASE = dict(dataset="digits", partition="iid", num_clients=10, model="mlp", strategy="fedavg", seed=0)
 

@@ -15,8 +15,8 @@ import pytest
 
 from flcore.config import ExperimentConfig
 from flcore.data.partition import counts_frame
+from flcore.federation.simulation import ClientResult, RoundResult
 from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, Offline, names
-from flcore.simulation import ClientResult, RoundResult
 from flcore.store import FINISHED, STATUSES, RunNotRunning, RunStore, default_store_path
 from flcore.store import runs as store_module  # the lifecycle part holds STALE_AFTER_S
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flcore.__main__ import main
-from flcore.runner import execute_run, state_from_bytes
+from flcore.cli import main
+from flcore.service.checkpoint import state_from_bytes
+from flcore.service.execute import execute_run
 from flcore.store import MIGRATIONS, RunStore, StoreError
 
 V1 = Path(__file__).parent / "fixtures" / "store_v1.db"

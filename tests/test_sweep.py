@@ -9,10 +9,10 @@ import math
 import pandas as pd
 import pytest
 
-from flcore.__main__ import main
+from flcore.cli import main
 from flcore.config import ExperimentConfig
+from flcore.service.sweep import SweepError, check_grid, describe_size, expand, final_accuracy_table, setting_label, setting_of
 from flcore.store import RunStore
-from flcore.sweep import SweepError, check_grid, describe_size, expand, final_accuracy_table, setting_label, setting_of
 
 BASE = ExperimentConfig.create(dataset="digits", num_clients=4, rounds=2, model="logistic", partition="iid", batch_size=32)
 GRID = {"strategy": ["fedavg", "median"], "lr": [0.05, 0.1], "seeds": [0, 1]}

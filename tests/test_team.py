@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from flcore.__main__ import main
 from flcore.auth import AuthError, SignInThrottle, User, Users, check_password, hash_password
+from flcore.cli import main
 from flcore.config import ExperimentConfig
-from flcore.quotas import QuotaError, next_runs, submission_problems
-from flcore.runner import Runner
+from flcore.service.quotas import QuotaError, next_runs, submission_problems
+from flcore.service.scheduler import Runner
 from flcore.settings import Settings, SettingsError
 from flcore.store import RunStore, StoreError, actions
 
@@ -233,7 +233,7 @@ SERVER = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {root!r})
     from flcore.config import ExperimentConfig
-    from flcore.runner import Runner
+    from flcore.service.scheduler import Runner
     runner = Runner({store!r}, max_workers=1, threads_per_worker=1)
     runner.start()
     runner.submit(ExperimentConfig.create(num_clients=4, rounds=5000, model="logistic", batch_size=32, partition="iid"))

@@ -17,8 +17,8 @@ from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.layout import chart_pair
 from dashboard.tables import config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
-from flcore.privacy import EPSILON_KINDS
-from flcore.sweep import describe_size
+from flcore.federation.privacy import EPSILON_KINDS
+from flcore.service.sweep import describe_size
 
 PICK = "compare_pick"
 MODE = "compare_mode"  # "Runs" or "A sweep"

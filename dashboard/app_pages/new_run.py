@@ -23,7 +23,7 @@ from flcore.config import ConfigError, ExperimentConfig, Problem
 from flcore.data import uploads
 from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, dataset_info, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
-from flcore.quotas import QuotaError, run_size_problems
+from flcore.service.quotas import QuotaError, run_size_problems
 
 PREFILLED_FROM = "prefilled_from"
 

@@ -19,10 +19,10 @@ from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.layout import chart, chart_pair
 from dashboard.tables import describe_config, format_duration, planned_rounds, results_json, time_left
-from flcore.availability import uneven
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
-from flcore.metrics import CLIENT_METRICS
-from flcore.privacy import EPSILON_KINDS, label_epsilon_columns
+from flcore.federation.availability import uneven
+from flcore.federation.metrics import CLIENT_METRICS
+from flcore.federation.privacy import EPSILON_KINDS, label_epsilon_columns
 from flcore.records import reported
 
 STATUS_TEXT = {

@@ -254,7 +254,11 @@ DATASETS.register(
     params=("synthetic_alpha", "synthetic_beta", "synthetic_sizes", "synthetic_generator"),
 )(
     DatasetSpec(
-        SYNTHETIC_INFO, _load_synthetic, seeded=True, size="usually 5,000-25,000 samples, a tenth of each device held out (12,000 with equal sizes)", natural_by_default=True
+        SYNTHETIC_INFO,
+        _load_synthetic,
+        seeded=True,
+        size="usually 5,000-25,000 samples, a tenth of each device held out (12,000 with equal sizes)",
+        natural_by_default=True,
     )
 )
 

@@ -1,6 +1,6 @@
 """Sweeps in the store: a grid of settings and seeds, queued as one run per combination.
 
-A sweep row keeps the sweep's name and its grid (`flcore.sweep` reads and expands grids); each
+A sweep row keeps the sweep's name and its grid (`flcore.service.sweep` reads and expands grids); each
 of its runs is an ordinary run (queued, trained, cancelled and resumed like any other) that
 carries the sweep's id. The sweep and all its runs are written in one transaction, so a sweep
 is queued whole or not at all. Deleting a sweep's last run deletes the sweep.

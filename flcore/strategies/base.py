@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ServerState:
     """The global model as a flat vector, the round it belongs to, strategy-owned tensors, and
-    the simulated time at the end of that round (flcore.clock)."""
+    the simulated time at the end of that round (flcore.federation.clock)."""
 
     params: torch.Tensor
     round: int = 0
@@ -92,7 +92,7 @@ class Strategy:
 
     def apply(self, state: ServerState, delta: torch.Tensor, metrics: dict[str, float]) -> tuple[ServerState, dict[str, float]]:
         """The next state from a combined update (`server_step`), and the round's metrics. DP-FedAvg
-        (flcore/privacy.py) calls it with its noised mean in place of `combine`'s."""
+        (flcore/federation/privacy.py) calls it with its noised mean in place of `combine`'s."""
         params, extra, step_metrics = self.server_step(state, delta)
         new = state.evolve(params=params, round=state.round + 1, extra=extra)
         return new, {"aggregate_update_norm": float(delta.norm()), **step_metrics, **metrics}

@@ -13,7 +13,7 @@ in place, over any list of tensors: one client's parameters (sequential executor
 `[clients, ...]` stack of them (vectorized executor), so both executors compute the same
 arithmetic in the same order. What later changes to the local update add belongs here too:
 `LocalObjective.finish` clips the finished updates to `clip` for differential privacy
-(McMahan et al. 2018; see flcore/privacy.py), for either executor's stack of updates.
+(McMahan et al. 2018; see flcore/federation/privacy.py), for either executor's stack of updates.
 """
 
 from __future__ import annotations

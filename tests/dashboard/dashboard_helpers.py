@@ -16,7 +16,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from flcore.config import ExperimentConfig
-from flcore.simulation import Simulation
+from flcore.federation.simulation import Simulation
 from flcore.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -50,7 +50,7 @@ def record_sweep(
 ) -> tuple[str, list[str]]:
     """Store a sweep of `grid` over a small config (plus `changes`) and record its runs as a
     worker would; run i stops after `stop_after[i]` rounds, left running (default: all, done)."""
-    from flcore.sweep import expand
+    from flcore.service.sweep import expand
 
     base = ExperimentConfig.create(**{**SMALL, **changes})
     combos = expand(grid, base, name)

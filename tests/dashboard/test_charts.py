@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import pytest
 
 from dashboard import charts
-from flcore.metrics import CLIENT_METRICS
+from flcore.federation.metrics import CLIENT_METRICS
 
 ROUNDS = pd.DataFrame(
     {

@@ -1,6 +1,6 @@
 """The engine's extension points, each exercised the way a newcomer would use it.
 
-A per-client metric is one registration in `flcore.metrics`: it is computed every round,
+A per-client metric is one registration in `flcore.federation.metrics`: it is computed every round,
 stored with no schema change, exported to clients.csv and drawn on the Run page. An executor is
 one registered factory: the config accepts its name, the CLI lists it, the form offers it and
 the simulation trains with it. (A strategy: tests/strategies/test_strategies.py.)
@@ -13,12 +13,12 @@ import pytest
 import torch
 from dashboard_helpers import figure, page
 
-from flcore.__main__ import main
+from flcore.cli import main
 from flcore.config import ExperimentConfig
-from flcore.metrics import CLIENT_METRICS, ClientMetric
+from flcore.federation.metrics import CLIENT_METRICS, ClientMetric
+from flcore.federation.simulation import Simulation
 from flcore.registry import Entry
-from flcore.runner import execute_run
-from flcore.simulation import Simulation
+from flcore.service.execute import execute_run
 from flcore.training import EXECUTORS, SequentialExecutor
 from flcore.training.objective import LocalSettings
 

@@ -10,7 +10,7 @@ from dashboard_helpers import record_run
 
 from dashboard import charts, frames, live
 from flcore.config import ExperimentConfig
-from flcore.simulation import Simulation
+from flcore.federation.simulation import Simulation
 from flcore.store import RunStore
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from dashboard_helpers import app, errors, figure_titled, no_exceptions, shown, texts
 
-from flcore.attacks import ATTACKS
-from flcore.compression import COMPRESSORS
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import DATASETS
 from flcore.data.partition import PARTITIONERS
-from flcore.privacy import PRIVACY
+from flcore.federation.attacks import ATTACKS
+from flcore.federation.compression import COMPRESSORS
+from flcore.federation.privacy import PRIVACY
 from flcore.strategies import STRATEGIES
 
 FIELDS = set(ExperimentConfig.model_fields)
@@ -226,7 +226,7 @@ def test_the_page_answers_while_a_run_trains_because_it_never_trains(store, monk
     The web process must never train: here any call of the round loop in this process fails,
     while the spawned worker (a fresh interpreter) trains normally. How fast the page answers
     is measured by benchmarks/dashboard.py, not asserted here."""
-    from flcore.simulation import Simulation
+    from flcore.federation.simulation import Simulation
 
     def trained_in_the_web_process(*args, **kwargs):
         raise AssertionError("the web server process ran a training round")

@@ -10,7 +10,7 @@ from dashboard_helpers import SMALL, app, errors, figure, figure_titled, no_exce
 
 from dashboard import charts
 from flcore.config import ExperimentConfig
-from flcore.runner import execute_run
+from flcore.service.execute import execute_run
 
 RUN, COMPARE = "app_pages/run.py", "app_pages/compare.py"
 PRIVATE = dict(dp="central", dp_noise_multiplier=2.0, dp_clip=0.5, compression="topk", compression_ratio=0.2, error_feedback=True)

@@ -9,7 +9,7 @@ import pytest
 
 from dashboard import tables
 from flcore.config import ExperimentConfig
-from flcore.privacy import affordable_rounds
+from flcore.federation.privacy import affordable_rounds
 from flcore.store import RunInfo
 
 

@@ -6,7 +6,7 @@ import torch
 
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.data.datasets import DATASETS, load_dataset, make_synthetic, synthetic_devices, synthetic_sizes
-from flcore.simulation import Simulation
+from flcore.federation.simulation import Simulation
 
 
 def test_digits_has_a_fixed_stratified_split():

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from flcore.__main__ import main
+from flcore.cli import main
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.data import files
 from flcore.data.datasets import DataFileError, dataset_info, load_dataset
-from flcore.simulation import Simulation
+from flcore.federation.simulation import Simulation
 
 
 def write_csv(path: Path, n_users: int = 4, per_user: int = 15, seed: int = 0, users: bool = True) -> pd.DataFrame:

@@ -18,8 +18,8 @@ from flcore import settings
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.data.datasets import DatasetUnavailable, dataset_info, load_dataset
 from flcore.data.leaf import ALL_LETTERS, OTHER_CHARACTER
+from flcore.federation.simulation import Simulation
 from flcore.settings import Settings
-from flcore.simulation import Simulation
 from flcore.training import SequentialExecutor
 
 FILES = {"femnist": "all_data_{i}_niid_05_keep_0_{part}_9.json", "shakespeare": "all_data_{i}_niid_2_keep_0_{part}_8.json"}  # LEAF's names

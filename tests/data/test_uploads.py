@@ -7,7 +7,7 @@ import pytest
 
 from flcore.config import ExperimentConfig
 from flcore.data import uploads
-from flcore.quotas import submission_problems
+from flcore.service.quotas import submission_problems
 from flcore.store import RunStore
 
 CSV = b"f1,f2,label\n" + b"".join(f"{i % 7},{i % 5},{i % 3}\n".encode() for i in range(60))

@@ -147,7 +147,7 @@ def test_a_sweep_queued_from_the_command_line_is_trained_by_the_server_and_drawn
     """A sweep queued into the server's store (as `python -m flcore sweep --no-wait` does) is
     trained by the server's runner; Compare draws each setting's mean over seeds with a band."""
     from flcore.config import ExperimentConfig
-    from flcore.sweep import expand
+    from flcore.service.sweep import expand
 
     grid = {"strategy": ["fedavg", "median"], "seeds": [0, 1]}
     combos = expand(grid, ExperimentConfig.create(rounds=4, num_clients=6, clients_per_round=3), "strategies")
@@ -176,7 +176,7 @@ def test_a_live_page_sends_nothing_while_no_round_arrives_and_stops_checking_whe
     import os
 
     from flcore.config import ExperimentConfig
-    from flcore.simulation import Simulation
+    from flcore.federation.simulation import Simulation
 
     store = RunStore(server_store)
     config = ExperimentConfig.create(num_clients=4, rounds=10, model="logistic", batch_size=32, name="watched by a test")
@@ -241,7 +241,7 @@ def _store_finished_run(store: RunStore, **settings) -> str:
     import os
 
     from flcore.config import ExperimentConfig
-    from flcore.simulation import Simulation
+    from flcore.federation.simulation import Simulation
 
     config = ExperimentConfig.create(model="logistic", batch_size=32, **settings)
     run_id = store.create_run(config)

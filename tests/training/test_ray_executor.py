@@ -23,7 +23,7 @@ from torch import nn
 
 from flcore import ray_support
 from flcore.config import ConfigError, ExperimentConfig
-from flcore.simulation import Simulation
+from flcore.federation.simulation import Simulation
 from flcore.strategies import STRATEGIES
 from flcore.training import SequentialExecutor, TrainingData, supports
 from flcore.training.local import ClientTask, flat_params

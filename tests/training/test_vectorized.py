@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from flcore.config import ExperimentConfig
+from flcore.federation.simulation import Simulation
 from flcore.models import MODELS, build_model
-from flcore.simulation import Simulation
 from flcore.strategies import STRATEGIES
 from flcore.training import SequentialExecutor, TrainingData, VectorizedExecutor, make_executor, supports
 from flcore.training.local import ClientTask, LocalSettings, flat_params

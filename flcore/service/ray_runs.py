@@ -5,7 +5,7 @@ With $FLCORE_RAY_ADDRESS set (see `flcore.ray_support`), the `Runner` starts a q
 to. The actor builds the run's Simulation wherever Ray placed it (loading the dataset there)
 and trains one round per call of `next_round`. A thread in the runner's process drives it
 through `RemoteSimulation`, which looks like a local Simulation to the runner's
-`_execute_claimed`: so the runner's process stores the split, then each round with its
+`execute_claimed`: so the runner's process stores the split, then each round with its
 checkpoint in the same `append_round` transaction, beats the run's heartbeat and checks for a
 cancel between rounds, exactly as a local worker does. The actor never sees the store: no
 process on another node touches the SQLite file. A round starts only when the runner asks for
@@ -76,7 +76,7 @@ class RunActor:
     def setup(self, config: "ExperimentConfig", server_settings: "Settings | None" = None) -> dict:
         """Build the Simulation (loading the data on this node, with the server's settings: its data
         folder and download switch); returns the split and where it runs."""
-        from flcore.simulation import Simulation
+        from flcore.federation.simulation import Simulation
 
         if server_settings is not None:
             settings.use(server_settings)
@@ -177,13 +177,13 @@ class RunControl:
 
 
 class RemoteSimulation:
-    """What `_execute_claimed` trains with when the run is on Ray: the run's actor, seen as a
+    """What `execute_claimed` trains with when the run is on Ray: the run's actor, seen as a
     Simulation (`label_counts`, `device`, `run(state)` yielding RoundResults with their state)."""
 
     def __init__(self, config: "ExperimentConfig", control: RunControl) -> None:
         import torch
 
-        from flcore.privacy import Privacy
+        from flcore.federation.privacy import Privacy
 
         ray = ray_support.connect()
         self.control = control
@@ -287,7 +287,7 @@ class RayRuns:
         return 1
 
     def process(self, run_id: str, execute: Callable[..., str]) -> RunThread:
-        """The handle of run `run_id` on Ray; `execute` is the runner's `_execute_claimed`."""
+        """The handle of run `run_id` on Ray; `execute` is the runner's `execute_claimed`."""
         worker = {"start_method": "ray", "ray_address": self.address, "runner_pid": os.getpid(), "runner_host": socket.gethostname()}
 
         def target(control: RunControl) -> None:

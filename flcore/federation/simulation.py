@@ -19,7 +19,7 @@ iterator; the loop itself knows nothing about them. Each result carries the serv
 its round (`result.state`), which is what a consumer checkpoints. Every round's randomness is a
 function of (seed, round), so running from a checkpointed `ServerState` reproduces an
 uninterrupted run. Who is online, drops out or straggles, and the simulated clock, are planned
-by `flcore.availability` before a round trains; the state carries the clock.
+by `flcore.federation.availability` before a round trains; the state carries the clock.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ import pandas as pd
 import torch
 
 from flcore import seeding
-from flcore.attacks import ATTACKS, malicious_clients
-from flcore.availability import Availability, client_clock, round_clock, sample_clients
-from flcore.compression import Channel, Sent
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
 from flcore.data.partition import counts_frame, label_counts, split_dataset
-from flcore.metrics import ClientRound, compute_client_metrics, round_summaries
+from flcore.federation.attacks import ATTACKS, malicious_clients
+from flcore.federation.availability import Availability, client_clock, round_clock, sample_clients
+from flcore.federation.compression import Channel, Sent
+from flcore.federation.metrics import ClientRound, compute_client_metrics, round_summaries
+from flcore.federation.privacy import Privacy
 from flcore.models import build_model
-from flcore.privacy import Privacy
 from flcore.records import ClientResult, RoundResult
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
 from flcore.training import ClientTask, TrainedClients, TrainingData, evaluate, make_executor

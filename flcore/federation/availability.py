@@ -19,7 +19,7 @@ the same numbers, whichever executor trains them:
   'partial' it sends those k steps ("partial": the paper's variable amounts of work); with
   'drop' the server does not wait for it ("late": FedAvg's behaviour in the paper; all K steps
   would take it K / k times as long).
-- deadline: a client whose compute plus upload time (`flcore.clock`) passes `round_deadline_s`
+- deadline: a client whose compute plus upload time (`flcore.federation.clock`) passes `round_deadline_s`
   is "late" too. No late update is used, so late clients do not train.
 
 A round records each sampled client's status, steps and simulated times, and, in a bounded form
@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flcore import clock, seeding
-from flcore.clock import Devices, devices, round_duration
+from flcore import seeding
+from flcore.federation import clock
+from flcore.federation.clock import Devices, devices, round_duration
 from flcore.records import REPORTED, Offline, RoundResult
 from flcore.training.local import local_steps, samples_in_steps
 

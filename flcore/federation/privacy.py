@@ -56,7 +56,7 @@ import pandas as pd
 import torch
 
 from flcore import seeding
-from flcore.availability import dropped_out, online_clients, online_probabilities, sample_clients
+from flcore.federation.availability import dropped_out, online_clients, online_probabilities, sample_clients
 from flcore.problems import Problem
 from flcore.registry import Registry
 from flcore.training.objective import clip_rows_

@@ -3,7 +3,7 @@
 `Runner` owns a scheduler thread that starts each queued run of the store in its own process, at
 most `max_workers` at once, oldest first; the rest wait in the queue. Workers start warm: they
 are forked from a forkserver that the runner starts with the server and that has imported
-torch and flcore once (`flcore.warm`), so a run's first round is stored a fraction of a second
+torch and flcore once (`flcore.service.warm`), so a run's first round is stored a fraction of a second
 after it is queued, not after a new interpreter has imported torch. The forkserver is a fresh
 interpreter, not a fork of the web server, so a worker never inherits the server's threads or
 CUDA state; where forkserver does not exist (Windows) workers are spawned. Each worker applies
@@ -16,14 +16,13 @@ marked `interrupted`, as are runs left `running` by a server that died, when the
 Resuming an interrupted run continues from its last checkpoint and, because every round's
 randomness is a function of (seed, round), reproduces the numbers of an uninterrupted run.
 With $FLCORE_RAY_ADDRESS set, the runner starts each run on a Ray cluster instead of in a local
-process (`flcore.ray_runs`): a thread here drives the run's actor there and writes its rounds
-through the same `_execute_claimed`, so this process stays the only writer of the store.
+process (`flcore.service.ray_runs`): a thread here drives the run's actor there and writes its rounds
+through the same `execute_claimed`, so this process stays the only writer of the store.
 """
 
 from __future__ import annotations
 
 import atexit
-import io
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -33,207 +32,35 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flcore.auth import User
-from flcore.budget import CpuBudget, env_int
 from flcore.config import ExperimentConfig
-from flcore.quotas import QuotaError, next_runs, submission_problems
-from flcore.ray_runs import RayRuns
-from flcore.ray_support import RayWorkerLost
+from flcore.service.budget import CpuBudget, env_int
+from flcore.service.execute import error_message, execute_claimed
+from flcore.service.quotas import QuotaError, next_runs, submission_problems
+from flcore.service.ray_runs import RayRuns
 from flcore.settings import Settings
 from flcore.settings import current as current_settings
-from flcore.store import RunNotRunning, RunStore, actions, pid_alive
+from flcore.store import RunNotRunning, RunStore, actions
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
-    from flcore.records import RoundResult
-    from flcore.strategies import ServerState
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how often the scheduler looks for runs queued by other processes (it wakes at once for its own)
-HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
-SERVER_CHECK_S = 1.0  # how often a worker checks that its server still lives
 STALE_CHECK_S = 30.0  # how often the scheduler looks for runs whose worker vanished
 STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before killing it
-
-
-# Checkpoints -------------------------------------------------------------------------------
-def numerics() -> dict:
-    """What, besides the config and the seed, decides the last bits of a run's numbers in this
-    process: torch's intra-op thread count (how reductions are split), the CPU kernels' instruction
-    set ($ATEN_CPU_CAPABILITY) and torch's version."""
-    import torch
-
-    return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": str(torch.__version__)}
-
-
-def state_to_bytes(state: "ServerState") -> bytes:
-    """A ServerState (params, round, strategy tensors, simulated clock) as `torch.save` bytes,
-    with the `numerics` of the process that trained it, so a resume can train as it did."""
-    import torch
-
-    buffer = io.BytesIO()
-    saved = {"params": state.params, "round": state.round, "extra": state.extra, "clock_s": state.clock_s, "numerics": numerics()}
-    torch.save(saved, buffer)
-    return buffer.getvalue()
-
-
-def numerics_from_bytes(blob: bytes) -> dict | None:
-    """The `numerics` a checkpoint was taken under (None for one from before they were kept)."""
-    import torch
-
-    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True).get("numerics")
-
-
-def train_as_before(recorded: dict | None) -> None:
-    """Make this process train as the one that wrote a checkpoint did: the same thread count
-    (a worker's budget, the CLI's cores and a resumed run's machine may each differ), so a
-    resumed run's numbers are identical to an uninterrupted run's. A different instruction set
-    or torch cannot be changed in a running process; the run continues, equal to a tolerance,
-    and the log says so."""
-    import torch
-
-    if not recorded:
-        return
-    if recorded.get("threads") and recorded["threads"] != torch.get_num_threads():
-        torch.set_num_threads(int(recorded["threads"]))
-    now = numerics()
-    for key in ("cpu_capability", "torch"):
-        if recorded.get(key) not in (None, now[key]):
-            log.warning("resuming with %s %s where the run began with %s: the numbers match to rounding only", key, now[key], recorded[key])
-
-
-def state_from_bytes(blob: bytes, device: "torch.device | str" = "cpu") -> "ServerState":
-    """The ServerState saved by `state_to_bytes`, its tensors on `device`."""
-    import torch
-
-    from flcore.strategies import ServerState
-
-    saved = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
-    return ServerState(params=saved["params"], round=saved["round"], extra=saved["extra"], clock_s=saved.get("clock_s"))
-
-
-# Running one run ---------------------------------------------------------------------------
-def error_message(error: BaseException) -> str:
-    """What a user reads when a run fails: flcore's own errors are sentences already."""
-    text = str(error).strip()
-    if type(error).__module__.startswith("flcore."):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None = None) -> str:
-    """Run one stored run to the end in THIS process; returns its final status. Used by worker processes and by the CLI.
-
-    The run must be queued (a new run, or one put back with `RunStore.resume`); a run in any
-    other state is left alone and its status returned, so a run is never trained twice at once.
-    """
-    if not store.claim(run_id):
-        run = store.get_run(run_id)
-        if run is None:
-            raise LookupError(f"there is no run {run_id!r} in {store.path}")
-        return run.status
-    return _execute_claimed(store, run_id, on_round)
-
-
-def _execute_claimed(
-    store: RunStore,
-    run_id: str,
-    on_round: Callable[["RoundResult"], None] | None,
-    worker: dict | None = None,
-    server_pid: int | None = None,
-    simulation: Callable | None = None,
-) -> str:
-    """Train a claimed run, writing each round here; `simulation` builds what trains it from the
-    config (a local `Simulation` by default; on Ray, a `RemoteSimulation` driving an actor)."""
-    try:
-        store.mark_running(run_id, os.getpid(), worker)
-        run = store.get_run(run_id)
-        with _Heartbeat(store, run_id, server_pid):
-            if store.cancel_requested(run_id):
-                store.finish(run_id, "cancelled")
-                return "cancelled"
-            from flcore.simulation import Simulation
-
-            sim = (simulation or Simulation)(run.config.replace())  # validated again: registries may have changed
-            store.save_partition(run_id, sim.label_counts)
-            blob = store.load_checkpoint(run_id)
-            state = state_from_bytes(blob, sim.device) if blob is not None else None
-            if blob is not None:
-                train_as_before(numerics_from_bytes(blob))
-            store.discard_rounds_after(run_id, state.round if state is not None else 0)
-            for result in sim.run(state):
-                store.append_round(run_id, result, state_to_bytes(result.state))
-                if on_round is not None:
-                    on_round(result)
-                if store.cancel_requested(run_id):
-                    store.finish(run_id, "cancelled")
-                    return "cancelled"
-            store.finish(run_id, "done", sim.privacy.stop_message)  # why a privacy budget ended it early, if it did
-            return "done"
-    except RunNotRunning:  # cancelled, interrupted or deleted under our feet: stop quietly
-        run = store.get_run(run_id)
-        return run.status if run is not None else "cancelled"
-    except KeyboardInterrupt:
-        store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
-        raise
-    except RayWorkerLost as e:  # a node of the Ray cluster died, or the server stopped the run there
-        store.mark_interrupted(run_id, str(e))
-        return "interrupted"
-    except Exception as e:
-        # The sentence is stored for the pages and the CLI; the traceback only in a debug log.
-        log.debug("run %s failed", run_id, exc_info=True)
-        store.finish(run_id, "failed", error_message(e))
-        return "failed"
-
-
-class _Heartbeat:
-    """A thread that marks the run alive every HEARTBEAT_S, even through a long round, and, in a
-    worker, watches the server that started it: a worker whose server died marks its run
-    interrupted (resumable) and exits, instead of training on unsupervised and uncounted."""
-
-    def __init__(self, store: RunStore, run_id: str, server_pid: int | None = None) -> None:
-        self.store, self.run_id, self.server_pid = store, run_id, server_pid
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"flcore-heartbeat-{run_id}", daemon=True)
-
-    def _beat(self) -> None:
-        next_beat = time.monotonic() + HEARTBEAT_S
-        while not self._stop.wait(SERVER_CHECK_S if self.server_pid else HEARTBEAT_S):
-            if self.server_pid and not pid_alive(self.server_pid):
-                self.store.mark_interrupted(
-                    self.run_id,
-                    "The server that started this run stopped; resume the run to continue from its last finished round.",
-                    (os.getpid(),),
-                )
-                log.warning("run %s: its server (pid %d) is gone; stopping", self.run_id, self.server_pid)
-                os._exit(3)
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + HEARTBEAT_S
-                try:
-                    self.store.heartbeat(self.run_id)
-                except Exception:  # a busy database must not kill the run; the next beat tries again
-                    log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
-
-    def __enter__(self) -> "_Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: str, server: Settings, server_pid: int) -> None:
     """Entry point of a worker process: take the server's settings, apply the CPU budget, then
     train one claimed run while the server that started it lives."""
     from flcore import settings as server_settings
-    from flcore import warm  # already imported in a forked worker; in a spawned one, before torch
+    from flcore.service import warm  # already imported in a forked worker; in a spawned one, before torch
 
     server_settings.use(server)
     settings = budget.apply()
@@ -246,15 +73,15 @@ def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: 
         "cuda_initialized": warm.torch.cuda.is_initialized(),  # False: a run that wants CUDA starts it itself
         **settings,
     }
-    _execute_claimed(RunStore(store_path), run_id, None, worker, server_pid)
+    execute_claimed(RunStore(store_path), run_id, None, worker, server_pid)
 
 
 # The scheduler -----------------------------------------------------------------------------
-PRELOAD = ["flcore.warm"]
+PRELOAD = ["flcore.service.warm"]
 
 
 def worker_context(start_method: str | None = None) -> multiprocessing.context.BaseContext:
-    """How workers start: `forkserver` (warm, preloaded with `flcore.warm`) where it exists, else `spawn`."""
+    """How workers start: `forkserver` (warm, preloaded with `flcore.service.warm`) where it exists, else `spawn`."""
     if start_method is None:
         start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     if start_method not in ("forkserver", "spawn"):
@@ -307,7 +134,7 @@ class Runner:
         self.max_workers = self.budget.max_workers
         self._ctx = worker_context(start_method)
         self.start_method = self._ctx.get_start_method()
-        # With $FLCORE_RAY_ADDRESS set, runs go to a Ray cluster instead of local processes (flcore/ray_runs.py).
+        # With $FLCORE_RAY_ADDRESS set, runs go to a Ray cluster instead of local processes (flcore/service/ray_runs.py).
         self._ray = RayRuns.from_env(self.store_path, max_workers if max_workers is not None else env_int("FLCORE_MAX_WORKERS", 1))
         self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
@@ -367,7 +194,7 @@ class Runner:
         if self.start_method == "forkserver":
             from multiprocessing import forkserver
 
-            forkserver.ensure_running()  # it imports flcore.warm now, while nobody waits for a run
+            forkserver.ensure_running()  # it imports flcore.service.warm now, while nobody waits for a run
         stale = self.store.mark_stale_interrupted()
         if stale:
             log.warning("marked %d run(s) left running by a previous server as interrupted: %s", len(stale), ", ".join(stale))
@@ -468,7 +295,7 @@ class Runner:
             if not self.store.claim(run_id):  # another server took it
                 continue
             if self._ray is not None:  # a thread here drives the run's actor on the cluster
-                proc = self._ray.process(run_id, _execute_claimed)
+                proc = self._ray.process(run_id, execute_claimed)
             else:
                 proc = self._ctx.Process(
                     target=_worker_main,

@@ -23,9 +23,9 @@ import pandas  # noqa: F401
 import sklearn.datasets  # noqa: F401  (the digits dataset)
 import torch  # noqa: F401
 
-import flcore.budget
 import flcore.data.vision
-import flcore.simulation
+import flcore.federation.simulation
+import flcore.service.budget
 import flcore.store  # noqa: F401
 
 LOADED_BY = os.getpid()

@@ -1,0 +1,98 @@
+"""`python -m flcore run`: one simulation, stored (or not), its CSV files and its summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from flcore.cli.args import config_from_args, use_server_flags, writable_folder
+from flcore.cli.report import summary_lines
+from flcore.config import ExperimentConfig
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from flcore.auth import local_user
+    from flcore.federation.simulation import Simulation
+    from flcore.records import RoundResult
+
+    use_server_flags(args)
+    config = config_from_args(args)
+    out = writable_folder(Path(args.out)) if args.out else None
+    store = run_id = None
+    if not args.no_store:
+        from flcore.store import RunStore
+
+        store = RunStore(args.store)
+        run_id = store.create_run(config, source="cli", owner=local_user().name)
+    out = out or writable_folder(Path("runs") / (run_id or time.strftime("%Y%m%d-%H%M%S")))
+    config.save(out / "config.json")
+
+    results: list[RoundResult] = []
+    bar = tqdm(total=config.rounds, desc="rounds", unit="round", disable=args.quiet, file=sys.stderr)
+
+    def on_round(result: RoundResult) -> None:
+        results.append(result)
+        bar.set_postfix(acc=f"{result.test_accuracy:.3f}", loss=f"{result.test_loss:.3f}")
+        bar.update(1)
+
+    started = time.perf_counter()
+    if store is not None:
+        from flcore.service.execute import execute_run
+
+        status = execute_run(store, run_id, on_round=on_round)
+        info = store.get_run(run_id)
+        counts = store.partition_frame(run_id)
+        if status != "done":
+            bar.close()
+            print(f"run {run_id} {status}: {info.error or ''}".rstrip(": "), file=sys.stderr)
+            _write_results(out, results, counts, config)
+            return 1
+        note = info.error  # a done run's note: a privacy budget ended it early
+    else:
+        sim = Simulation(config)
+        counts = sim.partition_frame()
+        for result in sim.run():
+            on_round(result)
+        note = sim.privacy.stop_message
+    bar.close()
+    _write_results(out, results, counts, config)
+    _print_summary(config, results, time.perf_counter() - started, out, run_id, store)
+    if note:
+        print(note)
+    return 0
+
+
+def _write_results(out: Path, results: list, counts: pd.DataFrame, config: ExperimentConfig) -> None:
+    from flcore.federation.privacy import label_epsilon_columns
+    from flcore.records import TIMING_COLUMNS
+
+    rounds = label_epsilon_columns(config, pd.DataFrame([r.row() for r in results]))
+    if len(rounds):
+        rounds.drop(columns=list(TIMING_COLUMNS)).to_csv(out / "rounds.csv", index=False)
+        rounds[["round", *TIMING_COLUMNS]].to_csv(out / "timings.csv", index=False)
+    pd.DataFrame([row for r in results for row in r.client_rows()]).to_csv(out / "clients.csv", index=False)
+    counts.to_csv(out / "partition.csv", index=False)
+
+
+def _print_summary(config: ExperimentConfig, results: list, seconds: float, out: Path, run_id, store) -> None:
+    from flcore.federation.availability import summary
+    from flcore.records import best_round
+
+    final = results[-1]
+    best = best_round(pd.DataFrame([r.row() for r in results]))
+    print(
+        f"{config.dataset} · {config.partition} · {config.strategy} · {config.num_clients} clients · "
+        f"{len(results)} rounds in {seconds:.1f} s\n"
+        f"final test accuracy {final.test_accuracy:.4f} (loss {final.test_loss:.4f}); "
+        f"best {best['test_accuracy']:.4f} at round {int(best['round'])}\n"
+        f"{summary(config, results)}\n"
+        + "".join(line + "\n" for line in summary_lines(config, pd.DataFrame([r.row() for r in results])))
+        + f"results written to {out}/"
+        + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
+    )

@@ -1,0 +1,137 @@
+"""Executing one run in this process: claim it, build its Simulation, continue from its
+checkpoint, write every round (with a fresh checkpoint) in one transaction, heartbeat, and end
+the run as done, cancelled, failed or interrupted with a sentence. Used by worker processes,
+by the Ray driver thread and by the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from flcore.ray_support import RayWorkerLost
+from flcore.service.checkpoint import numerics_from_bytes, state_from_bytes, state_to_bytes, train_as_before
+from flcore.store import RunNotRunning, RunStore, pid_alive
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from flcore.records import RoundResult
+
+
+HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
+SERVER_CHECK_S = 1.0  # how often a worker checks that its server still lives
+
+
+# Running one run ---------------------------------------------------------------------------
+def error_message(error: BaseException) -> str:
+    """What a user reads when a run fails: flcore's own errors are sentences already."""
+    text = str(error).strip()
+    if type(error).__module__.startswith("flcore."):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None = None) -> str:
+    """Run one stored run to the end in THIS process; returns its final status. Used by worker processes and by the CLI.
+
+    The run must be queued (a new run, or one put back with `RunStore.resume`); a run in any
+    other state is left alone and its status returned, so a run is never trained twice at once.
+    """
+    if not store.claim(run_id):
+        run = store.get_run(run_id)
+        if run is None:
+            raise LookupError(f"there is no run {run_id!r} in {store.path}")
+        return run.status
+    return execute_claimed(store, run_id, on_round)
+
+
+def execute_claimed(
+    store: RunStore,
+    run_id: str,
+    on_round: Callable[["RoundResult"], None] | None,
+    worker: dict | None = None,
+    server_pid: int | None = None,
+    simulation: Callable | None = None,
+) -> str:
+    """Train a claimed run, writing each round here; `simulation` builds what trains it from the
+    config (a local `Simulation` by default; on Ray, a `RemoteSimulation` driving an actor)."""
+    try:
+        store.mark_running(run_id, os.getpid(), worker)
+        run = store.get_run(run_id)
+        with _Heartbeat(store, run_id, server_pid):
+            if store.cancel_requested(run_id):
+                store.finish(run_id, "cancelled")
+                return "cancelled"
+            from flcore.federation.simulation import Simulation
+
+            sim = (simulation or Simulation)(run.config.replace())  # validated again: registries may have changed
+            store.save_partition(run_id, sim.label_counts)
+            blob = store.load_checkpoint(run_id)
+            state = state_from_bytes(blob, sim.device) if blob is not None else None
+            if blob is not None:
+                train_as_before(numerics_from_bytes(blob))
+            store.discard_rounds_after(run_id, state.round if state is not None else 0)
+            for result in sim.run(state):
+                store.append_round(run_id, result, state_to_bytes(result.state))
+                if on_round is not None:
+                    on_round(result)
+                if store.cancel_requested(run_id):
+                    store.finish(run_id, "cancelled")
+                    return "cancelled"
+            store.finish(run_id, "done", sim.privacy.stop_message)  # why a privacy budget ended it early, if it did
+            return "done"
+    except RunNotRunning:  # cancelled, interrupted or deleted under our feet: stop quietly
+        run = store.get_run(run_id)
+        return run.status if run is not None else "cancelled"
+    except KeyboardInterrupt:
+        store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
+        raise
+    except RayWorkerLost as e:  # a node of the Ray cluster died, or the server stopped the run there
+        store.mark_interrupted(run_id, str(e))
+        return "interrupted"
+    except Exception as e:
+        # The sentence is stored for the pages and the CLI; the traceback only in a debug log.
+        log.debug("run %s failed", run_id, exc_info=True)
+        store.finish(run_id, "failed", error_message(e))
+        return "failed"
+
+
+class _Heartbeat:
+    """A thread that marks the run alive every HEARTBEAT_S, even through a long round, and, in a
+    worker, watches the server that started it: a worker whose server died marks its run
+    interrupted (resumable) and exits, instead of training on unsupervised and uncounted."""
+
+    def __init__(self, store: RunStore, run_id: str, server_pid: int | None = None) -> None:
+        self.store, self.run_id, self.server_pid = store, run_id, server_pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"flcore-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        next_beat = time.monotonic() + HEARTBEAT_S
+        while not self._stop.wait(SERVER_CHECK_S if self.server_pid else HEARTBEAT_S):
+            if self.server_pid and not pid_alive(self.server_pid):
+                self.store.mark_interrupted(
+                    self.run_id,
+                    "The server that started this run stopped; resume the run to continue from its last finished round.",
+                    (os.getpid(),),
+                )
+                log.warning("run %s: its server (pid %d) is gone; stopping", self.run_id, self.server_pid)
+                os._exit(3)
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + HEARTBEAT_S
+                try:
+                    self.store.heartbeat(self.run_id)
+                except Exception:  # a busy database must not kill the run; the next beat tries again
+                    log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
