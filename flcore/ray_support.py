@@ -26,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 ADDRESS_ENV = "FLCORE_RAY_ADDRESS"
+RAY_AUTH_MODE = "RAY_AUTH_MODE"  # Ray's own: "token" makes its servers refuse callers without the cluster's token
 INSTALL_HINT = "install it with `pip install -r requirements-ray.txt` (or `pip install 'ray>=2.9'`)"
 NAMESPACE = "flcore"  # run actors are named in it, so `ray list actors` shows which run each one is
 
@@ -80,6 +81,12 @@ def connect() -> ModuleType:
         if where not in (None, "local"):
             # Other nodes import flcore from the job, not from a checkout of their own.
             kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
+        else:
+            # A Ray of our own listens on every interface: `_node_ip_address="127.0.0.1"` does
+            # not change that (Ray replaces a loopback address with the machine's, measured with
+            # Ray 2.60), so it must at least want a token from whoever connects (Ray 2.5x and
+            # later; an older Ray ignores this). An operator's own RAY_AUTH_MODE is kept.
+            os.environ.setdefault(RAY_AUTH_MODE, "token")
         try:
             ray.init(address=None if where in (None, "local") else where, **kwargs)
             _private["started"] = where is None

@@ -324,3 +324,30 @@ def test_a_run_that_fails_as_it_starts_prints_a_sentence_not_a_traceback(tmp_pat
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 1
     assert "MNIST is not in" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_run_store_and_the_uploads_are_the_servers_accounts_alone(tmp_path):
+    from flcore.data import uploads
+
+    old_umask = os.umask(0o022)  # the usual umask, which left them readable by every account
+    try:
+        store = RunStore(tmp_path / "new-folder" / "runs.db")
+        store.create_run(tiny())
+        mode = {p.name: oct(p.stat().st_mode & 0o777) for p in store.path.parent.iterdir()}
+        assert mode == {"runs.db": "0o600", "runs.db-wal": "0o600", "runs.db-shm": "0o600"}
+        assert oct(store.path.parent.stat().st_mode & 0o777) == "0o700"
+        shared = tmp_path / "operators-folder"
+        shared.mkdir(mode=0o755)
+        RunStore(shared / "runs.db")
+        assert oct(shared.stat().st_mode & 0o777) == "0o755"  # a folder the operator made keeps its mode
+        assert oct((shared / "runs.db").stat().st_mode & 0o777) == "0o600"
+
+        settings = Settings(data_dir=tmp_path / "data")
+        upload = uploads.save(b"x,label\n1,a\n2,b\n", "mine.csv", settings, "alice")
+        assert oct(uploads.folder(settings).stat().st_mode & 0o777) == "0o700"
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in uploads.folder(settings).iterdir()} == {
+            upload.path.name: "0o600",
+            "index.json": "0o600",
+        }
+    finally:
+        os.umask(old_umask)

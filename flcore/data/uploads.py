@@ -60,10 +60,10 @@ def save(data: bytes, filename: str, settings: Settings, user: str | None = None
     if not data:
         raise UploadError(f"{filename!r} is empty")
     target = folder(settings) / f"{hashlib.sha256(data).hexdigest()}{suffix}"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder: its owner's only
     written = target if target.exists() else target.with_name(target.name + ".part")
     if written != target:
-        written.write_bytes(data)
+        _write_private(written, data)
     try:  # what it takes once read, from its headers: a small file may decode to gigabytes
         files.check_decoded_size(str(written), Path(filename).name, settings.max_decoded_mb)
     except DataFileError as err:
@@ -111,8 +111,15 @@ def _index(settings: Settings) -> dict[str, dict]:
 def _write_index(settings: Settings, index: dict[str, dict]) -> None:
     path = folder(settings) / "index.json"
     tmp = path.with_name("index.json.part")
-    tmp.write_text(json.dumps(index, indent=2))
+    _write_private(tmp, json.dumps(index, indent=2).encode())
     os.replace(tmp, path)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `path` readable by the server's account only (0600): people's files and who sent them."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _size(n: int) -> str:

@@ -130,7 +130,7 @@ class Database:
             raise StoreError(f"there is no run store at {self.path}; runs are stored there once one is started")
         try:
             if not readonly:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
                 self._conn().execute("PRAGMA journal_mode=WAL")
             version = self.version()
         except (OSError, sqlite3.Error) as err:
@@ -225,6 +225,17 @@ class Database:
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self._conn().execute(sql, params).fetchall()
+
+
+def _create_private(path: Path) -> None:
+    """Make a new store file readable by its owner only (0600; SQLite gives its -wal and -shm
+    files the same mode), in a folder only its owner can open (0700) where the folder is new too.
+    An existing file or folder keeps the mode its operator gave it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # an empty file is an empty database
+    except FileExistsError:
+        pass
 
 
 def _open_problem(path: Path, err: BaseException) -> str:
