@@ -15,10 +15,12 @@ needs before anyone opens a page:
   The hash is checked in a worker thread (the event loop never waits on it), and after 5 failed
   sign-ins a minute for a user name, or 20 from one client address, attempts get a 429. The
   form is read only up to 16 KB (a 413 past that), never parsed whole first.
-- **No way in without this server's own page**: a WebSocket must send an Origin header naming
-  the host and port it is addressed to (browsers always send the page's origin, which a page
-  cannot change), so neither a script nor another site's page can drive the app; and every
-  response forbids framing (X-Frame-Options: DENY, CSP frame-ancestors 'none').
+- **Another site's page cannot drive it**: a WebSocket must send an Origin header naming the
+  host and port it is addressed to (browsers always send the page's origin, which a page cannot
+  change), so a foreign page open in a signed-in person's browser cannot use their session; and
+  every response forbids framing (X-Frame-Options: DENY, CSP frame-ancestors 'none'). A script
+  can send any Origin it likes: what keeps a script out is the sign-in (or, in open mode, the
+  peer address), not this check.
 - **Open mode stays on this machine**: without sign-in (no users file, no `[auth]` in
   `.streamlit/secrets.toml`), only connections from this machine are answered (the socket's peer
   address, which a client cannot choose, must be loopback) and only when addressed to localhost
@@ -26,6 +28,8 @@ needs before anyone opens a page:
   `dashboard/.streamlit/config.toml` binds the server to 127.0.0.1 wherever it is started from,
   and the server refuses to start open on any other address unless the operator sets
   `FLCORE_ALLOW_OPEN_NETWORK=1`, which lets everyone who can reach it in as its owner.
+- **Uploads stop at the limit**: Streamlit's `server.maxUploadSize` is set to
+  `FLCORE_MAX_UPLOAD_MB`, so a larger file is refused as it arrives, not after.
 
 `streamlit run dashboard/app.py` still serves the same pages without these (the runner then
 starts at the first page view), which is fine on a laptop.
@@ -213,7 +217,7 @@ class Guard:
     """ASGI middleware in front of the app:
 
     - a WebSocket must send an Origin header naming this server (browsers always send the page's;
-      a script sends none, another site's page its own), and in password mode a valid session
+      another site's page sends its own; a script may send any), and in password mode a valid session
       cookie, which is checked again on every message it sends: once it is no longer valid (its
       user signed out anywhere, or it expired) the WebSocket is closed before the message
       reaches the app;
@@ -338,6 +342,16 @@ def open_network_problem(address: str | None, mode: str, allow_open_network: boo
     )
 
 
+def cap_uploads(max_upload_mb: int) -> None:
+    """Make Streamlit's own upload limit FLCORE_MAX_UPLOAD_MB, so that a larger upload is refused
+    (413) by its Content-Length, or as soon as that much has arrived, instead of being received
+    whole (200 MB by default) and only then refused by `flcore.data.uploads`. Streamlit reads the
+    option at each upload and for each file widget, so setting it before the first is enough."""
+    from streamlit import config as st_config
+
+    st_config.set_option("server.maxUploadSize", max_upload_mb, "FLCORE_MAX_UPLOAD_MB")
+
+
 def _check_start_up() -> None:
     """Refuse to start open to the network (a sentence on stderr and exit status 1, no traceback)."""
     from streamlit import config as st_config
@@ -346,6 +360,7 @@ def _check_start_up() -> None:
         settings, mode = server_settings.current(), access.auth_mode()
     except ValueError as err:  # a bad FLCORE_* setting (SettingsError and the number checks)
         sys.exit(f"flcore: {err}")
+    cap_uploads(settings.max_upload_mb)
     address = st_config.get_option("server.address")
     problem = open_network_problem(address, mode, settings.allow_open_network)
     if problem:

@@ -215,3 +215,14 @@ def test_an_open_websocket_is_closed_at_its_next_message_once_its_user_signs_out
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"] and sent[1]["code"] == 1008
     reached, sent = call(scope)  # and the same cookie cannot open a new one
     assert not reached and sent == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_streamlits_upload_limit_is_the_servers(server_settings):
+    from streamlit import config as st_config
+
+    before = st_config.get_option("server.maxUploadSize")
+    try:
+        serve.cap_uploads(5)
+        assert st_config.get_option("server.maxUploadSize") == 5  # a 60 MB upload is refused as it arrives
+    finally:
+        st_config.set_option("server.maxUploadSize", before)
