@@ -8,7 +8,8 @@ dataset split by its own clients by default (synthetic) moves the split and the 
 clients with it, and the natural split takes its number of clients from the data. A field
 that no section places and no registry entry claims still gets a widget under "Advanced", so
 a new engine setting can never be missing from the form. Hidden fields keep the value the form
-started from. Widget keys are ``cfg.<field>``.
+started from. Widget keys are ``cfg.<field>``; the form's values are kept in the session under
+`FORM_VALUES` while the user visits other pages.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flcore.data.datasets import AVAILABILITY, availability
 from flcore.registry import Registry
 
 KEY_PREFIX = "cfg."
+FORM_VALUES = "form_values"  # session-state key: the form's values, kept while the user visits other pages
 
 # Registry-backed choices: field -> registry.
 CHOICES: dict[str, Registry[Any]] = registries()
@@ -225,8 +227,6 @@ def field_widget(name: str, value: Any) -> Any:
 
 def _current_values() -> dict[str, Any]:
     """The form's values as the widgets hold them now (in a callback, before the rerun)."""
-    from dashboard.state import FORM_VALUES
-
     shown = {f: st.session_state[KEY_PREFIX + f] for f in ExperimentConfig.model_fields if KEY_PREFIX + f in st.session_state}
     return {**ExperimentConfig().model_dump(), **st.session_state.get(FORM_VALUES, {}), **shown}
 

@@ -2,10 +2,10 @@
 
 Every chart and table reads a `RunStore` (opened on the path in $FLCORE_STORE, or the default);
 `st.session_state` holds only UI state: the config a "run again with changes" prefills
-(`PREFILL`), the form's last values (`FORM_VALUES`) and the runs or the sweep picked for a
-comparison (`COMPARE_IDS`, `COMPARE_SWEEP`). The `Runner` is created once per server process
-with `st.cache_resource`, keyed by the store path, and started at once so runs queued before a
-restart are picked up; its worker processes do the training, never the web server.
+(`PREFILL`) and the runs or the sweep picked for a comparison (`COMPARE_IDS`, `COMPARE_SWEEP`);
+the New run form keeps its own values (`form.FORM_VALUES`). The `Runner` is created once per
+server process with `st.cache_resource`, keyed by the store path, and started at once so runs
+queued before a restart are picked up; its worker processes do the training, never the web server.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ COMPARE_PAGE = "app_pages/compare.py"
 
 # Session-state keys (UI state only).
 PREFILL = "prefill_config"  # dict of config values New run should start from, set by "run again"
-FORM_VALUES = "form_values"  # the New run form's values, kept while the user visits other pages
 COMPARE_IDS = "compare_ids"  # run ids the Compare page starts with
 COMPARE_SWEEP = "compare_sweep"  # the sweep id the Compare page starts with
 

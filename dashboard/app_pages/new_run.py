@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard import access, charts, state
 from dashboard.access import plain
-from dashboard.form import KEY_PREFIX, Form
+from dashboard.form import FORM_VALUES, KEY_PREFIX, Form
 from dashboard.layout import chart
 from dashboard.tables import describe_config
 from flcore import settings as server_settings
@@ -57,7 +57,7 @@ def preview_counts(preview_json: str) -> np.ndarray:
 def _reset_form() -> None:
     for key in [k for k in st.session_state if str(k).startswith(KEY_PREFIX)]:
         del st.session_state[key]
-    st.session_state.pop(state.FORM_VALUES, None)
+    st.session_state.pop(FORM_VALUES, None)
     st.session_state.pop(PREFILLED_FROM, None)
 
 
@@ -66,9 +66,9 @@ def _start_values() -> dict:
     if state.PREFILL in st.session_state:
         prefill = st.session_state.pop(state.PREFILL)
         _reset_form()
-        st.session_state[state.FORM_VALUES] = prefill
+        st.session_state[FORM_VALUES] = prefill
         st.session_state[PREFILLED_FROM] = prefill.get("name") or "an earlier run"
-    return st.session_state.get(state.FORM_VALUES, {})
+    return st.session_state.get(FORM_VALUES, {})
 
 
 def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
@@ -171,7 +171,7 @@ with left:
     form = Form(start)
     values = form.render()
     st.button("Reset to defaults", on_click=_reset_form, help="Forget the changes and start from the default settings.")
-st.session_state[state.FORM_VALUES] = values
+st.session_state[FORM_VALUES] = values
 
 config, problems = _validate(values)
 with preview_box:
