@@ -251,10 +251,10 @@ def _statuses() -> tuple[str, ...]:
 
 
 # settings.md ------------------------------------------------------------------------------
-def _table(module: str) -> dict[str, tuple[str, str]]:
+def _table(path: Path) -> dict[str, tuple[str, str]]:
     """The `| `FLCORE_X` | meaning | default |` rows of a module docstring's table."""
-    text = (ROOT / module).read_text()
-    doc = text.split('"""')[1]
+    text = path.read_text()
+    doc = text.split('"""')[1] if '"""' in text else ""
     out = {}
     for m in re.finditer(r"^\| `(FLCORE_\w+)` \| (.+?) \| (.+?) \|$", doc, re.M):
         out[m.group(1)] = (m.group(2), m.group(3))
@@ -289,21 +289,23 @@ def _without(variable: str, read):
             os.environ[variable] = saved
 
 
+def _sources() -> list[Path]:
+    return sorted(p for folder in ("flcore", "dashboard") for p in (ROOT / folder).rglob("*.py"))
+
+
 def settings_page() -> str:
     from dataclasses import MISSING, fields
 
     from flcore.settings import Settings
     from flcore.store.database import default_store_path
 
-    server = _table("flcore/settings.py")
-    budget = _table("flcore/service/budget.py")
-    rows = []
-    for f in fields(Settings):
-        var = "FLCORE_USERS" if f.name == "users_file" else f"FLCORE_{f.name.upper()}"
-        if var not in server:
-            raise SystemExit(f"docs/generate.py: {var} (Settings.{f.name}) is missing from flcore/settings.py's table")
-        default = f.default if f.default is not MISSING else f.default_factory()
-        rows.append((var, f.name if var != "FLCORE_USERS" else "users", server[var][0], _setting_default(default)))
+    settings_py = ROOT / "flcore" / "settings.py"
+    tables = {settings_py: _table(settings_py)}
+    tables |= {p: t for p in _sources() if p != settings_py and (t := _table(p))}
+    keys = {("FLCORE_USERS" if f.name == "users_file" else f"FLCORE_{f.name.upper()}"): f for f in fields(Settings)}
+    missing_fields = sorted(set(keys) - set(tables[settings_py]))
+    if missing_fields:
+        raise SystemExit(f"docs/generate.py: {', '.join(missing_fields)} (Settings fields) missing from flcore/settings.py's table")
     lines = [
         HEADER + "# Server settings\n",
         "What the operator decides, never the person filling in a form: environment variables. The server settings "
@@ -311,17 +313,28 @@ def settings_page() -> str:
         'column, e.g. `data_dir = "/srv/flcore/data"`); the environment wins. The CLI\'s `--data-dir` and '
         "`--download` set the first two for one command. A bad value is refused with a sentence naming the variable.\n",
         "## Server settings\n",
+        "From `flcore/settings.py`.\n",
         "| variable | settings-file key | meaning | default |",
         "|---|---|---|---|",
     ]
-    lines += [f"| `{v}` | `{k}` | {_cell(m)} | {d} |" for v, k, m, d in rows]
-    lines += [
-        "\n## Workers and the CPU budget\n",
-        "From `flcore/service/budget.py` (see [speed](../explanation/speed.md)).\n",
-        "| variable | meaning | default |",
-        "|---|---|---|",
-    ]
-    lines += [f"| `{v}` | {_cell(m)} | {_cell(d)} |" for v, (m, d) in budget.items()]
+    for var, (meaning, default) in tables[settings_py].items():
+        f = keys.get(var)
+        if f is not None:
+            key = "`users`" if f.name == "users_file" else f"`{f.name}`"
+            default = _setting_default(f.default if f.default is not MISSING else f.default_factory())
+        else:
+            key = ""
+        lines.append(f"| `{var}` | {key} | {_cell(meaning)} | {_cell(default)} |")
+    seen = set(tables[settings_py])
+    for path, rows in tables.items():
+        rows = {v: row for v, row in rows.items() if v not in seen}
+        seen |= set(rows)
+        if path == settings_py or not rows:
+            continue
+        title = "Workers and the CPU budget" if path.name == "budget.py" else f"`{path.relative_to(ROOT)}`"
+        lines += [f"\n## {title}\n", f"From `{path.relative_to(ROOT)}`.\n", "| variable | meaning | default |", "|---|---|---|"]
+        lines += [f"| `{v}` | {_cell(m)} | {_cell(d)} |" for v, (m, d) in rows.items()]
+    documented = {v for rows in tables.values() for v in rows}
     other = {
         "FLCORE_STORE": (
             "the run store (a SQLite file), shared by the dashboard, its workers and the CLI (`flcore/store/database.py`)",
@@ -335,14 +348,14 @@ def settings_page() -> str:
         ),
         "FLCORE_SETTINGS": ("a TOML file of the server settings above (keys in lower case)", "none"),
     }
-    lines += ["\n## Store, Ray and the settings file\n", "| variable | meaning | default |", "|---|---|---|"]
-    lines += [f"| `{v}` | {_cell(m)} | {d} |" for v, (m, d) in other.items()]
-    documented = set(server) | set(budget) | set(other)
+    other = {v: row for v, row in other.items() if v not in documented}
+    if other:
+        lines += ["\n## Store, Ray and the settings file\n", "| variable | meaning | default |", "|---|---|---|"]
+        lines += [f"| `{v}` | {_cell(m)} | {d} |" for v, (m, d) in other.items()]
     used = set()
-    for folder in ("flcore", "dashboard"):
-        for path in (ROOT / folder).rglob("*.py"):
-            used |= set(re.findall(r"FLCORE_[A-Z][A-Z_]*[A-Z]", path.read_text()))
-    missing = sorted(used - documented)
+    for path in _sources():
+        used |= set(re.findall(r"FLCORE_[A-Z][A-Z_]*[A-Z]", path.read_text()))
+    missing = sorted(used - documented - set(other))
     if missing:
         raise SystemExit(f"docs/generate.py: {', '.join(missing)} used in the code but documented nowhere; add it to a table")
     return "\n".join(lines) + "\n"
