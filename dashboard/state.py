@@ -10,7 +10,6 @@ queued before a restart are picked up; its worker processes do the training, nev
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -52,8 +51,9 @@ def get_store() -> "RunStore":
 
 
 def _max_workers() -> int | None:
-    value = os.environ.get("FLCORE_MAX_WORKERS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    from flcore import settings
+
+    return settings.max_workers()
 
 
 def _release_runner(runner: "Runner") -> None:

@@ -268,6 +268,7 @@ def natural_defaults(values: dict[str, Any]) -> dict[str, Any]:
     partition='natural', and the natural split takes num_clients from the data when its number
     of clients can be known (without a download). What cannot be known is left for the config's
     validation to explain."""
+    from flcore import settings as server_settings
     from flcore.data.datasets import DATASETS, DataFileError, DatasetUnavailable
 
     name = values.get("dataset", ExperimentConfig.model_fields["dataset"].default)
@@ -282,7 +283,7 @@ def natural_defaults(values: dict[str, Any]) -> dict[str, Any]:
         if count is None and spec.read_info is not None:
             draft = ExperimentConfig.model_construct(**{**ExperimentConfig().model_dump(), **out})
             try:
-                count = spec.read_info(draft).natural_clients
+                count = spec.read_info(draft, server_settings.current()).natural_clients
             except (DataFileError, DatasetUnavailable, ValueError, TypeError, OSError):
                 count = None  # the loader explains what is wrong when the config is checked
         if count is not None:
@@ -343,13 +344,14 @@ def _data_problems(c: ExperimentConfig) -> list[Problem]:
     cannot read the inputs, a natural split the data does not have or with another client count.
     A dataset whose files are not there yet (to be downloaded, or made with LEAF's scripts) is
     checked against what is known without them; its loader explains what is missing."""
+    from flcore import settings as server_settings
     from flcore.data.datasets import DATASETS, DataFileError, DatasetUnavailable
     from flcore.data.partition import natural_count_message, natural_missing_message
     from flcore.models import MODELS
 
     spec = DATASETS.get(c.dataset)
     try:
-        info, read = spec.info_for(c), True
+        info, read = spec.info_for(c, server_settings.current()), True  # at the edge: this process's server settings
     except DataFileError as err:
         return [Problem(err.field, str(err))]
     except DatasetUnavailable:

@@ -56,9 +56,10 @@ def version() -> str | None:
 
 
 def address() -> str | None:
-    """$FLCORE_RAY_ADDRESS, or None when runs should not go to Ray."""
-    value = os.environ.get(ADDRESS_ENV, "").strip()
-    return value or None
+    """$FLCORE_RAY_ADDRESS, or None when runs should not go to Ray (`flcore.settings.ray_address`)."""
+    from flcore import settings
+
+    return settings.ray_address()
 
 
 def missing_sentence(what: str) -> str:

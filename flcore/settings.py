@@ -19,9 +19,24 @@ read from environment variables, and from an optional TOML file named by ``FLCOR
 | `FLCORE_MAX_DECODED_MB` | the most a data file may take once read (its samples as 8-byte numbers) | 256 |
 | `FLCORE_ALLOW_OPEN_NETWORK` | serve without sign-in to other machines too (`1`/`0`): everyone who reaches it owns every run | `0` |
 
-A process has one `Settings` (`current()`); the runner hands its own to the workers it starts,
-so a worker never reads the environment of another moment. The CLI's `--data-dir` and
-`--download` flags set them for that one command.
+A process has one `Settings` (`current()`), read where the process meets the world (the web
+server, a CLI command); the engine is given it as an argument (`Simulation(config, settings)`,
+`load_dataset(config, settings)`), and the runner hands its own to the workers it starts, so a
+worker never reads the environment of another moment. The CLI's `--data-dir` and `--download`
+flags change them for that one command.
+
+How this machine runs runs is read from the environment when a store, a runner or a Ray
+connection starts (`store_path`, `max_workers`, `worker_threads`, `worker_nice`, `ray_address`):
+
+| variable | meaning | default |
+|---|---|---|
+| `FLCORE_STORE` | the run store (SQLite file) | `~/.local/share/flcore/runs.db` |
+| `FLCORE_MAX_WORKERS` | runs that train at the same time | (cores - 1) // 2, at least 1 |
+| `FLCORE_WORKER_THREADS` | torch intra-op threads of each worker | (cores - 1) // workers, at least 1 |
+| `FLCORE_WORKER_NICE` | how much lower a worker's priority is (0-19) | 10 |
+| `FLCORE_RAY_ADDRESS` | send runs to Ray: `auto`, `ray://host:10001` or `local` | unset: local processes |
+
+Every `FLCORE_*` variable is read and checked here and nowhere else.
 """
 
 from __future__ import annotations
@@ -31,9 +46,23 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from flcore.service.budget import env_int
-
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "flcore" / "data"
+
+
+def env_int(name: str, low: int, high: int | None = None, raw: str | None = None) -> int | None:
+    """$name (or `raw`, a value given for it) as a whole number within [low, high], or None when
+    unset; a sentence naming the variable when invalid."""
+    raw = (os.environ.get(name, "") if raw is None else raw).strip()
+    if not raw:
+        return None
+    allowed = f"a whole number of at least {low}" if high is None else f"a whole number from {low} to {high}"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be {allowed}") from None
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name}={raw!r} must be {allowed}")
+    return value
 
 
 class SettingsError(ValueError):
@@ -134,3 +163,30 @@ def use(settings: Settings) -> None:
     """Make `settings` this process's settings (a worker takes its server's; a CLI command its flags)."""
     global _current
     _current = settings
+
+
+# How this machine runs runs (read when asked: a runner or a store starts) --------------------
+def store_path() -> Path:
+    """$FLCORE_STORE, else ~/.local/share/flcore/runs.db."""
+    raw = os.environ.get("FLCORE_STORE", "").strip()
+    return Path(raw).expanduser() if raw else Path.home() / ".local" / "share" / "flcore" / "runs.db"
+
+
+def max_workers() -> int | None:
+    """$FLCORE_MAX_WORKERS (runs that train at once), None when unset."""
+    return env_int("FLCORE_MAX_WORKERS", 1)
+
+
+def worker_threads() -> int | None:
+    """$FLCORE_WORKER_THREADS (torch threads of each worker), None when unset."""
+    return env_int("FLCORE_WORKER_THREADS", 1)
+
+
+def worker_nice() -> int | None:
+    """$FLCORE_WORKER_NICE (0-19), None when unset."""
+    return env_int("FLCORE_WORKER_NICE", 0, 19)
+
+
+def ray_address() -> str | None:
+    """$FLCORE_RAY_ADDRESS, or None when runs should not go to Ray."""
+    return os.environ.get("FLCORE_RAY_ADDRESS", "").strip() or None

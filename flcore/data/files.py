@@ -47,12 +47,18 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import torch
 
-from flcore import settings as server_settings
+from flcore.data.datasets import DATASETS, Dataset, DatasetInfo, DatasetSpec
 from flcore.data.errors import DataFileError
+
+if TYPE_CHECKING:
+    from flcore.config import ExperimentConfig
+    from flcore.settings import Settings
 
 TEST_FRACTION = 0.2
 MAX_CLASSES = 1000
@@ -85,15 +91,20 @@ class _Raw:
     labels_test: np.ndarray | None = None
 
 
-def read(path: str, label_column: str = "label", client_column: str = "") -> Table:
-    """The file at `path`, split and standardised (see the module doc)."""
+def read(path: str, label_column: str = "label", client_column: str = "", max_decoded_mb: int | None = None) -> Table:
+    """The file at `path`, split and standardised (see the module doc), refused when its samples
+    would take more than `max_decoded_mb` once read (the server's setting when not given)."""
     if not path:
         raise DataFileError(f"dataset='file' needs data_file: the path of {KINDS}")
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(full):
         raise DataFileError(f"data_file={path!r} does not exist" + (" (it is a folder)" if os.path.isdir(full) else ""))
     stat = os.stat(full)
-    limit_mb = server_settings.current().max_decoded_mb
+    if max_decoded_mb is None:
+        from flcore import settings
+
+        max_decoded_mb = settings.current().max_decoded_mb
+    limit_mb = max_decoded_mb
     return _read(full, stat.st_size, stat.st_mtime_ns, label_column, client_column, limit_mb)
 
 
@@ -524,3 +535,37 @@ def _pixels(img, grey: bool, size: tuple[int, int], Image) -> np.ndarray:
         img = img.resize(size, Image.Resampling.BILINEAR)
     array = np.asarray(img, dtype=np.float64) / 255.0
     return array[None] if grey else array.transpose(2, 0, 1)
+
+
+# Registration -----------------------------------------------------------------------------
+def _file_info(config: "ExperimentConfig", settings: "Settings") -> DatasetInfo:
+    return _load_file(config, settings).info
+
+
+def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
+    table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb)
+    info = DatasetInfo(
+        tuple(table.x_train.shape[1:]),
+        len(table.class_names),
+        table.class_names,
+        offline=True,
+        natural_clients=None if table.train_clients is None else int(table.train_clients.max()) + 1,
+    )
+    return Dataset(
+        "file",
+        info,
+        torch.from_numpy(table.x_train),
+        torch.from_numpy(table.y_train),
+        torch.from_numpy(table.x_test),
+        torch.from_numpy(table.y_test),
+        train_clients=table.train_clients,
+    )
+
+
+DATASETS.register(
+    "file",
+    label="A file of your own",
+    description="A CSV (numeric feature columns, a label column, optionally a client column), an NPZ (x, y, optionally client) "
+    "or a zipped image folder (one sub-folder per class); split 80/20 with a seed taken from the file's content.",
+    params=("data_file", "label_column", "client_column"),
+)(DatasetSpec(DatasetInfo((), 0, (), offline=True), _load_file, read_info=_file_info, size="as large as your file"))

@@ -27,12 +27,19 @@ import functools
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from glob import escape, glob
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from flcore.data.datasets import DATASETS, Dataset, DatasetInfo, DatasetSpec
 from flcore.data.errors import DatasetUnavailable
+
+if TYPE_CHECKING:
+    from flcore.config import ExperimentConfig
+    from flcore.settings import Settings
 
 ALL_LETTERS = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"  # LEAF's language_utils
 OTHER_CHARACTER = len(ALL_LETTERS)  # the id of any other character in an input line
@@ -204,3 +211,48 @@ BENCHMARKS: dict[str, Benchmark] = {
         _parse_shakespeare,
     ),
 }
+
+
+# Registrations ----------------------------------------------------------------------------
+def _leaf(name: str) -> DatasetSpec:
+    bench = BENCHMARKS[name]
+    info = DatasetInfo(bench.input_shape, bench.num_classes, bench.class_names, offline=True, vocab_size=bench.vocab_size)
+
+    def read_info(config: "ExperimentConfig", settings: "Settings") -> DatasetInfo:
+        return replace(info, natural_clients=len(read(name, settings.data_dir).train_users))
+
+    def load(config: "ExperimentConfig", settings: "Settings") -> Dataset:
+        data = read(name, settings.data_dir)
+        x_train, x_test = torch.from_numpy(data.x_train), torch.from_numpy(data.x_test)
+        if not info.vocab_size:  # images: standardised with the training pixels' mean and std
+            mean, std = x_train.mean(), x_train.std().clamp_min(1e-6)
+            x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        return Dataset(
+            name,
+            replace(info, natural_clients=len(data.train_users)),
+            x_train,
+            torch.from_numpy(data.y_train),
+            x_test,
+            torch.from_numpy(data.y_test),
+            train_clients=data.train_clients,
+        )
+
+    def availability(settings: "Settings") -> str:
+        return "present" if present(name, settings.data_dir) else "missing"
+
+    return DatasetSpec(info, load, read_info=read_info, size=bench.size, availability=availability)
+
+
+DATASETS.register(
+    "femnist",
+    label="FEMNIST (LEAF)",
+    description="LEAF's federated EMNIST (Caldas et al. 2018): 28x28 handwritten digits and letters, 62 classes, split by writer; "
+    "read from LEAF's JSON files in the server's data folder, under femnist/ (made with LEAF's scripts, no download).",
+)(_leaf("femnist"))
+
+DATASETS.register(
+    "shakespeare",
+    label="Shakespeare (LEAF)",
+    description="LEAF's next-character prediction (Caldas et al. 2018): 80-character lines of each speaking role in Shakespeare's plays, "
+    "split by role; read from LEAF's JSON files in the server's data folder, under shakespeare/ (made with LEAF's scripts, no download).",
+)(_leaf("shakespeare"))

@@ -30,28 +30,40 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.error import URLError
 
 import numpy as np
 import torch
-from torchvision import datasets as tv
-from torchvision.datasets.utils import download_and_extract_archive
 
+from flcore.data.datasets import DATASETS, DIGIT_NAMES, Dataset, DatasetInfo, DatasetSpec
 from flcore.data.errors import DatasetUnavailable
 from flcore.data.unpickle import restricted_load
+
+if TYPE_CHECKING:
+    from flcore.config import ExperimentConfig
+    from flcore.settings import Settings
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x_train, y_train, x_test, y_test
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-_CIFAR_FOLDER = tv.CIFAR10.base_folder  # "cifar-10-batches-py"
+_CIFAR_FOLDER = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST = "test_batch"
-_CIFAR100_FOLDER = tv.CIFAR100.base_folder  # "cifar-100-python"
+_CIFAR100_FOLDER = "cifar-100-python"  # torchvision's CIFAR100.base_folder
 _SVHN_FOLDER = "SVHN"
 
 # What a reader of a damaged file can raise: torchvision's IDX parser asserts on bad headers,
 # `torch.view` raises RuntimeError on a truncated file, pickle raises its own error or EOFError.
 _READ_ERRORS = (OSError, EOFError, pickle.UnpicklingError, AssertionError, RuntimeError, ValueError, TypeError, KeyError, IndexError)
+
+
+def _tv():
+    """torchvision's datasets, imported when a dataset is read or fetched (importing it costs
+    more than a second, and registering these datasets must not)."""
+    from torchvision import datasets
+
+    return datasets
 
 
 @dataclass(frozen=True)
@@ -131,12 +143,12 @@ def _checked(
 
 
 # MNIST, Fashion-MNIST ------------------------------------------------------------------
-def _idx_source(title: str, cls: type[tv.MNIST], mean: float, std: float) -> _Source:
-    folder = cls.__name__  # torchvision's layout: <root>/<class name>/raw/<file>
+def _idx_source(title: str, class_name: str, mean: float, std: float) -> _Source:
+    folder = class_name  # torchvision's layout: <root>/<class name>/raw/<file>
 
     def fetch(data_dir: str) -> None:
         # torchvision's own download: tries each mirror, checks each archive's md5, unpacks it.
-        cls(data_dir, train=True, download=True)
+        getattr(_tv(), class_name)(data_dir, train=True, download=True)
 
     def read(data_dir: str) -> Split:
         out = []
@@ -144,7 +156,7 @@ def _idx_source(title: str, cls: type[tv.MNIST], mean: float, std: float) -> _So
             raw, prefix = os.path.join(data_dir, folder, "raw"), "train" if train else "t10k"
             where = f"{prefix}-images-idx3-ubyte or {prefix}-labels-idx1-ubyte in {raw}"
             try:
-                ds = cls(data_dir, train=train, download=False)
+                ds = getattr(_tv(), class_name)(data_dir, train=train, download=False)
             except _READ_ERRORS as e:
                 raise ValueError(f"{where} is not a valid IDX file ({_reason(e)})") from e
             x, y = _checked(ds.data.unsqueeze(1), ds.targets, (1, 28, 28), where)
@@ -157,7 +169,9 @@ def _idx_source(title: str, cls: type[tv.MNIST], mean: float, std: float) -> _So
 
 # CIFAR-10 -------------------------------------------------------------------------------
 def _fetch_cifar10(data_dir: str) -> None:
-    c = tv.CIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    c = _tv().CIFAR10
     download_and_extract_archive(c.url, data_dir, filename=c.filename, md5=c.tgz_md5)
 
 
@@ -195,7 +209,9 @@ def _read_cifar10(data_dir: str) -> Split:
 
 # CIFAR-100 -------------------------------------------------------------------------------
 def _fetch_cifar100(data_dir: str) -> None:
-    c = tv.CIFAR100
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    c = _tv().CIFAR100
     download_and_extract_archive(c.url, data_dir, filename=c.filename, md5=c.tgz_md5)
 
 
@@ -207,11 +223,11 @@ def _read_cifar100(data_dir: str) -> Split:
 
 # EMNIST ----------------------------------------------------------------------------------
 def _emnist_source(split: str, num_classes: int) -> _Source:
-    raw = os.path.join(tv.EMNIST.__name__, "raw")
+    raw = os.path.join("EMNIST", "raw")
     names = [f"emnist-{split}-{part}-{kind}-ubyte" for part in ("train", "test") for kind in ("images-idx3", "labels-idx1")]
 
     def fetch(data_dir: str) -> None:
-        tv.EMNIST(data_dir, split=split, train=True, download=True)  # torchvision's download: the zip, checked, unpacked
+        _tv().EMNIST(data_dir, split=split, train=True, download=True)  # torchvision's download: the zip, checked, unpacked
 
     def read(data_dir: str) -> Split:
         from torchvision.datasets.mnist import read_image_file, read_label_file
@@ -229,13 +245,13 @@ def _emnist_source(split: str, num_classes: int) -> _Source:
             out += [x, y]
         return tuple(out)
 
-    return _Source(f"EMNIST ({split})", tv.EMNIST.__name__, tuple(os.path.join(raw, n) for n in names), None, None, fetch, read)
+    return _Source(f"EMNIST ({split})", "EMNIST", tuple(os.path.join(raw, n) for n in names), None, None, fetch, read)
 
 
 # SVHN ------------------------------------------------------------------------------------
 def _fetch_svhn(data_dir: str) -> None:
     for split in ("train", "test"):
-        tv.SVHN(os.path.join(data_dir, _SVHN_FOLDER), split=split, download=True)  # checks each file's md5
+        _tv().SVHN(os.path.join(data_dir, _SVHN_FOLDER), split=split, download=True)  # checks each file's md5
 
 
 def _read_svhn(data_dir: str) -> Split:
@@ -259,8 +275,8 @@ def _read_svhn(data_dir: str) -> Split:
 
 
 _SOURCES: dict[str, _Source] = {
-    "mnist": _idx_source("MNIST", tv.MNIST, 0.1307, 0.3081),
-    "fashion_mnist": _idx_source("Fashion-MNIST", tv.FashionMNIST, 0.2860, 0.3530),
+    "mnist": _idx_source("MNIST", "MNIST", 0.1307, 0.3081),
+    "fashion_mnist": _idx_source("Fashion-MNIST", "FashionMNIST", 0.2860, 0.3530),
     "cifar10": _Source(
         "CIFAR-10",
         _CIFAR_FOLDER,
@@ -291,3 +307,65 @@ _SOURCES: dict[str, _Source] = {
         _read_svhn,
     ),
 }
+
+
+# Registrations ----------------------------------------------------------------------------
+def _vision(name: str, source: Callable[["ExperimentConfig"], str] | None = None) -> Callable[["ExperimentConfig", "Settings"], Dataset]:
+    """The loader of a torchvision-format dataset; `source` names its reader when that depends on
+    a setting (EMNIST's split)."""
+
+    def read(config: "ExperimentConfig", settings: "Settings") -> Dataset:
+        x_train, y_train, x_test, y_test = load(source(config) if source else name, settings.data_dir, settings.download)
+        return Dataset(name, DATASETS.get(name).info_for(config, settings), x_train, y_train, x_test, y_test)
+
+    return read
+
+
+def _vision_availability(name: str) -> Callable[["Settings"], str]:
+    """Whether `name`'s files are in the server's data folder (for EMNIST: its default split's)."""
+    return lambda settings: availability(name, settings.data_dir, settings.download)
+
+
+_FASHION = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
+_CIFAR = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR100_WORDS = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle "
+    "caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish "
+    "forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle "
+    "mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine "
+    "possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
+    "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale "
+    "willow_tree wolf woman worm"
+)
+_CIFAR100 = tuple(_CIFAR100_WORDS.split())  # CIFAR-100's fine labels, in label order (its `meta` file's fine_label_names)
+_BYCLASS = tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # EMNIST byclass and FEMNIST, in label order
+EMNIST_INFO = {
+    "balanced": DatasetInfo((1, 28, 28), 47, tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"), False),
+    "byclass": DatasetInfo((1, 28, 28), 62, _BYCLASS, False),
+}
+for _name, _label, _info, _desc, _size in (
+    ("mnist", "MNIST", DatasetInfo((1, 28, 28), 10, DIGIT_NAMES, False), "70,000 handwritten digits, 28x28 grey (downloaded).", "70,000 images"),
+    ("fashion_mnist", "Fashion-MNIST", DatasetInfo((1, 28, 28), 10, _FASHION, False), "70,000 clothing images, 28x28 grey (downloaded).", "70,000 images"),
+    ("cifar10", "CIFAR-10", DatasetInfo((3, 32, 32), 10, _CIFAR, False), "60,000 colour images, 32x32 (downloaded).", "60,000 images"),
+    ("cifar100", "CIFAR-100", DatasetInfo((3, 32, 32), 100, _CIFAR100, False), "60,000 colour images of 100 classes, 32x32 (downloaded, 169 MB).", "60,000 images"),
+    ("svhn", "SVHN", DatasetInfo((3, 32, 32), 10, DIGIT_NAMES, False), "99,289 house-number digits from Street View, 32x32 colour (Netzer et al. 2011; downloaded, 246 MB; the extra set is not used).", "99,289 images"),
+):  # fmt: skip
+    DATASETS.register(_name, label=_label, description=_desc)(
+        DatasetSpec(_info, _vision(_name), size=_size, availability=_vision_availability(_name))
+    )
+
+DATASETS.register(
+    "emnist",
+    label="EMNIST",
+    description="Handwritten digits and letters, 28x28 grey (Cohen et al. 2017): 'balanced' 131,600 images of 47 classes, "
+    "'byclass' 814,255 of 62 (downloaded, 562 MB for both).",
+    params=("emnist_split",),
+)(
+    DatasetSpec(
+        EMNIST_INFO["balanced"],
+        _vision("emnist", lambda c: f"emnist_{c.emnist_split}"),
+        read_info=lambda c, settings: EMNIST_INFO[c.emnist_split],
+        size="131,600 or 814,255 images",
+        availability=_vision_availability("emnist_balanced"),
+    )
+)

@@ -1,6 +1,6 @@
 """The round loop: one `RoundResult` per communication round (McMahan et al. 2017).
 
-`Simulation(config)` loads the data once, splits it with the data seed, builds the model and
+`Simulation(config, settings)` loads the data once (from the server's data folder in `settings`), splits it with the data seed, builds the model and
 the strategy. `run()` then repeats, top to bottom:
 
   1. sample clients       seeded by (seed, round), from those online; plan who reports and when
@@ -42,6 +42,8 @@ from flcore.federation.metrics import ClientRound, compute_client_metrics, round
 from flcore.federation.privacy import Privacy
 from flcore.models import build_model
 from flcore.records import ClientResult, RoundResult
+from flcore.settings import Settings
+from flcore.settings import current as current_settings
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
 from flcore.training import ClientTask, TrainedClients, TrainingData, evaluate, make_executor
 from flcore.training.local import flat_params
@@ -63,12 +65,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Simulation:
-    def __init__(self, config: ExperimentConfig) -> None:
+    def __init__(self, config: ExperimentConfig, settings: Settings | None = None) -> None:
         self.config = config
+        self.settings = settings if settings is not None else current_settings()  # the server's: its data folder, limits
         self.device = resolve_device(config.device)
-        data = load_dataset(config)
+        data = load_dataset(config, self.settings)
         self.info = data.info
-        self.data = TrainingData.holding(config, self.device, data.x_train.to(self.device), data.y_train.to(self.device))
+        x, y = data.x_train.to(self.device), data.y_train.to(self.device)
+        self.data = TrainingData.holding(config, self.device, x, y, self.settings)
         self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
 
         labels = data.y_train.numpy()

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from flcore import settings
+
 RESERVED_CORES = 1  # for the web server and a watching browser
 CORES_PER_WORKER = 2
 DEFAULT_NICE = 10
@@ -33,22 +35,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def env_int(name: str, low: int, high: int | None = None, raw: str | None = None) -> int | None:
-    """$name (or `raw`, a value given for it) as a whole number within [low, high], or None when
-    unset; a sentence naming the variable when invalid."""
-    raw = (os.environ.get(name, "") if raw is None else raw).strip()
-    if not raw:
-        return None
-    allowed = f"a whole number of at least {low}" if high is None else f"a whole number from {low} to {high}"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} must be {allowed}") from None
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name}={raw!r} must be {allowed}")
-    return value
 
 
 def _first(*values: int | None) -> int:
@@ -79,9 +65,9 @@ class CpuBudget:
         """The budget for this machine: arguments, else the environment, else the defaults."""
         cores = cores or cpu_count()
         spare = max(1, cores - RESERVED_CORES)
-        workers = _at_least("max_workers", _first(max_workers, env_int("FLCORE_MAX_WORKERS", 1), max(1, spare // CORES_PER_WORKER)), 1)
-        threads = _at_least("threads", _first(threads, env_int("FLCORE_WORKER_THREADS", 1), max(1, spare // workers)), 1)
-        nice = _at_least("nice", _first(nice, env_int("FLCORE_WORKER_NICE", 0, 19), DEFAULT_NICE), 0)
+        workers = _at_least("max_workers", _first(max_workers, settings.max_workers(), max(1, spare // CORES_PER_WORKER)), 1)
+        threads = _at_least("threads", _first(threads, settings.worker_threads(), max(1, spare // workers)), 1)
+        nice = _at_least("nice", _first(nice, settings.worker_nice(), DEFAULT_NICE), 0)
         return cls(cores, workers, threads, nice)
 
     def apply(self) -> dict[str, int]:

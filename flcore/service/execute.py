@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 from flcore.ray_support import RayWorkerLost
 from flcore.service.checkpoint import numerics_from_bytes, state_from_bytes, state_to_bytes, train_as_before
+from flcore.settings import current as current_settings
 from flcore.store import RunNotRunning, RunStore, pid_alive
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from flcore.records import RoundResult
+    from flcore.settings import Settings
 
 
 HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
@@ -35,7 +37,9 @@ def error_message(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None = None) -> str:
+def execute_run(
+    store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None = None, settings: "Settings | None" = None
+) -> str:
     """Run one stored run to the end in THIS process; returns its final status. Used by worker processes and by the CLI.
 
     The run must be queued (a new run, or one put back with `RunStore.resume`); a run in any
@@ -46,7 +50,7 @@ def execute_run(store: RunStore, run_id: str, on_round: Callable[["RoundResult"]
         if run is None:
             raise LookupError(f"there is no run {run_id!r} in {store.path}")
         return run.status
-    return execute_claimed(store, run_id, on_round)
+    return execute_claimed(store, run_id, on_round, settings=settings)
 
 
 def execute_claimed(
@@ -56,9 +60,11 @@ def execute_claimed(
     worker: dict | None = None,
     server_pid: int | None = None,
     simulation: Callable | None = None,
+    settings: "Settings | None" = None,
 ) -> str:
     """Train a claimed run, writing each round here; `simulation` builds what trains it from the
-    config (a local `Simulation` by default; on Ray, a `RemoteSimulation` driving an actor)."""
+    config and the server's `settings` (this process's when None): a local `Simulation` by
+    default; on Ray, a `RemoteSimulation` driving an actor."""
     try:
         store.mark_running(run_id, os.getpid(), worker)
         run = store.get_run(run_id)
@@ -68,7 +74,8 @@ def execute_claimed(
                 return "cancelled"
             from flcore.federation.simulation import Simulation
 
-            sim = (simulation or Simulation)(run.config.replace())  # validated again: registries may have changed
+            server = settings if settings is not None else current_settings()
+            sim = (simulation or Simulation)(run.config.replace(), server)  # validated again: registries may have changed
             store.save_partition(run_id, sim.label_counts)
             blob = store.load_checkpoint(run_id)
             state = state_from_bytes(blob, sim.device) if blob is not None else None

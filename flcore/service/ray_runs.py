@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flcore import ray_support, settings
+from flcore import ray_support
 from flcore.store import RunStore
 
 if TYPE_CHECKING:
@@ -78,9 +78,7 @@ class RunActor:
         folder and download switch); returns the split and where it runs."""
         from flcore.federation.simulation import Simulation
 
-        if server_settings is not None:
-            settings.use(server_settings)
-        self.sim = Simulation(config)
+        self.sim = Simulation(config, server_settings)
         self.rounds = None
         return {"label_counts": self.sim.label_counts, "device": str(self.sim.device), **self.where()}
 
@@ -180,7 +178,7 @@ class RemoteSimulation:
     """What `execute_claimed` trains with when the run is on Ray: the run's actor, seen as a
     Simulation (`label_counts`, `device`, `run(state)` yielding RoundResults with their state)."""
 
-    def __init__(self, config: "ExperimentConfig", control: RunControl) -> None:
+    def __init__(self, config: "ExperimentConfig", control: RunControl, server: "Settings") -> None:
         import torch
 
         from flcore.federation.privacy import Privacy
@@ -192,7 +190,7 @@ class RemoteSimulation:
         name = f"flcore-run-{control.run_id}-{secrets.token_hex(2)}"
         actor = _actor_class(ray).options(name=name, namespace=ray_support.NAMESPACE, max_restarts=0, **options).remote()
         control.attach(actor)
-        self.placement = control.get(actor.setup.remote(config, settings.current()))
+        self.placement = control.get(actor.setup.remote(config, server))
         self.label_counts = self.placement["label_counts"]
         self.device = torch.device("cpu")  # where checkpoints are read to before they travel
 
@@ -286,11 +284,13 @@ class RayRuns:
                 return max(1, int(ray.cluster_resources().get("CPU", 1)))
         return 1
 
-    def process(self, run_id: str, execute: Callable[..., str]) -> RunThread:
-        """The handle of run `run_id` on Ray; `execute` is the runner's `execute_claimed`."""
+    def process(self, run_id: str, execute: Callable[..., str], server: "Settings") -> RunThread:
+        """The handle of run `run_id` on Ray; `execute` is the runner's `execute_claimed`,
+        `server` the runner's settings, which the run's actor loads its data with."""
         worker = {"start_method": "ray", "ray_address": self.address, "runner_pid": os.getpid(), "runner_host": socket.gethostname()}
 
         def target(control: RunControl) -> None:
-            execute(RunStore(self.store_path), run_id, None, worker, simulation=lambda config: RemoteSimulation(config, control))
+            remote = lambda config, settings: RemoteSimulation(config, control, settings)
+            execute(RunStore(self.store_path), run_id, None, worker, simulation=remote, settings=server)
 
         return RunThread(run_id, target)

@@ -35,9 +35,10 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flcore import settings as server_settings_module
 from flcore.auth import User
 from flcore.config import ExperimentConfig
-from flcore.service.budget import CpuBudget, env_int
+from flcore.service.budget import CpuBudget
 from flcore.service.execute import error_message, execute_claimed
 from flcore.service.quotas import QuotaError, next_runs, submission_problems
 from flcore.service.ray_runs import RayRuns
@@ -57,13 +58,11 @@ STOP_GRACE_S = 5.0  # how long shutdown waits for a terminated worker before kil
 
 
 def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: str, server: Settings, server_pid: int) -> None:
-    """Entry point of a worker process: take the server's settings, apply the CPU budget, then
-    train one claimed run while the server that started it lives."""
-    from flcore import settings as server_settings
+    """Entry point of a worker process: apply the CPU budget, then train one claimed run with the
+    server's settings (handed over, not installed as this process's) while the server lives."""
     from flcore.service import warm  # already imported in a forked worker; in a spawned one, before torch
 
-    server_settings.use(server)
-    settings = budget.apply()
+    applied = budget.apply()
     worker = {
         "pid": os.getpid(),
         "parent_pid": os.getppid(),  # the forkserver's, not the web server's, for a forked worker
@@ -71,9 +70,9 @@ def _worker_main(store_path: str, run_id: str, budget: CpuBudget, start_method: 
         "warm": os.getpid() != warm.LOADED_BY,  # imported by the forkserver, not by this process
         "python_threads": threading.active_count(),  # 1: no thread of the server came along
         "cuda_initialized": warm.torch.cuda.is_initialized(),  # False: a run that wants CUDA starts it itself
-        **settings,
+        **applied,
     }
-    execute_claimed(RunStore(store_path), run_id, None, worker, server_pid)
+    execute_claimed(RunStore(store_path), run_id, None, worker, server_pid, settings=server)
 
 
 # The scheduler -----------------------------------------------------------------------------
@@ -135,7 +134,7 @@ class Runner:
         self._ctx = worker_context(start_method)
         self.start_method = self._ctx.get_start_method()
         # With $FLCORE_RAY_ADDRESS set, runs go to a Ray cluster instead of local processes (flcore/service/ray_runs.py).
-        self._ray = RayRuns.from_env(self.store_path, max_workers if max_workers is not None else env_int("FLCORE_MAX_WORKERS", 1))
+        self._ray = RayRuns.from_env(self.store_path, max_workers if max_workers is not None else server_settings_module.max_workers())
         self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
         self._wake_r = self._wake_w = None  # a socket pair while the scheduler runs: a byte wakes it
@@ -295,7 +294,7 @@ class Runner:
             if not self.store.claim(run_id):  # another server took it
                 continue
             if self._ray is not None:  # a thread here drives the run's actor on the cluster
-                proc = self._ray.process(run_id, execute_claimed)
+                proc = self._ray.process(run_id, execute_claimed, self.settings)
             else:
                 proc = self._ctx.Process(
                     target=_worker_main,

@@ -105,11 +105,10 @@ class StoreError(RuntimeError):
 
 
 def default_store_path() -> Path:
-    """$FLCORE_STORE if set, else ~/.local/share/flcore/runs.db"""
-    env = os.environ.get("FLCORE_STORE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".local" / "share" / "flcore" / "runs.db"
+    """$FLCORE_STORE if set, else ~/.local/share/flcore/runs.db (`flcore.settings.store_path`)."""
+    from flcore import settings
+
+    return settings.store_path()
 
 
 class Database:

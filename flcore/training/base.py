@@ -33,6 +33,7 @@ from flcore.registry import Registry
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
+    from flcore.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -64,19 +65,30 @@ class TrainingData:
     config: ExperimentConfig | None = None  # what to load where the tensors are not held
     device: str = "cpu"
     held: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    settings: Settings | None = None  # the server's settings to load with (its data folder); None: this process's
 
     @classmethod
-    def holding(cls, config: ExperimentConfig | None, device: str, x: torch.Tensor, y: torch.Tensor) -> "TrainingData":
+    def holding(
+        cls, config: ExperimentConfig | None, device: str, x: torch.Tensor, y: torch.Tensor, settings: Settings | None = None
+    ) -> "TrainingData":
         """A handle that resolves to `x` and `y` in this process, and, sent to another process,
-        loads the same samples there from `config` (None: tensors that cannot leave this process)."""
-        return cls(config, str(device), (x, y))
+        loads the same samples there from `config` with `settings` (None: tensors that cannot
+        leave this process)."""
+        return cls(config, str(device), (x, y), settings)
 
     @property
     def key(self) -> tuple:
-        """What the samples depend on (the dataset fields of the config) and the device."""
+        """What the samples depend on (the dataset fields of the config and the data folder they
+        are read from) and the device."""
         from flcore.data.datasets import dataset_fields
 
-        return (*(getattr(self.config, f) for f in dataset_fields(self.config)), self.device)
+        folder = str(self._settings().data_dir)
+        return (*(getattr(self.config, f) for f in dataset_fields(self.config)), folder, self.device)
+
+    def _settings(self) -> Settings:
+        from flcore import settings
+
+        return self.settings if self.settings is not None else settings.current()
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x_train, y_train on the device: the ones held, else loaded in this process once."""
@@ -86,7 +98,7 @@ class TrainingData:
         if key not in _LOADED:
             from flcore.data.datasets import load_dataset
 
-            data = load_dataset(self.config)
+            data = load_dataset(self.config, self._settings())
             _LOADED[key] = (data.x_train.to(self.device), data.y_train.to(self.device))
             while len(_LOADED) > MAX_LOADED:
                 _LOADED.popitem(last=False)
@@ -96,7 +108,7 @@ class TrainingData:
     def __getstate__(self) -> dict:  # a handle travels as its recipe, never with its tensors
         if self.config is None:
             raise TypeError("training data made from tensors cannot leave its process; make the handle from a config")
-        return {"config": self.config, "device": self.device, "held": None}
+        return {"config": self.config, "device": self.device, "held": None, "settings": self.settings}
 
 
 _LOADED: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # datasets this process loaded

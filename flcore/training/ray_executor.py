@@ -71,11 +71,6 @@ class ClientTrainer:
         folder and download switch); returns where this actor runs."""
         import ray
 
-        from flcore import settings
-
-        if server_settings is not None:
-            settings.use(server_settings)
-
         use_gpu = config.device != "cpu" and torch.cuda.is_available()  # Ray hides GPUs it did not give
         if config.device == "cuda" and not use_gpu:
             raise RuntimeError("device='cuda' was chosen but the Ray actor was given no GPU; use device='auto' or 'cpu'")
@@ -83,7 +78,7 @@ class ClientTrainer:
         self.model = model.to(self.device)
         self.executor = EXECUTORS.get("auto")(self.model, config, num_classes)
         if tensors is None:  # load it here, from the registry, with the run's config
-            self.data = TrainingData(config, str(self.device))
+            self.data = TrainingData(config, str(self.device), settings=server_settings)
         else:  # tensors the driver made, from the object store
             x, y = (torch.from_numpy(a.copy()).to(self.device) for a in tensors)
             self.data = TrainingData.holding(None, self.device, x, y)
@@ -189,9 +184,7 @@ class RayExecutor:
         trainer = _trainer_class(ray).options(num_cpus=1, num_gpus=1 if use_gpu else 0, scheduling_strategy="SPREAD")
         actors = [trainer.remote() for _ in range(count)]
         self._actors, self._data = actors, data  # set first, so a failure below still closes them
-        from flcore import settings
-
-        setups = [a.setup.remote(self.model, self.config, self.num_classes, tensors, settings.current()) for a in actors]
+        setups = [a.setup.remote(self.model, self.config, self.num_classes, tensors, data._settings()) for a in actors]
         self.placement = self._get(ray, setups, timeout=ACTOR_START_TIMEOUT_S, count=count, use_gpu=use_gpu)
         return actors
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from flcore.config import ConfigError, ExperimentConfig
-from flcore.data.datasets import DATASETS, load_dataset, make_synthetic, synthetic_devices, synthetic_sizes
+from flcore.data.datasets import DATASETS, load_dataset
+from flcore.data.synthetic import make_synthetic, synthetic_devices, synthetic_sizes
 from flcore.federation.simulation import Simulation
 
 

@@ -14,8 +14,10 @@ import torch
 from flcore import settings
 from flcore.config import ExperimentConfig
 from flcore.data import vision
-from flcore.data.datasets import DATASETS, DatasetUnavailable, availability
+from flcore.data.datasets import DATASETS, DatasetUnavailable, availability, load_dataset
+from flcore.federation.simulation import Simulation
 from flcore.settings import Settings
+from flcore.training import TrainingData
 
 MNIST_STATS = {"mnist": ("MNIST", 0.1307, 0.3081), "fashion_mnist": ("FashionMNIST", 0.2860, 0.3530)}
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465])
@@ -192,13 +194,14 @@ def test_registry_loads_from_the_servers_data_folder(name, tmp_path, write):
     written = write(name, tmp_path)
     registered, _, split = name.partition("_")
     registered = name if name == "fashion_mnist" else registered
-    settings.use(Settings(data_dir=tmp_path, download=False))  # the operator's folder, not a config field
+    server = Settings(data_dir=tmp_path, download=False)  # the operator's folder, not a config field
+    settings.use(server)  # for the config's validation, which reads the files at the edge
     config = ExperimentConfig.create(dataset=registered, model="mlp", **({"emnist_split": split} if registered == "emnist" else {}))
 
-    dataset = DATASETS.get(registered).load(config)
+    dataset = DATASETS.get(registered).load(config, server)  # the loader is given the settings
 
     assert dataset.name == registered
-    assert dataset.info == DATASETS.get(registered).info_for(config)
+    assert dataset.info == DATASETS.get(registered).info_for(config, server)
     assert tuple(dataset.x_train.shape[1:]) == dataset.info.input_shape
     assert tuple(dataset.x_test.shape[1:]) == dataset.info.input_shape
     assert dataset.y_train.tolist() == written.y_train.tolist()
@@ -207,10 +210,9 @@ def test_registry_loads_from_the_servers_data_folder(name, tmp_path, write):
 
 
 def test_availability_follows_the_folder_and_the_download_setting(tmp_path):
-    settings.use(Settings(data_dir=tmp_path, download=False))
-    assert availability("mnist") == "missing" and availability("digits") == "present"
-    settings.use(Settings(data_dir=tmp_path, download=True))
-    assert availability("mnist") == "download"
+    off, on = Settings(data_dir=tmp_path, download=False), Settings(data_dir=tmp_path, download=True)
+    assert availability("mnist", off) == "missing" and availability("digits", off) == "present"
+    assert availability("mnist", on) == "download"
 
 
 def test_unknown_name_is_rejected(tmp_path):
@@ -333,3 +335,17 @@ def test_the_restricted_unpickler_reads_arrays_of_every_protocol_and_refuses_oth
     for harmless_but_not_data in (SimpleNamespace(a=1), {1, 2}.__class__, print):
         with pytest.raises(pickle.UnpicklingError, match="refused"):
             restricted_loads(pickle.dumps(harmless_but_not_data))
+
+
+def test_the_engine_reads_the_folder_it_is_given_not_this_processs(tmp_path, write):
+    """A worker or a Ray actor hands the server's settings to the simulation; nothing installs
+    them as a process-wide global, and the training data's cache key names the folder."""
+    written = write("mnist", tmp_path / "a")
+    server = Settings(data_dir=tmp_path / "a", download=False)  # this process's settings name an empty folder
+    config = ExperimentConfig.create(dataset="mnist", model="logistic", num_clients=2, rounds=1)
+    with pytest.raises(DatasetUnavailable):
+        load_dataset(config)  # this process's folder has no MNIST
+    sim = Simulation(config, server)
+    assert sim.data.tensors()[1].tolist() == written.y_train.tolist()
+    other = Settings(data_dir=tmp_path / "b", download=False)
+    assert TrainingData(config, "cpu", settings=server).key != TrainingData(config, "cpu", settings=other).key
