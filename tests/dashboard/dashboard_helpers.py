@@ -3,6 +3,8 @@ the app under `streamlit.testing.v1.AppTest`, and readers of what a page drew.
 
 `record_run` runs a `Simulation` in this process and writes its rounds through the store's own
 worker API, so the pages read exactly what a worker would have written, without waiting for one.
+`stored_frames` does the same for rounds written by hand as `flcore.records` (small numbers a
+chart test can check), and reads them back as the pages do.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import base64
 import html
 import json
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from dashboard import frames
 from flcore.config import ExperimentConfig
 from flcore.federation.simulation import Simulation
+from flcore.records import RoundResult
 from flcore.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -67,6 +73,22 @@ def record_sweep(
         if limit is None:
             store.finish(run_id, "done")
     return sweep_id, run_ids
+
+
+def stored_frames(results: Sequence[RoundResult], label_counts: np.ndarray) -> frames.RunFrames:
+    """The frames the Run page draws for a run whose split was `label_counts` (clients x labels)
+    and whose rounds were `results`: written through the store's worker API into a throwaway
+    store, read back with `dashboard.frames.run_frames`."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = RunStore(Path(folder) / "runs.db")
+        run_id = store.create_run(ExperimentConfig.create(num_clients=len(label_counts), rounds=max(len(results), 1)))
+        assert store.claim(run_id)
+        store.save_partition(run_id, label_counts)
+        for result in results:
+            store.append_round(run_id, result)
+        read = frames.run_frames(store, run_id)
+        frames.forget(store, run_id)
+        return read
 
 
 def app() -> AppTest:

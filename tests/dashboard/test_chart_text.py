@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
+from dashboard_helpers import stored_frames
 
 from dashboard import charts
+from flcore.records import RoundResult
 
 TYPED = '<a href="http://evil.example">sign in again</a> <b>now</b> %{y} & more'
+# Two rounds of a run (no client rows needed) and its split: client 0 holds 3 of label 0 and 4 of
+# label 1, client 1 holds 5 of label 1; as the store gives them back.
+STORED = stored_frames(
+    [RoundResult(r, (), (), test_loss=loss, test_accuracy=accuracy, wall_time_s=0.1, bytes_sent=10, bytes_received=10)
+     for r, loss, accuracy in ((1, 1.0, 0.5), (2, 0.9, 0.6))],
+    np.array([[3, 4], [0, 5]]),
+)  # fmt: skip
 
 
 def shown(text: str) -> str:
@@ -23,9 +33,7 @@ def no_markup(text: str) -> bool:
 
 
 def test_run_names_are_escaped_in_legends_and_hover_text():
-    rounds = pd.DataFrame(
-        {"round": [1, 2], "test_accuracy": [0.5, 0.6], "test_loss": [1.0, 0.9], "bytes_received": [10, 10], "bytes_sent": [10, 10]}
-    )
+    rounds = STORED.rounds
     figures = [
         charts.compare_chart(rounds.assign(run=TYPED)),
         charts.compare_tradeoff_chart(rounds.assign(run=TYPED), "bytes"),
@@ -42,7 +50,7 @@ def test_run_names_are_escaped_in_legends_and_hover_text():
 
 
 def test_labels_of_an_uploaded_file_are_escaped_in_tick_labels_legends_and_hover_text():
-    partition = pd.DataFrame({"client_id": [0, 0, 1], "label": [0, 1, 1], "count": [3, 4, 5]})
+    partition = STORED.partition
     names = [TYPED, "<img src=x>"]
     heatmap = charts.partition_heatmap(partition, names)
     assert [shown(x) for x in heatmap.data[0].x] == names and all("<" not in x for x in heatmap.data[0].x)

@@ -1,109 +1,96 @@
-"""The chart builders on small hand-made frames: every chart is titled, has labelled axes and a
-caption, draws what it is given, and gives each client one colour everywhere."""
+"""The chart builders on a small run stored as the engine stores one: every registered chart is
+titled, has labelled axes and a caption, draws what it is given, and gives each client one colour
+everywhere."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from dashboard_helpers import stored_frames
 
 from dashboard import charts
-from flcore.federation.metrics import CLIENT_METRICS
+from flcore.records import ClientResult, Offline, RoundResult
 
-ROUNDS = pd.DataFrame(
-    {
-        "round": [1, 2, 3],
-        "test_loss": [2.0, 1.5, 1.2],
-        "test_accuracy": [0.3, 0.5, 0.6],
-        "num_sampled": [2, 2, 2],
-        "mean_train_loss": [2.1, 1.6, 1.3],
-        "wall_time_s": [0.5, 0.4, 0.4],
-        "bytes_sent": [10, 10, 10],
-        "bytes_received": [10, 10, 10],
-        "epsilon": [1.5, 2.25, 2.75],
-        "drift_cosine_mean": [0.5, 0.2, 0.1],
-        "drift_cosine_std": [0.1, 0.6, 0.7],
-        "sim_round_s": [4.0, 6.0, 5.0],
-        "sim_clock_s": [4.0, 10.0, 15.0],
-    }
-)
-# 3 clients, 2 sampled per round; client 2 is malicious.
-CLIENTS = pd.DataFrame(
-    {
-        "round": [1, 1, 2, 2, 3, 3],
-        "client_id": [0, 1, 1, 2, 0, 2],
-        "num_samples": [5] * 6,
-        "num_steps": [1] * 6,
-        "train_loss": [2.0, 1.9, 1.5, 3.0, 1.1, 3.5],
-        "train_accuracy": [0.2] * 6,
-        "update_norm": [1.0, 1.1, 0.9, 9.0, 0.8, 9.5],
-        "malicious": [False, False, False, True, False, True],
-        "drift_cosine": [0.9, 0.7, 0.8, -0.9, 0.6, -0.7],
-        "drift_distance": [1.0, 1.2, 0.8, 9.0, 1.0, 9.4],
-    }
-)
+
+def client(cid: int, loss: float, norm: float, cosine: float, distance: float, malicious: bool = False) -> ClientResult:
+    return ClientResult(cid, num_samples=5, num_steps=1, train_loss=loss, train_accuracy=0.2, update_norm=norm, malicious=malicious,
+                        metrics={"drift_cosine": cosine, "drift_distance": distance})  # fmt: skip
+
+
+# 3 clients, 2 sampled per round; client 2 is malicious; client 1 was offline in round 3.
+RESULTS = [
+    RoundResult(1, (0, 1), (client(0, 2.0, 1.0, 0.9, 1.0), client(1, 1.9, 1.1, 0.7, 1.2)), test_loss=2.0, test_accuracy=0.3,
+                wall_time_s=0.5, bytes_sent=10, bytes_received=10,
+                metrics={"epsilon": 1.5, "drift_cosine_mean": 0.5, "drift_cosine_std": 0.1, "sim_round_s": 4.0, "sim_clock_s": 4.0}),
+    RoundResult(2, (1, 2), (client(1, 1.5, 0.9, 0.8, 0.8), client(2, 3.0, 9.0, -0.9, 9.0, malicious=True)), test_loss=1.5,
+                test_accuracy=0.5, wall_time_s=0.4, bytes_sent=10, bytes_received=10,
+                metrics={"epsilon": 2.25, "drift_cosine_mean": 0.2, "drift_cosine_std": 0.6, "sim_round_s": 6.0, "sim_clock_s": 10.0}),
+    RoundResult(3, (0, 2), (client(0, 1.1, 0.8, 0.6, 1.0), client(2, 3.5, 9.5, -0.7, 9.4, malicious=True)), test_loss=1.2,
+                test_accuracy=0.6, wall_time_s=0.4, bytes_sent=10, bytes_received=10,
+                metrics={"epsilon": 2.75, "drift_cosine_mean": 0.1, "drift_cosine_std": 0.7, "sim_round_s": 5.0, "sim_clock_s": 15.0},
+                offline=Offline(group=1, counts=(0, 1, 0))),
+]  # fmt: skip
 # client 0 holds labels 0 and 1, client 1 label 1, client 2 label 2 (3 labels).
 COUNTS = np.array([[4, 1, 0], [0, 6, 0], [0, 0, 5]])
-PARTITION = pd.DataFrame({"client_id": np.repeat(np.arange(3), 3), "label": np.tile(np.arange(3), 3), "count": COUNTS.ravel()})
-# client 1 was offline in round 3 (3 clients, stored exactly)
-OFFLINE = pd.DataFrame({"round": [3], "group": [1], "counts": [[0, 1, 0]]})
-EMPTY_ROUNDS = ROUNDS.iloc[0:0]
-EMPTY_CLIENTS = CLIENTS.iloc[0:0]
-EMPTY_PARTITION = PARTITION.iloc[0:0]
+STORED = stored_frames(RESULTS, COUNTS)
+ROUNDS, CLIENTS, PARTITION, OFFLINE = STORED.rounds, STORED.clients, STORED.partition, STORED.offline
+SAMPLE = charts.Sample(ROUNDS, CLIENTS, PARTITION, OFFLINE, num_clients=3, total_rounds=5, class_names=("zero", "one", "two"))
 
 
-def all_charts(rounds=ROUNDS, clients=CLIENTS, partition=PARTITION) -> dict[str, go.Figure]:
-    offline = OFFLINE if not clients.empty else OFFLINE.iloc[0:0]
-    curves = pd.concat([rounds.assign(run="a"), rounds.assign(run="b", test_accuracy=rounds["test_accuracy"] / 2)])
-    return {
-        "accuracy": charts.accuracy_chart(rounds, 5),
-        "loss": charts.loss_chart(rounds, 5),
-        "client_loss": charts.client_loss_chart(clients, 5),
-        "update_norm": charts.update_norm_chart(clients, 5),
-        "partition_heatmap": charts.partition_heatmap(partition, ["zero", "one", "two"]),
-        "partition_bars": charts.partition_bars(partition, ["zero", "one", "two"]),
-        "sampled_labels": charts.sampled_labels_chart(clients, partition, ["zero", "one", "two"], 5),
-        "participation": charts.participation_chart(clients, 3, 5),
-        "time_accuracy": charts.time_accuracy_chart(rounds),
-        "round_time": charts.round_time_chart(rounds, 5, 5.5),
-        "client_timeline": charts.client_timeline_chart(clients, offline, 3, 5),
-        "compare_accuracy": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_accuracy"),
-        "compare_loss": charts.compare_chart(curves if not rounds.empty else rounds.assign(run=[]), "test_loss"),
-        "sweep_accuracy": charts.sweep_chart(sweep_curves(rounds), "test_accuracy"),
-        "sweep_loss": charts.sweep_chart(sweep_curves(rounds), "test_loss"),
-        "epsilon": charts.epsilon_chart(rounds, 5, 1e-5, 3.0),
-        "accuracy_bytes": charts.accuracy_bytes_chart(rounds),
-        "drift_cosine": charts.registered_client_chart(clients, CLIENT_METRICS.entry("drift_cosine"), 5),
-        "drift_distance": charts.registered_client_chart(clients, CLIENT_METRICS.entry("drift_distance"), 5),
-        "drift": charts.drift_chart(clients),
-        "drift_spread": charts.drift_spread_chart(rounds, 5),
-        "compare_bytes": charts.compare_tradeoff_chart(curves if not rounds.empty else rounds.assign(run=[]), "bytes"),
-        "compare_epsilon": charts.compare_tradeoff_chart(curves if not rounds.empty else rounds.assign(run=[]), "epsilon"),
-    }
+def test_the_stored_run_is_the_one_written():
+    assert ROUNDS["test_accuracy"].tolist() == [0.3, 0.5, 0.6] and ROUNDS["epsilon"].tolist() == [1.5, 2.25, 2.75]
+    assert list(zip(CLIENTS["round"], CLIENTS["client_id"])) == [(1, 0), (1, 1), (2, 1), (2, 2), (3, 0), (3, 2)]
+    assert CLIENTS["malicious"].tolist() == [False, False, False, True, False, True]
+    assert OFFLINE[["round", "group"]].values.tolist() == [[3, 1]] and list(OFFLINE["counts"].iloc[0]) == [0, 1, 0]
 
 
-def sweep_curves(rounds: pd.DataFrame) -> pd.DataFrame:
-    """Two settings of two seeds each, made from `rounds`."""
-    frames = [
-        rounds.assign(setting=setting, seed=seed, test_accuracy=rounds["test_accuracy"] * scale + 0.02 * seed)
-        for setting, scale in (("lr=0.1", 1.0), ("lr=0.01", 0.5))
-        for seed in (0, 1)
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
+# The registry: each chart declared once, drawn from its example -------------------------------
 @pytest.mark.parametrize("empty", [False, True], ids=["with data", "before the first round"])
-def test_every_chart_has_a_title_labelled_axes_and_a_caption(empty):
-    figs = all_charts(EMPTY_ROUNDS, EMPTY_CLIENTS, EMPTY_PARTITION) if empty else all_charts()
-    for name, fig in figs.items():
-        assert isinstance(fig, go.Figure), name
-        assert fig.layout.title.text, f"{name} has no title"
-        assert fig.layout.xaxis.title.text, f"{name} has no x-axis title"
-        assert fig.layout.yaxis.title.text, f"{name} has no y-axis title"
-        assert charts.CAPTIONS[name].strip(), f"{name} has no caption"
-        if empty:  # says why it is empty instead of drawing a blank frame
-            assert any("…" in a.text or "Pick" in a.text for a in fig.layout.annotations), name
+@pytest.mark.parametrize("name", charts.CHARTS.names())
+def test_every_chart_has_a_title_labelled_axes_and_a_caption(name, empty):
+    fig = charts.CHARTS.get(name).figure(SAMPLE.empty() if empty else SAMPLE)
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.title.text, f"{name} has no title"
+    assert fig.layout.xaxis.title.text, f"{name} has no x-axis title"
+    assert fig.layout.yaxis.title.text, f"{name} has no y-axis title"
+    assert charts.CAPTIONS[name].strip(), f"{name} has no caption"
+    if empty:  # says why it is empty instead of drawing a blank frame
+        assert any("…" in a.text or "Pick" in a.text for a in fig.layout.annotations), name
+    else:
+        assert fig.data, f"{name} draws nothing from its example"
+
+
+def test_the_warm_up_draws_every_chart_from_data():
+    made_up = charts.made_up()
+    for entry in charts.CHARTS.entries():
+        fig = entry.obj.figure(made_up)
+        waiting = [a.text for a in fig.layout.annotations if a.xref == "paper" and a.yref == "paper"]  # a note across the frame
+        assert fig.data and not waiting, f"{entry.name} draws no data for the warm-up: {waiting}"
+    charts.warm_up()
+
+
+def test_every_chart_function_is_registered():
+    """A chart drawn on a page is registered (so it has a caption, and the tests and the warm-up
+    draw it); the one exception is the general per-client builder the registered ones call."""
+    registered = {entry.obj.draw for entry in charts.CHARTS.entries()}
+    general = {charts.client_metric_chart}
+    for module in (charts.global_model, charts.time_and_communication, charts.clients, charts.drift, charts.data, charts.compare):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if (
+                function.__module__ == module.__name__
+                and not name.startswith("_")
+                and inspect.signature(function).return_annotation in ("go.Figure", go.Figure)
+            ):
+                assert function in registered | general, f"{module.__name__}.{name} draws a chart that is not registered"
+
+
+def test_a_chart_name_is_registered_once():
+    with pytest.raises(ValueError, match="registered twice"):
+        charts.chart("accuracy", caption="again", example=lambda s: (s.rounds,))(charts.accuracy_chart)
 
 
 def test_accuracy_chart_draws_every_round_and_spans_the_whole_run():
@@ -260,7 +247,7 @@ def test_sweep_bands_are_the_mean_and_std_over_seeds_of_each_setting():
 
 
 def test_sweep_chart_draws_a_band_and_a_mean_line_per_setting_in_one_colour():
-    fig = charts.sweep_chart(sweep_curves(ROUNDS), "test_accuracy")
+    fig = charts.sweep_chart(SAMPLE.sweep, "test_accuracy")
     bands, lines = fig.data[0::2], fig.data[1::2]
     assert [t.name for t in lines] == ["lr=0.1", "lr=0.01"]
     assert all(t.fill == "toself" and t.mode == "lines" for t in bands) and not any(t.showlegend for t in bands)
