@@ -329,9 +329,8 @@ def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
         problems.extend(_data_problems(c))
     if c.strategy in strategies:
         problems.extend(strategies.get(c.strategy).config_problems(c))
-    executor_check = getattr(choices["executor"].get(c.executor), "config_problems", None) if c.executor in choices["executor"] else None
-    if executor_check is not None:  # e.g. the ray executor without Ray installed
-        problems.extend(executor_check(c))
+    if c.executor in choices["executor"]:  # e.g. the ray executor without Ray, a batched executor and an LSTM
+        problems.extend(choices["executor"].get(c.executor).problems(c))
     if not problems:
         from flcore.federation.privacy import config_problems as privacy_problems
 

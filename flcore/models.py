@@ -26,6 +26,7 @@ class ModelSpec:
     build: Callable[..., nn.Module]  # (input_shape, num_classes), plus vocab_size= for a token model
     min_side: int = 0  # smallest image side the architecture can read (0 = any input)
     tokens: bool = False  # reads sequences of int64 token ids (a dataset with a vocabulary), not real-valued inputs
+    batchable: bool = True  # the vectorized executor can train it (no embeddings or recurrent layers)
 
     def unsupported(self, input_shape: tuple[int, ...], vocab_size: int = 0) -> str | None:
         """Why this model cannot read inputs of `input_shape` (token ids in 0..vocab_size-1 when
@@ -50,9 +51,9 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, vocab
     return spec.build(tuple(input_shape), num_classes)
 
 
-def _register(name: str, label: str, description: str, min_side: int = 0, tokens: bool = False):
+def _register(name: str, label: str, description: str, min_side: int = 0, tokens: bool = False, batchable: bool = True):
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.register(name, label=label, description=description)(ModelSpec(build, min_side, tokens))
+        MODELS.register(name, label=label, description=description)(ModelSpec(build, min_side, tokens, batchable))
         return build
 
     return add
@@ -149,6 +150,7 @@ class CharLSTM(nn.Module):
     "Character LSTM (LEAF)",
     "LEAF's Shakespeare model: 8-dimensional character embedding, 2-layer LSTM of 256 units, next character from the last step.",
     tokens=True,
+    batchable=False,
 )
 def char_lstm(input_shape: tuple[int, ...], num_classes: int, vocab_size: int) -> nn.Module:
     return CharLSTM(vocab_size, num_classes)

@@ -263,11 +263,9 @@ def budget_message(config: "ExperimentConfig", rounds: int) -> str | None:
 
 # Checking a config ---------------------------------------------------------------------------
 def supports_central(strategy_cls: type) -> bool:
-    """Whether DP-FedAvg's noised mean can stand in for the strategy's combining rule: it must
-    combine and aggregate as FedAvg does (its server step may differ)."""
-    from flcore.strategies.base import Strategy
-
-    return strategy_cls.combine is Strategy.combine and strategy_cls.aggregate is Strategy.aggregate
+    """Whether DP-FedAvg's noised mean can stand in for the strategy's combining rule: the
+    strategy declares that it `averages` (its server step may differ)."""
+    return strategy_cls.averages
 
 
 def config_problems(c: "ExperimentConfig") -> list[Problem]:

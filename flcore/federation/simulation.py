@@ -92,8 +92,7 @@ class Simulation:
         self.strategy = build_strategy(config)
         self.executor = make_executor(config, self.model, data.info.num_classes)
         self.vector_bytes = self.num_params * flat_params(self.model).element_size()
-        scaffold = self.strategy.client_corrections(self.initial_state(), []) is not None
-        self.per_client = 2 if scaffold else 1  # SCAFFOLD sends control variates both ways
+        self.per_client = 2 if self.strategy.sends_corrections else 1  # SCAFFOLD sends control variates both ways
         sizes = [len(p) for p in self.parts]
         self.availability = Availability(config, sizes, LocalSettings.from_config(config), self.vector_bytes * self.per_client)
         self.privacy = Privacy(config)  # noise, epsilon and the rounds a budget allows (clipping: in the executors)
@@ -123,9 +122,7 @@ class Simulation:
     def close(self) -> None:
         """Release what the executor holds between rounds (the `ray` executor's actors); a later
         round starts them again."""
-        close = getattr(self.executor, "close", None)
-        if close is not None:
-            close()
+        self.executor.close()
 
     def clock_at(self, round_: int) -> float:
         """The simulated time at the end of `round_`: every round's duration is planned from

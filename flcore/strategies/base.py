@@ -60,6 +60,9 @@ class Strategy:
     name: str = "fedavg"  # set by `register`
     default_server_lr: float = 1.0
     min_updates: int = 1  # a round in which fewer updates arrive (clients offline, dropped, late) keeps the model
+    # What a strategy declares about itself, read by the simulation and the config checks:
+    sends_corrections: bool = False  # broadcasts a per-client correction with the model (SCAFFOLD), so twice the bytes
+    averages: bool = True  # combines updates by their mean, so DP-FedAvg's noised mean can stand in (central DP)
 
     def __init__(self, config: "ExperimentConfig") -> None:
         self.config = config
@@ -74,7 +77,8 @@ class Strategy:
         return ServerState(params=params.detach().clone())
 
     def client_corrections(self, state: ServerState, client_ids: list[int]) -> torch.Tensor | None:
-        """A per-client gradient correction added during local training (SCAFFOLD); None for most."""
+        """A per-client gradient correction added during local training (SCAFFOLD, which declares
+        `sends_corrections`); None for most."""
         return None
 
     def combine(self, updates: ClientUpdates) -> tuple[torch.Tensor, dict[str, float]]:

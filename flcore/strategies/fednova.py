@@ -29,6 +29,8 @@ from flcore.strategies.base import ClientUpdates, Strategy, register
     params=("server_lr",),
 )
 class FedNova(Strategy):
+    averages = False  # each update is rescaled by its own steps: not the plain mean DP-FedAvg noises
+
     def combine(self, updates: ClientUpdates) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
         norms = local_solver_norms(updates.num_steps, lr=c.lr, momentum=c.momentum, prox_mu=c.prox_mu)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     params=("server_lr", "krum_byzantine"),
 )
 class Krum(Strategy):
+    averages = False  # keeps some updates and drops the rest
     min_updates = 3  # n > 2f + 2 even with f = 0
 
     @classmethod

@@ -21,5 +21,7 @@ from flcore.strategies.base import ClientUpdates, Strategy, register
     params=("server_lr",),
 )
 class Median(Strategy):
+    averages = False
+
     def combine(self, updates: ClientUpdates) -> tuple[torch.Tensor, dict[str, float]]:
         return coordinate_median(updates.deltas), {}

@@ -29,6 +29,9 @@ from flcore.strategies.base import ClientUpdates, ServerState, Strategy, registe
     params=("server_lr",),
 )
 class Scaffold(Strategy):
+    sends_corrections = True  # c - c_i travels with the model
+    averages = False  # its control variates would leak the un-noised updates under central DP
+
     def init(self, params: torch.Tensor) -> ServerState:
         state = super().init(params)
         return state.evolve(extra={"control": torch.zeros_like(state.params), "client_controls": {}})

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     params=("server_lr", "trim_beta"),
 )
 class TrimmedMean(Strategy):
+    averages = False
+
     @classmethod
     def config_problems(cls, config: "ExperimentConfig") -> list[Problem]:
         m, beta = config.clients_per_round_resolved, config.trim_beta

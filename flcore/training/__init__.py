@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from flcore.registry import import_modules
-from flcore.training.base import EXECUTORS, ClientTask, Executor, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientTask, Executor, ExecutorSpec, TrainedClients, TrainingData
 from flcore.training.local import SequentialExecutor, evaluate
 from flcore.training.objective import LocalObjective, LocalSettings
 from flcore.training.vectorized import VectorizedExecutor, supports
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 def make_executor(config: "ExperimentConfig", model: nn.Module, num_classes: int) -> Executor:
     """The executor the config names, built for `model`."""
-    return EXECUTORS.get(config.executor)(model, config, num_classes)
+    return EXECUTORS.get(config.executor).build(model, config, num_classes)
 
 
 __all__ = [
-    "EXECUTORS", "ClientTask", "Executor", "LocalObjective", "LocalSettings", "SequentialExecutor", "TrainedClients",
+    "EXECUTORS", "ClientTask", "Executor", "ExecutorSpec", "LocalObjective", "LocalSettings", "SequentialExecutor", "TrainedClients",
     "TrainingData", "VectorizedExecutor", "evaluate", "make_executor", "supports",
 ]  # fmt: skip

@@ -6,12 +6,13 @@ updates. It receives the global parameters, the round's `ClientTask`s, the train
 `max_steps` cuts the client's local work short after that many mini-batch steps (the first ones
 of its usual batch order), as a straggler that sends what it finished does (Li et al. 2020);
 every executor honours it with the same numbers. Executors are registered by name in
-`EXECUTORS` (the config's `executor` field, the CLI flag and the form all read it); each entry
-builds one from the model, the config and the number of classes. A factory may carry a
-`config_problems(config) -> list[Problem]` attribute, which the config validation calls when
-that executor is chosen (the `ray` executor refuses itself where Ray is missing). An executor
-that holds resources between rounds (processes, actors) also has `close()`, which the
-simulation calls when its run ends; it may be trained again afterwards and starts them anew.
+`EXECUTORS` (the config's `executor` field, the CLI flag and the form all read it) as an
+`ExecutorSpec`: how to build one from the model, the config and the number of classes, what it
+refuses at config time (`config_problems`: the `ray` executor where Ray is missing), and whether
+it trains with batched layers (`batched`: then the model must be `ModelSpec.batchable`, checked
+when the config is validated, not in the worker). Every executor has `close()` (the `Executor`
+protocol), which the simulation calls when its run ends: one that holds resources between
+rounds (processes, actors) releases them there, and may be trained again afterwards.
 
 `TrainingData` is a handle, not the tensors: it pickles as the run's config and a device, so
 a worker in another process (or on another machine) resolves it by loading the dataset from the
@@ -33,6 +34,7 @@ from flcore.registry import Registry
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
+    from flcore.problems import Problem
     from flcore.settings import Settings
 
 
@@ -127,6 +129,41 @@ class Executor(Protocol):
         """Train each task's client from `global_params`; SCAFFOLD's `corrections` are [n, P]."""
         ...
 
+    def close(self) -> None:
+        """Release what the executor holds between rounds (nothing, for most)."""
+        ...
+
 
 ExecutorFactory = Callable[[nn.Module, "ExperimentConfig", int], Executor]  # (model, config, classes) -> executor
-EXECUTORS: Registry[ExecutorFactory] = Registry("executor")
+
+
+def _no_problems(config: "ExperimentConfig") -> list["Problem"]:
+    return []
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """A registered executor: its factory and what it declares about itself."""
+
+    build: ExecutorFactory
+    config_problems: Callable[["ExperimentConfig"], list["Problem"]] = _no_problems
+    batched: bool = False  # trains with batched layers: the model must be batchable (ModelSpec.batchable)
+
+    def problems(self, config: "ExperimentConfig") -> list["Problem"]:
+        """What this executor refuses in `config`: its own checks, and a model it cannot batch."""
+        from flcore.models import MODELS
+        from flcore.problems import Problem
+
+        found = list(self.config_problems(config))
+        if self.batched and config.model in MODELS and not MODELS.get(config.model).batchable:
+            found.append(
+                Problem(
+                    "executor",
+                    f"executor={config.executor!r} cannot train model={config.model!r}: it has no batched version of its layers "
+                    "(embeddings and recurrent layers); choose executor='sequential' or 'auto'",
+                )
+            )
+        return found
+
+
+EXECUTORS: Registry[ExecutorSpec] = Registry("executor")

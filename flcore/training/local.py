@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector
 
 from flcore.seeding import torch_generator
-from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientTask, ExecutorSpec, TrainedClients, TrainingData
 from flcore.training.objective import LocalObjective, LocalSettings
 
 
@@ -73,6 +73,9 @@ class SequentialExecutor:
         self.model, self.settings, self.num_classes, self.seed = model, settings, num_classes, seed
         self.objective = LocalObjective(settings)
 
+    def close(self) -> None:
+        """Nothing is held between rounds."""
+
     def train(
         self,
         global_params: torch.Tensor,
@@ -118,13 +121,15 @@ class SequentialExecutor:
         return delta, len(task.indices), len(batches), loss_sum / seen, correct / seen
 
 
-@EXECUTORS.register(
+def sequential(model: nn.Module, config, num_classes: int) -> SequentialExecutor:
+    return SequentialExecutor(model, LocalSettings.from_config(config), num_classes, config.seed)
+
+
+EXECUTORS.register(
     "sequential",
     label="One client after another",
     description="Each sampled client trains in turn with a real PyTorch module and optimizer: the plain reference, works for any model.",
-)
-def sequential(model: nn.Module, config, num_classes: int) -> SequentialExecutor:
-    return SequentialExecutor(model, LocalSettings.from_config(config), num_classes, config.seed)
+)(ExecutorSpec(sequential))
 
 
 def _split_like(vector: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:

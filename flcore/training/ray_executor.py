@@ -39,7 +39,7 @@ from torch import nn
 
 from flcore import ray_support
 from flcore.problems import Problem
-from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientTask, ExecutorSpec, TrainedClients, TrainingData
 from flcore.training.local import local_steps, samples_in_steps
 from flcore.training.objective import LocalSettings
 
@@ -76,7 +76,7 @@ class ClientTrainer:
             raise RuntimeError("device='cuda' was chosen but the Ray actor was given no GPU; use device='auto' or 'cpu'")
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.model = model.to(self.device)
-        self.executor = EXECUTORS.get("auto")(self.model, config, num_classes)
+        self.executor = EXECUTORS.get("auto").build(self.model, config, num_classes)
         if tensors is None:  # load it here, from the registry, with the run's config
             self.data = TrainingData(config, str(self.device), settings=server_settings)
         else:  # tensors the driver made, from the object store
@@ -235,15 +235,14 @@ def config_problems(config: "ExperimentConfig") -> list[Problem]:
     return [Problem("executor", f"executor='ray' needs Ray, which is not installed; {ray_support.INSTALL_HINT}, or choose executor='auto'")]
 
 
-@EXECUTORS.register(
+def ray_executor(model: nn.Module, config: "ExperimentConfig", num_classes: int) -> RayExecutor:
+    return RayExecutor(model, config, num_classes)
+
+
+EXECUTORS.register(
     "ray",
     label="Spread over Ray actors",
     description="A round's clients are split over Ray actors (one per CPU or GPU, on one machine or a cluster), "
     "each training its share all at once: same numbers, more machines. Needs Ray (requirements-ray.txt).",
     params=("ray_actors", "chunk_size"),
-)
-def ray_executor(model: nn.Module, config: "ExperimentConfig", num_classes: int) -> RayExecutor:
-    return RayExecutor(model, config, num_classes)
-
-
-ray_executor.config_problems = config_problems
+)(ExecutorSpec(ray_executor, config_problems=config_problems))

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flcore.training.base import EXECUTORS, ClientTask, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientTask, ExecutorSpec, TrainedClients, TrainingData
 from flcore.training.local import SequentialExecutor, batch_order, local_steps, samples_in_steps
 from flcore.training.objective import LocalObjective, LocalSettings
 
@@ -278,6 +278,9 @@ class VectorizedExecutor:
         self.num_params = sum(p.numel() for p in model.parameters())
         self._nets: dict[tuple[int, ...], _Net] = {}
 
+    def close(self) -> None:
+        """Nothing is held between rounds."""
+
     def _net(self, sample_shape: tuple[int, ...]) -> _Net:
         if sample_shape not in self._nets:
             self._nets[sample_shape] = _compile(self.model, sample_shape)
@@ -434,12 +437,6 @@ class VectorizedExecutor:
         return deltas, loss_sum, correct
 
 
-@EXECUTORS.register(
-    "vectorized",
-    label="All clients at once (batched)",
-    description="A round's clients train as one batched computation, with the same numbers: much faster for many small clients.",
-    params=("chunk_size",),
-)
 def vectorized(model: nn.Module, config, num_classes: int) -> VectorizedExecutor:
     reason = unsupported_reason(model)
     if reason:
@@ -447,13 +444,21 @@ def vectorized(model: nn.Module, config, num_classes: int) -> VectorizedExecutor
     return VectorizedExecutor(model, LocalSettings.from_config(config), num_classes, config.seed, chunk_size=config.chunk_size)
 
 
-@EXECUTORS.register(
-    "auto",
-    label="Automatic",
-    description="All clients at once where the model allows it, else one after another.",
-    params=("chunk_size",),
-)
 def auto(model: nn.Module, config, num_classes: int) -> VectorizedExecutor | SequentialExecutor:
     if supports(model):
         return vectorized(model, config, num_classes)
     return SequentialExecutor(model, LocalSettings.from_config(config), num_classes, config.seed)
+
+
+EXECUTORS.register(
+    "vectorized",
+    label="All clients at once (batched)",
+    description="A round's clients train as one batched computation, with the same numbers: much faster for many small clients.",
+    params=("chunk_size",),
+)(ExecutorSpec(vectorized, batched=True))
+EXECUTORS.register(
+    "auto",
+    label="Automatic",
+    description="All clients at once where the model allows it, else one after another.",
+    params=("chunk_size",),
+)(ExecutorSpec(auto))

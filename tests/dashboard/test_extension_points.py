@@ -19,7 +19,7 @@ from flcore.federation.metrics import CLIENT_METRICS, ClientMetric
 from flcore.federation.simulation import Simulation
 from flcore.registry import Entry
 from flcore.service.execute import execute_run
-from flcore.training import EXECUTORS, SequentialExecutor
+from flcore.training import EXECUTORS, ExecutorSpec, SequentialExecutor
 from flcore.training.objective import LocalSettings
 
 SMALL = dict(num_clients=5, rounds=2, model="logistic", batch_size=32, partition="iid")
@@ -79,7 +79,8 @@ def test_an_executor_is_one_registered_factory(monkeypatch, capsys):
     def build(model, config, num_classes):
         return LoggingSequential(model, LocalSettings.from_config(config), num_classes, config.seed)
 
-    monkeypatch.setitem(EXECUTORS._entries, "logging", Entry("logging", build, "Logging", "A test executor."))
+    monkeypatch.setattr(EXECUTORS, "_entries", dict(EXECUTORS._entries))  # registered for this test only
+    EXECUTORS.register("logging", label="Logging", description="A test executor.")(ExecutorSpec(build))
     LoggingSequential.trained = 0
     config = ExperimentConfig.create(**SMALL, executor="logging")  # the config accepts the name
     ours = [r.test_accuracy for r in Simulation(config).run()]

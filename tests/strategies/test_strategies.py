@@ -368,19 +368,32 @@ def test_every_strategy_is_deterministic_and_names_itself(name):
     assert torch.equal(runs[0], runs[1])
 
 
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_what_a_strategy_declares_is_what_it_does(name):
+    """`averages` (central DP may stand in for its combining rule) and `sends_corrections` are
+    declared, not probed; they must agree with what the class overrides."""
+    from flcore.strategies import Strategy
+
+    cls = STRATEGIES.get(name)
+    plain_mean = cls.combine is Strategy.combine and cls.aggregate is Strategy.aggregate
+    assert cls.averages == plain_mean, f"{name} declares averages={cls.averages}"
+    assert cls.sends_corrections == (cls.client_corrections is not Strategy.client_corrections)
+
+
 def test_a_strategy_is_one_registered_class(monkeypatch):
     """A new strategy in one file: a class registered with `register`. The config accepts its
     name, the CLI lists it, the form offers it, and the loops above test it."""
-    from flcore.registry import Entry
-    from flcore.strategies import Strategy
+    from flcore.strategies import Strategy, register
 
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))  # registered for this test only
+
+    @register("half_step", label="Half step", description="A toy.", params=("server_lr",))
     class HalfStep(Strategy):
         """FedAvg taking half the combined update each round (a toy)."""
 
         default_server_lr = 0.5
 
-    monkeypatch.setitem(STRATEGIES._entries, "half_step", Entry("half_step", HalfStep, "Half step", "A toy.", ("server_lr",)))
-    monkeypatch.setattr(HalfStep, "name", "half_step")
+    assert HalfStep.name == "half_step"
     config = ExperimentConfig.create(strategy="half_step")
     state, _ = build_strategy(config).aggregate(build_strategy(config).init(t([0, 0])), updates([[2, 4]]))
     assert torch.equal(state.params, t([1, 2]))

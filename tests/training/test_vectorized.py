@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from flcore.config import ExperimentConfig
+from flcore.config import ConfigError, ExperimentConfig
 from flcore.federation.simulation import Simulation
 from flcore.models import MODELS, build_model
 from flcore.strategies import STRATEGIES
@@ -237,3 +237,20 @@ def test_cuda_matches_the_cpu_reference():
         start.cuda(), cuda_tasks, TrainingData.holding(None, "cuda", x.cuda(), y.cuda()), 1
     )
     assert torch.allclose(vec.deltas.cpu(), seq.deltas, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_what_a_model_declares_about_batching_is_what_the_vectorized_executor_finds(name):
+    spec = MODELS.get(name)
+    model = build_model(name, (80,), 80, vocab_size=81) if spec.tokens else build_model(name, (3, 32, 32), 10)
+    assert spec.batchable == supports(model)
+
+
+def test_a_batched_executor_refuses_a_model_it_cannot_batch_when_the_config_is_checked():
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.create(dataset="shakespeare", model="char_lstm", executor="vectorized")
+    assert [p.field for p in err.value.problems] == ["executor"]
+    assert "executor='vectorized' cannot train model='char_lstm'" in str(err.value) and "choose executor='sequential' or 'auto'" in str(
+        err.value
+    )
+    assert ExperimentConfig.create(dataset="shakespeare", model="char_lstm", executor="auto").executor == "auto"
