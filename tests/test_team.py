@@ -227,6 +227,88 @@ def test_the_queue_takes_people_in_turn(tmp_path):
     assert next_runs(store, 1, Settings(max_running=1)) == [bob]  # alice already trains one
 
 
+def test_resuming_passes_the_same_admission_check_as_submitting(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    runner = Runner(store.path, max_workers=1, settings=Settings(max_queued=3))  # not started: runs stay queued
+    alice = User("alice")
+    first, second, _ = (runner.submit(tiny(), user=alice) for _ in range(3))
+    runner.cancel(first, alice)
+    runner.cancel(second, alice)
+    runner.submit(tiny(), user=alice)
+    runner.submit(tiny(), user=alice)  # three queued again
+    refusal = r"you have 3 runs queued or running, the most one person may have on this server \(3\)"
+    for cancelled in (first, second):
+        with pytest.raises(QuotaError, match=refusal):
+            runner.resume(cancelled, alice)
+        assert store.get_run(cancelled).status == "cancelled"  # left as it was
+    with pytest.raises(QuotaError, match=refusal):
+        runner.submit(tiny(), user=alice)  # the same sentence as a new submission
+    assert store.active_by_owner()["alice"] == (3, 0)
+    with pytest.raises(PermissionError, match="the most one person may have"):  # what the Resume button shows
+        runner.resume(first, alice)
+
+
+def test_submissions_and_resumes_at_the_same_time_never_pass_the_limit(tmp_path, monkeypatch):
+    real = RunStore.active_by_owner
+
+    def slow(self):  # a reader that takes a moment widens any gap between the check and the insert
+        counts = real(self)
+        time.sleep(0.02)
+        return counts
+
+    monkeypatch.setattr(RunStore, "active_by_owner", slow)
+    for trial in range(10):
+        store, outcomes = _race(tmp_path / f"runs{trial}.db", people=8, resumes=2, limit=3)
+        queued, running = store.active_by_owner()["alice"]
+        assert queued + running == 3 and sorted(outcomes) == ["queued"] * 3 + ["refused"] * 5, f"trial {trial}: {outcomes}"
+
+
+def _race(path: Path, people: int, resumes: int, limit: int) -> tuple[RunStore, list[str]]:
+    """`resumes` of alice's cancelled runs resumed and the rest of `people` runs submitted, all at
+    once, under a limit of `limit`; what each attempt came to."""
+    import threading
+
+    store = RunStore(path)
+    runner = Runner(store.path, max_workers=1, settings=Settings(max_queued=limit))  # not started: runs stay queued
+    stopped = [runner.submit(tiny(), user=User("alice")) for _ in range(resumes)]
+    for run_id in stopped:
+        runner.cancel(run_id)
+    start = threading.Barrier(people)
+    outcomes: list[str] = []
+
+    def attempt(i: int) -> None:
+        start.wait()
+        try:
+            if i < resumes:
+                runner.resume(stopped[i], User("alice"))
+            else:
+                runner.submit(tiny(), user=User("alice"))
+            outcomes.append("queued")
+        except QuotaError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(people)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return store, outcomes
+
+
+def test_one_free_worker_takes_people_in_turn(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    alices = [store.create_run(tiny(), owner="alice") for _ in range(3)]  # alice queued first, three runs
+    bob = store.create_run(tiny(), owner="bob")
+    started = []
+    for _ in range(4):  # one worker: each run starts when the one before it has finished
+        (run_id,) = next_runs(store, 1, Settings(max_running=2))
+        assert store.claim(run_id)
+        time.sleep(0.01)
+        store.finish(run_id, "done")
+        started.append(run_id)
+    assert started == [alices[0], bob, alices[1], alices[2]]  # bob waits for one of alice's runs, not three
+
+
 # Workers and their server ----------------------------------------------------------------------
 SERVER = textwrap.dedent(
     """

@@ -20,10 +20,9 @@ from dashboard.layout import chart
 from dashboard.tables import describe_config
 from flcore import settings as server_settings
 from flcore.config import ConfigError, ExperimentConfig, Problem
-from flcore.data import uploads
 from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, dataset_info, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
-from flcore.service.quotas import QuotaError, run_size_problems
+from flcore.service.quotas import QuotaError, admission_problems
 
 PREFILLED_FROM = "prefilled_from"
 
@@ -72,18 +71,13 @@ def _start_values() -> dict:
 
 
 def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
-    """The config, or the problems with it: its own, and what this server allows (the size of
-    one run, whether the dataset is here)."""
+    """The config, or the problems with it: its own, and what this server admits from this
+    person now (`admission_problems`, the check the runner makes when Run is pressed)."""
     try:
         config = ExperimentConfig.create(**values)
     except ConfigError as err:
         return None, list(err.problems)
-    problems = run_size_problems(config, server_settings.current())
-    if config.dataset == "file" and (bad := uploads.problem(config.data_file, server_settings.current())):
-        problems.append(bad)
-    if availability(config.dataset) == "missing":
-        problems.append(Problem("dataset", f"{DATASETS.entry(config.dataset).label} is {AVAILABILITY['missing']}; choose another dataset"))
-    return config, problems
+    return config, admission_problems(state.get_store(), config, access.user().name, server_settings.current())
 
 
 def _preview(values: dict) -> tuple[list[Problem], bool]:

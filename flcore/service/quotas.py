@@ -6,12 +6,19 @@ train at the same time, and one run may ask for at most `max_client_updates` cli
 and 2 GB of store on 2 cores). The limits are server settings (`flcore.settings`). A refused
 submission gets one sentence per limit it breaks, naming the limit and what to change. When a
 worker is free, the queue takes people in turn (`next_runs`): the person with the fewest runs
-training goes first, and among equals the one who has waited longest; one person's twenty runs
-never keep everyone else waiting.
+training goes first; among equals, the one whose runs trained least recently (never, before
+anyone who has), and then the one whose oldest run has waited longest. So with one worker and
+alice's three runs queued before bob's one, they start alice, bob, alice, alice: one person's
+twenty runs never keep everyone else waiting. The admission check (`admission_problems`) is one
+function, used by the New run page and by the runner's submit and resume alike; the runner counts
+a person's runs in the same transaction that queues theirs, so runs submitted or resumed at the
+same moment never pass the limit together.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flcore.problems import ConfigError, Problem
@@ -22,8 +29,10 @@ if TYPE_CHECKING:
     from flcore.store import RunStore
 
 
-class QuotaError(ConfigError):
-    """A submission over one of the server's limits; `problems` say which and what to change."""
+class QuotaError(ConfigError, PermissionError):
+    """A submission or resume over one of the server's limits; `problems` say which and what to
+    change. It is a PermissionError too: an action the server does not permit now, so a page
+    that reports refused actions (cancel, resume, delete) shows its sentence."""
 
 
 def run_size_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
@@ -40,28 +49,68 @@ def run_size_problems(config: ExperimentConfig, settings: Settings) -> list[Prob
     ]
 
 
-def submission_problems(store: RunStore, config: ExperimentConfig, owner: str | None, settings: Settings) -> list[Problem]:
-    """Why `owner` may not queue `config` on this server now (empty: they may)."""
+def run_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
+    """Why this server refuses `config` itself, whoever asks and however full the queue: its
+    size, and whether its data may be read here."""
     from flcore.data import uploads
+    from flcore.data.datasets import AVAILABILITY, DATASETS, availability
 
+    if config.dataset not in DATASETS:  # a stored run whose dataset this server no longer has
+        return [
+            Problem("dataset", f"dataset={config.dataset!r} is not a dataset of this server; choose one of: {', '.join(DATASETS.names())}")
+        ]
     problems = run_size_problems(config, settings)
     if config.dataset == "file" and (bad := uploads.problem(config.data_file, settings)):
         problems.append(bad)  # a server reads only files uploaded to it, never a path someone typed
-    queued, running = store.active_by_owner().get(owner, (0, 0))
-    if queued + running >= settings.max_queued:
-        problems.append(
-            Problem(
-                None,
-                f"you have {queued + running} run{'s' if queued + running != 1 else ''} queued or running, the most one person may have on this server "
-                f"({settings.max_queued}): wait for one to finish, or cancel one",
-            )
-        )
+    if availability(config.dataset, settings) == "missing":
+        problems.append(Problem("dataset", f"{DATASETS.entry(config.dataset).label} is {AVAILABILITY['missing']}; choose another dataset"))
     return problems
+
+
+def queue_problems(active: int, settings: Settings) -> list[Problem]:
+    """Why one more run may not be queued by a person who has `active` runs queued or running."""
+    if active < settings.max_queued:
+        return []
+    return [
+        Problem(
+            None,
+            f"you have {active} run{'s' if active != 1 else ''} queued or running, the most one person may have on this server "
+            f"({settings.max_queued}): wait for one to finish, or cancel one",
+        )
+    ]
+
+
+def admission_problems(store: RunStore, config: ExperimentConfig, owner: str | None, settings: Settings) -> list[Problem]:
+    """Why `owner` may not queue `config` on this server now (empty: they may). The one check
+    behind the New run page, `Runner.submit` and `Runner.resume`, so each refuses the same
+    things in the same sentences; the runner makes it with `admission`, which counts the
+    owner's runs inside the transaction that queues the run."""
+    queued, running = store.active_by_owner().get(owner, (0, 0))
+    return run_problems(config, settings) + queue_problems(queued + running, settings)
+
+
+submission_problems = admission_problems  # its name from before resumes were checked too
+
+
+def admission(config: ExperimentConfig, settings: Settings) -> Callable[[int], None]:
+    """`admission_problems` in two halves, for `RunStore.create_run(admit=...)` and
+    `RunStore.resume(admit=...)`: the config's own problems now (they may read the data, which
+    must not happen while the store is locked), the queue's when the store calls back with the
+    owner's count inside its write transaction. The callback raises QuotaError to refuse."""
+    problems = run_problems(config, settings)
+
+    def admit(active: int) -> None:
+        found = problems + queue_problems(active, settings)
+        if found:
+            raise QuotaError(found)
+
+    return admit
 
 
 def next_runs(store: RunStore, free: int, settings: Settings) -> list[str]:
     """Up to `free` queued run ids to start now, people in turn (see the module docstring)."""
     running = {owner: r for owner, (_, r) in store.active_by_owner().items()}
+    last = store.last_trained()  # owner -> when a run of theirs last trained
     waiting: dict[str | None, list[str]] = {}
     for run_id, owner in store.queue():  # oldest first
         waiting.setdefault(owner, []).append(run_id)
@@ -71,7 +120,8 @@ def next_runs(store: RunStore, free: int, settings: Settings) -> list[str]:
         candidates = [o for o in order if waiting[o] and running.get(o, 0) < settings.max_running]
         if not candidates:
             break
-        owner = min(candidates, key=lambda o: (running.get(o, 0), order.index(o)))
+        owner = min(candidates, key=lambda o: (running.get(o, 0), last.get(o, -math.inf), order.index(o)))
         chosen.append(waiting[owner].pop(0))
         running[owner] = running.get(owner, 0) + 1
+        last[owner] = math.inf  # their turn is now
     return chosen

@@ -40,7 +40,7 @@ from flcore.auth import User
 from flcore.config import ExperimentConfig
 from flcore.service.budget import CpuBudget
 from flcore.service.execute import error_message, execute_claimed
-from flcore.service.quotas import QuotaError, next_runs, submission_problems
+from flcore.service.quotas import admission, next_runs
 from flcore.service.ray_runs import RayRuns
 from flcore.settings import Settings
 from flcore.settings import current as current_settings
@@ -146,10 +146,7 @@ class Runner:
         """Queue `config` as a new run of `user` and wake the scheduler; returns the run id.
         Raises QuotaError when it would break one of the server's limits for that user."""
         owner = user.name if user is not None else None
-        problems = submission_problems(self.store, config, owner, self.settings)
-        if problems:
-            raise QuotaError(problems)
-        run_id = self.store.create_run(config, source, owner)
+        run_id = self.store.create_run(config, source, owner, admit=admission(config, self.settings))
         self._nudge()
         return run_id
 
@@ -158,9 +155,13 @@ class Runner:
         self.store.request_cancel(run_id)
 
     def resume(self, run_id: str, user: User | None = None) -> None:
-        """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint."""
+        """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint.
+        Raises QuotaError, as `submit` does, when queueing it would break one of the server's limits."""
         self._check(run_id, user, "resume")
-        self.store.resume(run_id)
+        info = self.store.get_run(run_id)
+        if info is None:
+            return
+        self.store.resume(run_id, admit=admission(info.config, self.settings))
         self._nudge()
 
     def delete(self, run_id: str, user: User | None = None) -> None:

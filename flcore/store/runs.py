@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flcore.auth import User
@@ -35,6 +36,9 @@ _RUN_FIELDS = (
     "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
     "finished_at, final_accuracy, cancel_requested, source"
 )  # then worker_json, owner and sweep_id, which stores of earlier releases may lack (see `_run_fields`)
+
+
+Admit = Callable[[int], None]  # called with the owner's queued + running count inside a write; raises to refuse
 
 
 class RunNotRunning(RuntimeError):
@@ -119,10 +123,19 @@ def pid_alive(pid: int) -> bool:
 class RunLifecycle(Database):
     """Runs and their statuses (see the module docstring for the transitions)."""
 
-    def create_run(self, config: ExperimentConfig, source: str = "dashboard", owner: str | None = None) -> str:
-        """Store `config` as a queued run started by `owner`; return its id."""
+    def create_run(self, config: ExperimentConfig, source: str = "dashboard", owner: str | None = None, admit: Admit | None = None) -> str:
+        """Store `config` as a queued run started by `owner`; return its id. `admit`, when given,
+        is called inside the write transaction with the number of runs `owner` has queued or
+        running, and refuses the run by raising (`flcore.service.quotas.admission`): no other
+        writer can queue a run between that count and this insert."""
         with self._write() as c:
+            if admit is not None:
+                admit(self._active_count(c, owner))
             return self._insert_run(c, config, source, owner)
+
+    def _active_count(self, c, owner: str | None) -> int:
+        """How many runs `owner` has queued or running, read inside the caller's transaction."""
+        return c.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running') AND owner IS ?", (owner,)).fetchone()[0]
 
     def _insert_run(self, c, config: ExperimentConfig, source: str, owner: str | None, sweep_id: str | None = None) -> str:
         """Insert a queued run inside the caller's write transaction; return its id."""
@@ -172,6 +185,10 @@ class RunLifecycle(Database):
         ):
             out.setdefault(owner, [0, 0])[status == "running"] += count
         return {owner: (q, r) for owner, (q, r) in out.items()}
+
+    def last_trained(self) -> dict[str | None, float]:
+        """owner -> when a run of theirs last trained (its latest heartbeat), for owners who ever had one train."""
+        return dict(self._query("SELECT owner, MAX(heartbeat_at) FROM runs WHERE heartbeat_at IS NOT NULL GROUP BY owner"))
 
     def claim(self, run_id: str) -> bool:
         """Atomically move a queued run to running; False if it is not queued (someone else took it)."""
@@ -251,12 +268,18 @@ class RunLifecycle(Database):
                     stale.append(run_id)
         return stale
 
-    def resume(self, run_id: str) -> None:
+    def resume(self, run_id: str, admit: Admit | None = None) -> None:
         """An interrupted, cancelled or failed run goes back in the queue, keeping its rounds.
 
         Its worker continues from the last checkpoint. Any other status is left as it is.
+        `admit`, as for `create_run`, may refuse it inside the same transaction.
         """
         with self._write() as c:
+            row = c.execute("SELECT owner, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None or row[1] not in RESUMABLE:
+                return
+            if admit is not None:
+                admit(self._active_count(c, row[0]))
             c.execute(
                 "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL, cancel_requested = 0, pid = NULL "
                 f"WHERE run_id = ? AND status IN ({', '.join(repr(s) for s in RESUMABLE)})",
