@@ -36,8 +36,8 @@ class Sample:
 
     def empty(self) -> Sample:
         """The same run before its first round: every frame with its columns and no rows."""
-        return replace(self, rounds=self.rounds.iloc[0:0], clients=self.clients.iloc[0:0], partition=self.partition.iloc[0:0],
-                       offline=self.offline.iloc[0:0])  # fmt: skip
+        frames = {name: getattr(self, name).iloc[0:0] for name in ("rounds", "clients", "partition", "offline")}
+        return replace(self, **frames)
 
     @property
     def curves(self) -> pd.DataFrame:
