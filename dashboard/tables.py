@@ -21,13 +21,14 @@ import pandas as pd
 
 from flcore.config import ExperimentConfig, registries
 from flcore.data.partition import describe_split
+from flcore.describe import describe_config
 from flcore.federation.privacy import EPSILON_KINDS, epsilon_label
 from flcore.records import best_round
 
 if TYPE_CHECKING:
     from flcore.store import RunInfo
 
-__all__ = ["describe_split", "registries"]  # re-exported for the pages
+__all__ = ["describe_config", "describe_split", "registries"]  # re-exported for the pages
 
 # How a config field is named on screen; fields not listed get their name in words.
 FIELD_LABELS = {
@@ -96,52 +97,6 @@ FIELD_LABELS = {
 
 def field_label(name: str) -> str:
     return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
-
-
-def describe_config(config: ExperimentConfig) -> str:
-    """One line: dataset, split, clients, model, strategy, rounds (and the attack, if any)."""
-    choices = registries()
-
-    def label(field: str, name: str) -> str:
-        return choices[field].entry(name).label if name in choices[field] else name
-
-    sampled = config.clients_per_round_resolved
-    parts = [
-        label("dataset", config.dataset),
-        describe_split(config),
-        f"{config.num_clients} clients ({sampled} per round)",
-        label("model", config.model),
-        label("strategy", config.strategy) + (f" + FedProx μ={config.prox_mu:g}" if config.prox_mu > 0 else ""),
-        f"{config.rounds} rounds",
-    ]
-    if config.attack != "none":
-        parts.append(f"attack: {config.attack} on {config.attack_fraction:.0%} of clients")
-    if config.dp != "none":
-        budget = f", budget ε={config.dp_target_epsilon:g}" if config.dp_target_epsilon is not None else ""
-        parts.append(f"{config.dp} DP (noise ×{config.dp_noise_multiplier:g}, clip {config.dp_clip:g}{budget})")
-    feedback = " with error feedback" if config.error_feedback else ""
-    if config.compression == "topk":
-        parts.append(f"updates: top {config.compression_ratio:.0%} of coordinates{feedback}")
-    elif config.compression == "quantize":
-        parts.append(f"updates: {config.compression_bits}-bit quantized{feedback}")
-    parts.extend(_uneven_parts(config))
-    return " · ".join(parts)
-
-
-def _uneven_parts(config: ExperimentConfig) -> list[str]:
-    """The clients that come and go, in a few words each (nothing when every client always reports)."""
-    parts = []
-    if config.availability < 1:
-        spread = ", each its own chance" if config.availability_model == "heterogeneous" else ""
-        parts.append(f"clients online {config.availability:.0%} of rounds{spread}")
-    if config.dropout:
-        parts.append(f"{config.dropout:.0%} drop out")
-    if config.stragglers:
-        what = "send partial work" if config.straggler_policy == "partial" else "are dropped"
-        parts.append(f"{config.stragglers:.0%} stragglers {what}")
-    if config.round_deadline_s is not None:
-        parts.append(f"deadline {config.round_deadline_s:g} s")
-    return parts
 
 
 def format_duration(seconds: float | None) -> str:

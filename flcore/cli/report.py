@@ -9,45 +9,7 @@ import time
 import pandas as pd
 
 from flcore.cli.args import UsageError
-from flcore.config import ExperimentConfig
-
-
-def _size(num_bytes: float) -> str:
-    """3.52 MB, 870 kB, 12 B."""
-    for unit in ("B", "kB", "MB"):
-        if num_bytes < 1000:
-            return f"{num_bytes:.3g} {unit}"
-        num_bytes /= 1000
-    return f"{num_bytes:.3g} GB"
-
-
-def summary_lines(config: ExperimentConfig, rounds: pd.DataFrame) -> list[str]:
-    """Privacy, communication and client drift of a run, one line each, from its rounds."""
-    if rounds.empty:
-        return []
-    last = rounds.iloc[-1]
-    lines = []
-    if "epsilon" in rounds:
-        from flcore.federation.privacy import EPSILON_KINDS
-
-        lines.append(
-            f"privacy: {EPSILON_KINDS.get(config.dp, config.dp)} epsilon {last['epsilon']:.4g} at dp_delta={config.dp_delta:g} "
-            f"after round {int(last['round'])} "
-            f"(dp={config.dp!r}, dp_noise_multiplier={config.dp_noise_multiplier:g}, dp_clip={config.dp_clip:g})"
-        )
-    received, sent = rounds["bytes_received"].sum(), rounds["bytes_sent"].sum()
-    line = f"communication: clients sent {_size(received)}, the server sent {_size(sent)}"
-    if config.compression != "none" and "bytes_uncompressed" in rounds:  # the uploads that happened, uncompressed
-        whole = rounds["bytes_uncompressed"].sum()
-        line += f" (compression={config.compression!r}: {received / whole:.1%} of the same uploads uncompressed)" if whole else ""
-    lines.append(line)
-    if "drift_cosine_mean" in rounds:
-        lines.append(
-            f"client drift in the last round: cosine with the global update {last['drift_cosine_mean']:.3f} "
-            f"± {last['drift_cosine_std']:.3f}, distance from the global model {last['drift_distance_mean']:.3g} "
-            f"± {last['drift_distance_std']:.3g}"
-        )
-    return lines
+from flcore.describe import summary_lines
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

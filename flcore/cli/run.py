@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from flcore.cli.args import config_from_args, use_server_flags, writable_folder
-from flcore.cli.report import summary_lines
 from flcore.config import ExperimentConfig
+from flcore.describe import describe_config, summary_lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,8 +87,7 @@ def _print_summary(config: ExperimentConfig, results: list, seconds: float, out:
     final = results[-1]
     best = best_round(pd.DataFrame([r.row() for r in results]))
     print(
-        f"{config.dataset} · {config.partition} · {config.strategy} · {config.num_clients} clients · "
-        f"{len(results)} rounds in {seconds:.1f} s\n"
+        f"{describe_config(config)}\n{len(results)} rounds in {seconds:.1f} s\n"
         f"final test accuracy {final.test_accuracy:.4f} (loss {final.test_loss:.4f}); "
         f"best {best['test_accuracy']:.4f} at round {int(best['round'])}\n"
         f"{summary(config, results)}\n"
