@@ -15,6 +15,7 @@ read from environment variables, and from an optional TOML file named by ``FLCOR
 | `FLCORE_MAX_QUEUED` | runs one person may have queued or running at once | 5 |
 | `FLCORE_MAX_RUNNING` | runs of one person that train at the same time | 2 |
 | `FLCORE_MAX_CLIENT_UPDATES` | the work of one run: rounds x clients per round | 250000 |
+| `FLCORE_MAX_RUN_TFLOP` | the compute of one run, estimated before it is queued (`flcore.service.quotas.run_cost`), in trillions of operations | 200 |
 | `FLCORE_MAX_UPLOAD_MB` | the largest data file one may upload on New run | 100 |
 | `FLCORE_MAX_DECODED_MB` | the most a data file may take once read (its samples as 8-byte numbers) | 256 |
 | `FLCORE_ALLOW_OPEN_NETWORK` | serve without sign-in to other machines too (`1`/`0`): everyone who reaches it owns every run | `0` |
@@ -78,6 +79,7 @@ class Settings:
     max_queued: int = 5
     max_running: int = 2
     max_client_updates: int = 250_000
+    max_run_tflop: int = 200  # about 3 hours of one core at the 20 GFLOP/s a worker thread trains at (see quotas.run_cost)
     max_upload_mb: int = 100
     max_decoded_mb: int = 256
     allow_open_network: bool = False  # open mode (no sign-in) answers other machines as well
@@ -140,7 +142,7 @@ def _parse(name: str, value: Any) -> Any:
         if isinstance(value, (set, frozenset, list, tuple)):
             return frozenset(str(v).strip() for v in value if str(v).strip())
         return frozenset(v.strip() for v in str(value).split(",") if v.strip())
-    if name in ("max_queued", "max_running", "max_client_updates", "max_upload_mb", "max_decoded_mb"):
+    if name in ("max_queued", "max_running", "max_client_updates", "max_run_tflop", "max_upload_mb", "max_decoded_mb"):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         number = env_int(var, 1, None, str(value))

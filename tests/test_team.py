@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -214,6 +215,33 @@ def test_a_submission_over_a_limit_is_refused_naming_the_limit(tmp_path):
     assert err.value.problems[0].field == "rounds" and "50,000 client updates" in str(err.value)
     # 5,000 clients for 10,000 rounds, accepted before, is refused by the default limit
     assert submission_problems(store, tiny(num_clients=5000, rounds=10_000, partition="iid"), "dan", Settings())
+
+
+def test_a_run_that_would_compute_too_much_is_refused_with_its_estimate(tmp_path):
+    from flcore.service.quotas import run_cost
+
+    store = RunStore(tmp_path / "runs.db")
+    runner = Runner(store.path, max_workers=1, settings=Settings())  # the default limits
+    big = tiny(model="cnn", num_clients=25, rounds=10_000, local_epochs=20)  # 250,000 client updates: within that limit
+    with pytest.raises(QuotaError) as err:
+        runner.submit(big, user=User("alice"))
+    (problem,) = err.value.problems
+    assert problem.field == "rounds"
+    assert re.search(r"this run would compute about [\d,]+ TFLOP, about \d+ (hours|days) of one core", problem.message)
+    assert "local_epochs=20" in problem.message and "at most 200 TFLOP on this server (FLCORE_MAX_RUN_TFLOP)" in problem.message
+    assert store.list_runs() == []
+    cost = run_cost(big, Settings())
+    assert cost.train_samples == 1438 and cost.parameters == 188_810
+    assert cost.samples_trained == 10_000 * 25 * 20 * 1438 / 25  # rounds x clients x epochs x samples a client
+    half = run_cost(big.replace(local_epochs=10), Settings())
+    assert half.flop < cost.flop / 1.9  # half the local work is about half the cost
+    assert runner.submit(big.replace(local_epochs=1), user=User("alice"))  # about 90 TFLOP: accepted
+    assert runner.submit(big.replace(local_epochs=2), user=User("bob"), source="cli")  # the default epochs: accepted too
+    with pytest.raises(QuotaError, match="at most 1 TFLOP"):
+        Runner(store.path, max_workers=1, settings=Settings(max_run_tflop=1)).submit(big.replace(local_epochs=1), user=User("carol"))
+    assert Settings.from_environment({"FLCORE_MAX_RUN_TFLOP": "50"}).max_run_tflop == 50
+    with pytest.raises(ValueError, match="FLCORE_MAX_RUN_TFLOP='lots' must be a whole number of at least 1"):
+        Settings.from_environment({"FLCORE_MAX_RUN_TFLOP": "lots"})
 
 
 def test_the_queue_takes_people_in_turn(tmp_path):

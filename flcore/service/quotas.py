@@ -17,8 +17,11 @@ same moment never pass the limit together.
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flcore.problems import ConfigError, Problem
@@ -49,6 +52,111 @@ def run_size_problems(config: ExperimentConfig, settings: Settings) -> list[Prob
     ]
 
 
+TRAIN_PASSES = 3  # a training step (forward and backward) costs about three forward passes
+STEP_FLOP = 1_000_000  # a mini-batch step's fixed cost (optimizer, Python, small kernels): ~50 us at 20 GFLOP/s
+FLOP_PER_S = 20e9  # what one worker thread trains at (an MLP or CNN on digits, measured), to say a cost in hours
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run will compute, estimated from its workload before it is queued."""
+
+    train_samples: int  # the dataset's training samples (split over num_clients)
+    forward_flop: int  # one sample's forward pass through the model
+    parameters: int
+    samples_trained: float  # rounds x clients per round x local epochs x mean samples per client
+    steps: float  # mini-batch steps, each with a fixed cost as well
+    flop: float  # training (TRAIN_PASSES forward passes a sample), evaluation every round, and STEP_FLOP a step
+
+    @property
+    def tflop(self) -> float:
+        return self.flop / 1e12
+
+    @property
+    def hours(self) -> float:
+        return self.flop / FLOP_PER_S / 3600
+
+
+def run_cost(config: ExperimentConfig, settings: Settings) -> RunCost | None:
+    """The compute `config` asks for; None when its data is not on this server yet (it is
+    downloaded when the run starts) or cannot be read (the run's own check says why)."""
+    sizes = _dataset_sizes(config, settings)
+    if sizes is None:
+        return None
+    train, test, shape, classes, vocab = sizes
+    forward, parameters = _forward_flop(config.model, shape, classes, vocab)
+    per_client = train / config.num_clients
+    passes = config.rounds * config.clients_per_round_resolved * config.local_epochs  # a client's pass over its samples
+    samples = passes * per_client
+    steps = passes * math.ceil(per_client / config.batch_size)
+    flop = TRAIN_PASSES * forward * samples + forward * test * config.rounds + STEP_FLOP * steps
+    return RunCost(train, forward, parameters, samples, steps, flop)
+
+
+def run_cost_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
+    cost = run_cost(config, settings)
+    if cost is None or cost.tflop <= settings.max_run_tflop:
+        return []
+    return [
+        Problem(
+            "rounds",
+            f"this run would compute about {cost.tflop:,.0f} TFLOP, about {_duration(cost.hours)} of one core "
+            f"(rounds={config.rounds} x clients_per_round={config.clients_per_round_resolved} x local_epochs="
+            f"{config.local_epochs} x about {cost.train_samples / config.num_clients:,.0f} "
+            f"samples a client, through {cost.parameters:,} parameters of model={config.model!r}); one run may compute at most "
+            f"{settings.max_run_tflop:,} TFLOP on this server (FLCORE_MAX_RUN_TFLOP): lower rounds, the clients per round or "
+            "local_epochs, or choose a smaller model",
+        )
+    ]
+
+
+def _duration(hours: float) -> str:
+    return f"{hours:,.0f} hours" if hours < 72 else f"{hours / 24:,.0f} days"
+
+
+_SIZES: dict[str, tuple[int, int, tuple[int, ...], int, int] | None] = {}
+
+
+def _dataset_sizes(config: ExperimentConfig, settings: Settings) -> tuple[int, int, tuple[int, ...], int, int] | None:
+    """(training samples, test samples, input shape, classes, vocabulary) of the data `config`
+    reads, loaded once per process and data folder; None when it is not here or cannot be read."""
+    import json
+
+    from flcore.data.datasets import DataFileError, DatasetUnavailable, availability, dataset_fields, load_dataset
+
+    if availability(config.dataset, settings) != "present":  # reading it would download it
+        return None
+    fields = {f: getattr(config, f) for f in dataset_fields(config)}
+    key = json.dumps([str(settings.data_dir), settings.max_decoded_mb, fields], sort_keys=True, default=str)
+    if key not in _SIZES:
+        try:
+            data = load_dataset(config, settings)
+        except (DataFileError, DatasetUnavailable, OSError, ValueError):
+            return None  # not cached: the file may be fixed, or arrive
+        info = data.info
+        _SIZES[key] = (len(data.y_train), len(data.y_test), tuple(info.input_shape), info.num_classes, info.vocab_size)
+    return _SIZES[key]
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_flop(model: str, shape: tuple[int, ...], classes: int, vocab: int) -> tuple[int, int]:
+    """(operations of one sample's forward pass, parameters) of `model`, counted by running it
+    once on zeros (oneDNN off, so an LSTM's steps are counted too); at least two a parameter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from flcore.models import build_model
+
+    net = build_model(model, shape, classes, vocab)
+    parameters = sum(p.numel() for p in net.parameters())
+    x = torch.zeros((1, *shape), dtype=torch.long if vocab else torch.float32)
+    with warnings.catch_warnings():  # switching oneDNN warns about TF32 on Intel GPUs
+        warnings.simplefilter("ignore")
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+            net(x)
+    return max(int(counter.get_total_flops()), 2 * parameters), parameters
+
+
 def run_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
     """Why this server refuses `config` itself, whoever asks and however full the queue: its
     size, and whether its data may be read here."""
@@ -64,6 +172,8 @@ def run_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
         problems.append(bad)  # a server reads only files uploaded to it, never a path someone typed
     if availability(config.dataset, settings) == "missing":
         problems.append(Problem("dataset", f"{DATASETS.entry(config.dataset).label} is {AVAILABILITY['missing']}; choose another dataset"))
+    if not problems:  # a run already refused is not read to estimate its cost
+        problems += run_cost_problems(config, settings)
     return problems
 
 

@@ -122,3 +122,13 @@ def test_a_sentence_under_a_field_shows_an_uploaded_column_name_as_typed(store, 
     for error in quoting:
         assert "label_column='**kind**'" in shown(error) and LINK in shown(error)
         assert "](http" not in error and "**" not in error
+
+
+def test_a_preview_of_many_clients_draws_a_bounded_part_of_them(store):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("synthetic").run()
+    at.selectbox(key="cfg.partition").set_value("iid").run()
+    at.number_input(key="cfg.num_clients").set_value(1200).run()
+    assert "The charts and the table show the first 1,000 of the 1,200 clients (a preview draws at most 1,000)" in texts(at)
+    (table,) = at.dataframe  # the per-client statistics
+    assert len(table.value) == 1000
