@@ -18,6 +18,7 @@ from run_helpers import tiny, wait_for, wait_status
 from flcore.federation.simulation import Simulation
 from flcore.service.checkpoint import numerics_from_bytes, state_from_bytes
 from flcore.service.execute import execute_run
+from flcore.service.quotas import QuotaError
 from flcore.service.scheduler import Runner
 from flcore.settings import Settings
 from flcore.store import RunStore
@@ -116,7 +117,10 @@ def test_a_run_whose_worker_raises_ends_failed_with_the_message(store, make_runn
     empty = tmp_path / "no-data-here"
     empty.mkdir()
     config = tiny(dataset="mnist")
-    run_id = make_runner(settings=Settings(data_dir=empty, download=False)).submit(config)  # the worker gets the server's settings
+    runner = make_runner(settings=Settings(data_dir=empty, download=False))  # the worker gets the server's settings
+    with pytest.raises(QuotaError, match="MNIST is not on this server"):  # submit refuses it, as the New run page does
+        runner.submit(config)
+    run_id = store.create_run(config)  # queued without the check (the files were there then): the worker says why it fails
     run = wait_status(store, run_id, "failed", "done")
     assert run.status == "failed"
     assert "MNIST" in run.error and "download is off" in run.error
