@@ -9,7 +9,7 @@ the runner and the CLI open.
 
 from __future__ import annotations
 
-from flcore.store.database import MIGRATIONS, StoreError, default_store_path
+from flcore.store.database import MIGRATIONS, StoreError, StoreFault, default_store_path
 from flcore.store.results import PARTITION_COLUMNS, RunResults
 from flcore.store.runs import (
     ACTIVE,
@@ -30,8 +30,20 @@ from flcore.store.sweeps import SweepInfo, Sweeps
 class RunStore(Sweeps, RunResults):
     """A handle on one store file: its runs' lifecycle, its sweeps and the runs' results."""
 
+    def list_runs(self) -> list[RunInfo]:
+        """Every run, newest first; in a damaged file, every run whose record can still be read
+        (`health.readable_runs`), so that what is left stays usable."""
+        try:
+            return super().list_runs()
+        except StoreFault as err:
+            if err.kind != "damaged":
+                raise
+            from flcore.store.health import readable_runs
+
+            return readable_runs(self)
+
 
 __all__ = [
     "ACTIVE", "FINISHED", "MIGRATIONS", "PARTITION_COLUMNS", "RESUMABLE", "STALE_AFTER_S", "STATUSES",
-    "RunInfo", "RunLifecycle", "RunNotRunning", "RunStore", "StoreError", "SweepInfo", "actions", "default_store_path", "pid_alive", "run_name",
+    "RunInfo", "RunLifecycle", "RunNotRunning", "RunStore", "StoreError", "StoreFault", "SweepInfo", "actions", "default_store_path", "pid_alive", "run_name",
 ]  # fmt: skip

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -104,6 +105,17 @@ class StoreError(RuntimeError):
     """The store file cannot be used; the message says why and what to do."""
 
 
+class StoreFault(StoreError, sqlite3.OperationalError):
+    """A read or a write the store file refused (a full disk, a file or folder that may not be
+    written, a damaged file), as a sentence naming the file and what to do. It is still an
+    `sqlite3.OperationalError`, so code that catches those keeps working. `kind` is one of
+    "full", "readonly", "damaged" or "io"; `detail` what SQLite said."""
+
+    def __init__(self, message: str, kind: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.kind, self.detail = kind, detail
+
+
 def default_store_path() -> Path:
     """$FLCORE_STORE if set, else ~/.local/share/flcore/runs.db (`flcore.settings.store_path`)."""
     from flcore import settings
@@ -127,6 +139,8 @@ class Database:
             )
         if readonly and not self.path.exists():
             raise StoreError(f"there is no run store at {self.path}; runs are stored there once one is started")
+        if readonly and self.path.stat().st_size == 0:
+            raise StoreError(f"the run store {self.path} is empty; runs are stored there once one is started")
         try:
             if not readonly:
                 _create_private(self.path)
@@ -189,7 +203,7 @@ class Database:
         """This thread's connection (reopened after a fork)."""
         conn, pid = getattr(self._local, "conn", None), getattr(self._local, "pid", None)
         if conn is None or pid != os.getpid():
-            target = f"file:{self.path}?mode=ro" if self.readonly else str(self.path)
+            target = _readonly_uri(self.path) if self.readonly else str(self.path)
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=self.readonly)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # In WAL mode, NORMAL syncs at checkpoints instead of at every commit: a killed process
@@ -203,14 +217,19 @@ class Database:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken up front so concurrent writers queue instead of deadlocking."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise self._fault(err) from None
         try:
             yield conn
-        except BaseException:
+            conn.execute("COMMIT")
+        except BaseException as err:
             if conn.in_transaction:  # SQLite may have rolled back already (e.g. on a full disk)
                 conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.Error):
+                raise self._fault(err) from None
             raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -223,7 +242,18 @@ class Database:
             conn.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self._conn().execute(sql, params).fetchall()
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            raise self._fault(err) from None
+
+    def _fault(self, err: sqlite3.Error) -> sqlite3.Error:
+        """`err` as a `StoreFault` with a sentence naming this file, when it says the file cannot
+        be used (full, read-only, damaged); any other error (a constraint, a bug) as it is."""
+        if isinstance(err, StoreFault):
+            return err
+        kind = fault_kind(self.path, err)
+        return StoreFault(_open_problem(self.path, err), kind, str(err)) if kind else err
 
 
 def _create_private(path: Path) -> None:
@@ -237,13 +267,68 @@ def _create_private(path: Path) -> None:
         pass
 
 
-def _open_problem(path: Path, err: BaseException) -> str:
-    """One sentence for a store that cannot be opened or written."""
-    text = str(err)
+def _readonly_uri(path: Path) -> str:
+    """The URI that opens `path` for reading only. In a folder this process may not write, and
+    with no -wal file holding unmerged writes, the file is opened as immutable: SQLite then needs
+    no -shm file beside it (which it could not create there) and takes no locks."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+FIX = "point FLCORE_STORE (or --store) at another file"
+
+
+def fault_kind(path: Path, err: BaseException) -> str | None:
+    """What `err` says about the store file: "damaged", "full", "readonly" or "io" (None: nothing)."""
+    text = str(err).lower()
     if "not a database" in text or "malformed" in text:
-        return f"{path} is not a flcore run store (it is not an SQLite database); point FLCORE_STORE (or --store) at another file"
-    if "readonly" in text or isinstance(err, PermissionError) or "unable to open" in text:
-        return f"cannot write the run store {path} ({text}); check its permissions, or use --store (FLCORE_STORE) to choose another file"
+        return "damaged"
+    if "full" in text:
+        return "full"
+    if "readonly" in text or "read-only" in text or isinstance(err, PermissionError) or "unable to open" in text:
+        return "readonly"
+    if "disk i/o" in text:
+        return "io"
+    return None
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _open_problem(path: Path, err: BaseException) -> str:
+    """One sentence for a store that cannot be opened, read or written: what is wrong with which
+    file, and what to do."""
+    text, kind = str(err), fault_kind(path, err)
+    if kind == "damaged" and (_is_sqlite_file(path) or "malformed" in text):
+        return (
+            f"the run store {path} is damaged or truncated (SQLite says: {text}); restore it from a backup, or {FIX}; "
+            "`python -m flcore check` says which runs can still be read"
+        )
+    if kind == "damaged":
+        return (
+            f"{path} is not a flcore run store: it is not an SQLite file (it may be truncated or damaged, or another kind "
+            f"of file); restore it from a backup, or {FIX}"
+        )
+    if kind == "full":
+        return (
+            f"the run store {path} cannot grow: its disk is full ({text}); free space on that disk, or {FIX}, then try again "
+            "(a run stopped by this can be resumed from its last finished round)"
+        )
+    if kind == "readonly":
+        return (
+            f"cannot write the run store {path} ({text}); check the permissions of the file and its folder, or {FIX} "
+            "(`python -m flcore runs` and `show` read a store they may not write)"
+        )
+    if kind == "io":
+        return f"the run store {path} could not be read or written ({text}); check its disk, or {FIX}"
     return f"the run store {path} cannot be used: {text}"
 
 
