@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from flcore.problems import ConfigError, Problem
+from flcore.problems import ConfigError, Problem, shown
 
 if TYPE_CHECKING:
     from flcore.registry import Registry
@@ -245,7 +245,7 @@ def format_validation_error(err: ValidationError) -> list[Problem]:
             continue
         value = e.get("input")
         allowed = _allowed_range(field) if e["type"] in _BOUND_ERRORS else ""
-        problems.append(Problem(field, f"{field}={value!r} is invalid: {msg[0].lower() + msg[1:]}{allowed}"))
+        problems.append(Problem(field, f"{field}={shown(value)} is invalid: {msg[0].lower() + msg[1:]}{allowed}"))
     return problems
 
 
@@ -311,7 +311,7 @@ def registries() -> dict[str, "Registry"]:
 def _choice(field: str, value: str, registry: "Registry") -> Problem | None:
     if value in registry:
         return None
-    return Problem(field, f"{field}={value!r} is not a known {registry.kind}; choose one of: {', '.join(registry.names())}")
+    return Problem(field, f"{field}={shown(value)} is not a known {registry.kind}; choose one of: {', '.join(registry.names())}")
 
 
 def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:

@@ -55,6 +55,7 @@ import torch
 
 from flcore.data.datasets import DATASETS, Dataset, DatasetInfo, DatasetSpec
 from flcore.data.errors import DataFileError
+from flcore.problems import shown
 
 if TYPE_CHECKING:
     from flcore.config import ExperimentConfig
@@ -98,7 +99,7 @@ def read(path: str, label_column: str = "label", client_column: str = "", max_de
         raise DataFileError(f"dataset='file' needs data_file: the path of {KINDS}")
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(full):
-        raise DataFileError(f"data_file={path!r} does not exist" + (" (it is a folder)" if os.path.isdir(full) else ""))
+        raise DataFileError(f"data_file={shown(path)} does not exist" + (" (it is a folder)" if os.path.isdir(full) else ""))
     stat = os.stat(full)
     if max_decoded_mb is None:
         from flcore import settings

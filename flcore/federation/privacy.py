@@ -73,6 +73,10 @@ class Mechanism:
 
 PRIVACY: Registry[Mechanism] = Registry("privacy mechanism")
 DP_FIELDS = ("dp_clip", "dp_noise_multiplier", "dp_delta", "dp_target_epsilon")
+# The smallest noise multiplier other than 0 (no noise): Opacus's RDP analysis divides by its
+# square, which for 1e-300 is 0 (a ZeroDivisionError); at 0.01 (0.005 for local DP, which halves
+# it) epsilon is finite (about 5e3 after one round), and less noise than that protects nothing.
+MIN_NOISE_MULTIPLIER = 0.01
 
 PRIVACY.register("none", label="No differential privacy", description="Updates are sent and averaged as they are.")(Mechanism(None))
 PRIVACY.register(
@@ -285,6 +289,15 @@ def config_problems(c: "ExperimentConfig") -> list[Problem]:
                 f"does not take; choose a strategy that averages ({means}) or dp='local'",
             )
         )
+    if 0 < c.dp_noise_multiplier < MIN_NOISE_MULTIPLIER:
+        problems.append(
+            Problem(
+                "dp_noise_multiplier",
+                f"dp_noise_multiplier={c.dp_noise_multiplier:g} is too small to account for: give 0 (no noise) or at least "
+                f"{MIN_NOISE_MULTIPLIER:g}",
+            )
+        )
+        return problems
     target = c.dp_target_epsilon
     if target is not None and c.dp_noise_multiplier == 0:
         problems.append(
