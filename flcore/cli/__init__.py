@@ -1,4 +1,4 @@
-"""Command line: ``python -m flcore run | sweep | partition | list | runs | show``.
+"""Command line: ``python -m flcore run | sweep | partition | list | runs | show | check``.
 
 `run` takes an optional ``--config FILE.json`` and one flag per config field (``--num-clients``,
 ``--alpha``, ...), which override the file. It shows a progress bar, prints a summary, records
@@ -6,7 +6,9 @@ the run in the run store (so it appears in the dashboard) and writes ``config.js
 ``rounds.csv``, ``clients.csv``, ``partition.csv`` and ``timings.csv`` to ``--out``.
 ``rounds.csv`` and ``clients.csv`` hold only seeded results, so two runs of one config are
 byte-identical; wall-clock times go to ``timings.csv``. Bad arguments exit with status 2 and
-a sentence naming the field. `sweep --grid GRID.json` queues one run per combination of a grid
+a sentence naming the field (a long value is cut, not echoed whole). `runs`, `show` and `run` first
+mark interrupted the runs a killed process left `running` (`check.interrupt_gone_runs`); `check`
+says whether the store file is whole and which runs can still be read. `sweep --grid GRID.json` queues one run per combination of a grid
 of settings and seeds under one sweep id and runs them (in local worker processes, or on Ray
 with $FLCORE_RAY_ADDRESS set), then prints each setting's final accuracy, mean ± std over seeds.
 """
@@ -20,12 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flcore.cli.args import EXIT_USAGE, UsageError, add_config_flags, add_server_flags
+from flcore.cli.check import cmd_check, interrupt_gone_runs
 from flcore.cli.explore import cmd_list, cmd_partition
 from flcore.cli.report import cmd_runs, cmd_show
 from flcore.cli.run import cmd_run
 from flcore.cli.sweep import cmd_sweep
 from flcore.cli.users import cmd_users
 from flcore.config import ConfigError
+from flcore.problems import cut_long_words
 from flcore.service.sweep import SweepError
 
 
@@ -33,7 +37,7 @@ from flcore.service.sweep import SweepError
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's errors, as one sentence and status 2
         self.print_usage(sys.stderr)
-        raise UsageError(message)
+        raise UsageError(cut_long_words(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--store", metavar="PATH")
     show.set_defaults(func=cmd_show)
 
+    check = sub.add_parser("check", help="check that the run store is whole and say which runs can still be read")
+    check.add_argument("--store", metavar="PATH")
+    check.set_defaults(func=cmd_check)
+
     users = sub.add_parser("users", help="add, remove or list the users of a server's password sign-in")
     users.add_argument("action", choices=("add", "remove", "list"))
     users.add_argument("name", nargs="?")
@@ -95,15 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("runs", "show") or (args.command == "run" and not args.no_store):
+            interrupt_gone_runs(args.store)
         return args.func(args)
     except (UsageError, ConfigError, StoreError, AuthError, SettingsError, SweepError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cut_long_words(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except sqlite3.Error as err:  # e.g. a store that became read-only: one sentence, not a traceback
         print(f"error: the run store cannot be written ({err}); check its permissions, or choose another with --store", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, RuntimeError, OSError) as err:  # PartitionError, DatasetUnavailable, ...
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cut_long_words(str(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
