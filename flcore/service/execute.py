@@ -1,12 +1,14 @@
 """Executing one run in this process: claim it, build its Simulation, continue from its
 checkpoint, write every round (with a fresh checkpoint) in one transaction, heartbeat, and end
-the run as done, cancelled, failed or interrupted with a sentence. Used by worker processes,
+the run as done, cancelled, failed or interrupted with a sentence (interrupted, and resumable,
+when the store file takes no more rounds, as on a full disk). Used by worker processes,
 by the Ray driver thread and by the CLI."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 from flcore.ray_support import RayWorkerLost
 from flcore.service.checkpoint import numerics_from_bytes, state_from_bytes, state_to_bytes, train_as_before
 from flcore.settings import current as current_settings
-from flcore.store import RunNotRunning, RunStore, pid_alive
+from flcore.store import RunNotRunning, RunStore, StoreFault, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,14 @@ def execute_claimed(
     except KeyboardInterrupt:
         store.mark_interrupted(run_id, "The run was stopped with Ctrl-C; resume it to continue from its last finished round.")
         raise
+    except StoreFault as e:  # the store took no more (a full disk): the run stops resumable, saying why and where
+        sentence = str(e)[0].upper() + str(e)[1:] + "."
+        try:
+            store.mark_interrupted(run_id, sentence)
+        except sqlite3.Error:  # not even that could be written: the caller says it
+            raise e from None
+        log.warning("run %s stopped: %s", run_id, sentence)
+        return "interrupted"
     except RayWorkerLost as e:  # a node of the Ray cluster died, or the server stopped the run there
         store.mark_interrupted(run_id, str(e))
         return "interrupted"
