@@ -114,10 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ValueError, RuntimeError, OSError) as err:  # PartitionError, DatasetUnavailable, ...
         print(f"error: {cut_long_words(str(err))}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE if _refuses_settings(err) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _refuses_settings(err: BaseException) -> bool:
+    """Whether `err` refuses the settings (a split the data cannot give, a data file that cannot
+    be used: status 2, like any refusal) rather than says the run failed (status 1)."""
+    from flcore.data.errors import DataFileError
+    from flcore.data.partition import PartitionError
+
+    return isinstance(err, (PartitionError, DataFileError))
 
 
 if __name__ == "__main__":
