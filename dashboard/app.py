@@ -3,7 +3,8 @@
 Finds who is signing in (`access.current_user`: the sign-in screen until someone is), declares
 the four pages with `st.navigation` (New run, Runs, Run, Compare), makes sure the one background
 runner of this server process is started (`serve.py` starts it with the server already), and
-runs the chosen page. The Run page's URL carries the run id (`/run?run=<id>`), so a reload or
+runs the chosen page. A run store that cannot be used is said in one sentence on every page
+instead (its file, what is wrong, what to do); one that SQLite finds damaged is said above it. The Run page's URL carries the run id (`/run?run=<id>`), so a reload or
 another browser opens the same run.
 """
 
@@ -34,11 +35,23 @@ def main() -> None:
     with st.sidebar:
         st.caption("Federated learning simulator: runs train in the background; close the tab and come back any time.")
         access.sign_out_control(user)
+    from flcore.store import StoreError
+
+    problem = state.store_problem()  # a file that cannot be used: every page says why, in one sentence
+    if problem:
+        st.error(access.plain(problem[0].upper() + problem[1:] + "."), icon=":material/database:")
+        st.stop()
+    damage = state.store_damage()
+    if damage:
+        st.warning(access.plain(damage[0].upper() + damage[1:] + "."), icon=":material/database:")
     try:
         state.get_runner()
     except Exception as err:  # the pages still show stored runs; submitting says what is wrong
         st.sidebar.error(f"The background runner could not start: {err}")
-    page.run()
+    try:
+        page.run()
+    except StoreError as err:  # the file became full, read-only or damaged under a page: a sentence, not a traceback
+        st.error(access.plain(str(err)[0].upper() + str(err)[1:] + "."), icon=":material/database:")
 
 
 # Streamlit runs this file as __main__. A worker process started with the spawn method imports

@@ -28,6 +28,10 @@ needs before anyone opens a page:
   `dashboard/.streamlit/config.toml` binds the server to 127.0.0.1 wherever it is started from,
   and the server refuses to start open on any other address unless the operator sets
   `FLCORE_ALLOW_OPEN_NETWORK=1`, which lets everyone who can reach it in as its owner.
+- **An unusable run store does not stop it**: a store file that is a folder, damaged, truncated
+  or may not be written is said in one sentence on stderr and on every page (its file, what is
+  wrong, what to do), and the server starts anyway; one that SQLite's quick check finds damaged
+  is said at start-up and above every page, and the runs that can be read stay usable.
 - **Uploads stop at the limit**: Streamlit's `server.maxUploadSize` is set to
   `FLCORE_MAX_UPLOAD_MB`, so a larger file is refused as it arrives, not after.
 
@@ -79,7 +83,11 @@ def is_loopback(address: str | None) -> bool:
 
 @asynccontextmanager
 async def lifespan(app):
-    state.get_runner()  # starts the scheduler and the forkserver, marks runs left by a dead server
+    problem = state.store_problem() or state.store_damage()  # the pages say it too; the server still starts
+    if problem:
+        print(f"flcore: {problem}", file=sys.stderr)
+    if not state.store_problem():
+        state.get_runner()  # starts the scheduler and the forkserver, marks runs left by a dead server
     threading.Thread(target=state.warm_up_pages, name="flcore-page-warm-up", daemon=True).start()
     yield
 

@@ -50,6 +50,32 @@ def get_store() -> "RunStore":
     return _store(store_path())
 
 
+def store_problem() -> str | None:
+    """Why the run store cannot be opened (a sentence naming its file and what to do), or None.
+    Asked at every page view until it opens: an operator may fix the file while the server runs."""
+    from flcore.store import StoreError
+
+    try:
+        get_store()
+    except StoreError as err:
+        return str(err)
+    return None
+
+
+@st.cache_resource(show_spinner=False)
+def _damage(path: str) -> str | None:
+    from flcore.store.health import damage_sentence, quick_check
+
+    findings = quick_check(_store(path))
+    return damage_sentence(_store(path), findings) if findings else None
+
+
+def store_damage() -> str | None:
+    """What SQLite's quick check found wrong with the store file, as a sentence (None: it is
+    whole); checked once per server process, at start-up under serve.py."""
+    return _damage(store_path())
+
+
 def _max_workers() -> int | None:
     from flcore import settings
 

@@ -23,6 +23,7 @@ from flcore.config import ConfigError, ExperimentConfig, Problem
 from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, dataset_info, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
 from flcore.service.quotas import QuotaError, admission_problems
+from flcore.store import StoreError
 
 PREFILLED_FROM = "prefilled_from"
 PREVIEW_CLIENTS = 1_000  # the most clients the preview's charts and table draw
@@ -194,6 +195,9 @@ def run_button(config: ExperimentConfig | None, problems: list[Problem]) -> None
                 run_id = runner.submit(config, user=access.user())
             except QuotaError as err:
                 st.error("Nothing was queued: " + "; ".join(plain(p.message) for p in err.problems) + ".")
+                return
+            except StoreError as err:  # a store that became read-only or full: its file and what to do
+                st.error("Nothing was queued: " + plain(err) + ".")
                 return
             state.wait_for_first_round(runner.store, run_id)
         st.session_state.pop(PREFILLED_FROM, None)

@@ -314,7 +314,7 @@ def _open_problem(path: Path, err: BaseException) -> str:
         )
     if kind == "damaged":
         return (
-            f"{path} is not a flcore run store: it is not an SQLite file (it may be truncated or damaged, or another kind "
+            f"the file {path} is not a flcore run store: it is not an SQLite file (it may be truncated or damaged, or another kind "
             f"of file); restore it from a backup, or {FIX}"
         )
     if kind == "full":
