@@ -1,6 +1,6 @@
 """The pages on a run store made unusable in each common way: every page says, in one sentence,
 what is wrong with which file and what to do; none shows a traceback or Streamlit's error box.
-(The server's start-up on such a store is tested against a real server in tests/e2e.)"""
+(The server's start-up on such a store is tested against a real server in tests/e2e/test_store_fault_server.py.)"""
 
 from __future__ import annotations
 

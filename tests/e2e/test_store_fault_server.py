@@ -1,6 +1,6 @@
 """A real `serve.py` server on a run store made unusable: it starts, says on stderr in one
 sentence what is wrong with which file, and serves its pages (which say the same sentence, see
-tests/dashboard/test_store_faults.py) instead of exiting with a traceback."""
+tests/dashboard/test_store_fault_pages.py) instead of exiting with a traceback."""
 
 from __future__ import annotations
 
