@@ -54,7 +54,7 @@ def test_hostile_json_values_are_refused_with_a_sentence(name, tmp_path, capsys)
 
 def test_a_tiny_noise_multiplier_is_refused_not_divided_by(capsys, tmp_path):
     assert main([*BASE, "--dp", "local", "--dp-noise-multiplier", "1e-300", "--out", str(tmp_path / "o")]) == 2
-    assert "dp_noise_multiplier=1e-300 is too small to account for: give 0 (no noise) or at least 0.01" in capsys.readouterr().err
+    assert "dp_noise_multiplier=1e-300 is too small to account for: give 0 (no noise) or at least 1e-06" in capsys.readouterr().err
 
 
 def test_a_5_mb_argument_is_not_echoed(capsys):

@@ -74,9 +74,9 @@ class Mechanism:
 PRIVACY: Registry[Mechanism] = Registry("privacy mechanism")
 DP_FIELDS = ("dp_clip", "dp_noise_multiplier", "dp_delta", "dp_target_epsilon")
 # The smallest noise multiplier other than 0 (no noise): Opacus's RDP analysis divides by its
-# square, which for 1e-300 is 0 (a ZeroDivisionError); at 0.01 (0.005 for local DP, which halves
-# it) epsilon is finite (about 5e3 after one round), and less noise than that protects nothing.
-MIN_NOISE_MULTIPLIER = 0.01
+# square, which for 1e-300 is 0 (a ZeroDivisionError); at 1e-6 (5e-7 for local DP, which halves
+# it) epsilon is still finite (about 1e16 after 10,000 rounds) at any sampling rate.
+MIN_NOISE_MULTIPLIER = 1e-6
 
 PRIVACY.register("none", label="No differential privacy", description="Updates are sent and averaged as they are.")(Mechanism(None))
 PRIVACY.register(
