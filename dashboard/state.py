@@ -139,10 +139,11 @@ def act(action: str, run_id: str) -> None:
     """A button's callback: cancel, resume or delete a run as the signed-in user. The engine
     checks the user may; a refusal is shown as a sentence."""
     from dashboard import access
+    from flcore.service.quotas import QuotaError
 
     try:
         getattr(get_runner(), action)(run_id, access.user())
-    except PermissionError as err:
+    except (PermissionError, QuotaError) as err:  # not the owner; or a resume past a limit
         st.toast(access.plain(err), icon=":material/block:")
 
 
