@@ -15,7 +15,9 @@ the strategy. `run()` then repeats, top to bottom:
   7. emit                 a RoundResult with global and per-client numbers
 
 Storage, progress bars, cancellation and checkpoints hang off this loop as consumers of the
-iterator; the loop itself knows nothing about them. Each result carries the server state after
+iterator; the loop itself knows nothing about them. Progress inside a long round is the one
+callback: `run(on_clients=...)` hands it to the executor, which calls it with (clients done,
+clients training) as they finish. Each result carries the server state after
 its round (`result.state`), which is what a consumer checkpoints. Every round's randomness is a
 function of (seed, round), so running from a checkpointed `ServerState` reproduces an
 uninterrupted run. Who is online, drops out or straggles, and the simulated clock, are planned
@@ -24,6 +26,7 @@ by `flcore.federation.availability` before a round trains; the state carries the
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Iterator
@@ -45,7 +48,7 @@ from flcore.records import ClientResult, RoundResult
 from flcore.settings import Settings
 from flcore.settings import current as current_settings
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
-from flcore.training import ClientTask, TrainedClients, TrainingData, evaluate, make_executor
+from flcore.training import ClientsDone, ClientTask, TrainedClients, TrainingData, evaluate, make_executor
 from flcore.training.local import flat_params
 from flcore.training.objective import LocalSettings
 
@@ -106,15 +109,16 @@ class Simulation:
     def initial_state(self) -> ServerState:
         return self.strategy.init(flat_params(self.model))
 
-    def run(self, state: ServerState | None = None) -> Iterator[RoundResult]:
+    def run(self, state: ServerState | None = None, on_clients: ClientsDone | None = None) -> Iterator[RoundResult]:
         """Yield one result per round, from `state` (a checkpoint) or from the start; each
-        carries the server state after its round."""
+        carries the server state after its round. `on_clients(done, total)` hears, while a
+        round trains, how many of its clients finished (throttled by the executor)."""
         state = state if state is not None else self.initial_state()
         if state.clock_s is None:  # a checkpoint from before the simulated clock: replay its rounds' durations
             state = state.evolve(clock_s=self.clock_at(state.round))
         try:
             while state.round < self.privacy.last_round:  # config.rounds, unless a privacy budget ends the run sooner
-                state, result = self.step(state)
+                state, result = self.step(state, on_clients)
                 yield result
         finally:  # the run ended, failed or was abandoned (cancelled): release what trains it
             self.close()
@@ -140,7 +144,7 @@ class Simulation:
             return {}
         return {"bytes_uncompressed": float(reported * self.vector_bytes * self.per_client)}
 
-    def step(self, state: ServerState) -> tuple[ServerState, RoundResult]:
+    def step(self, state: ServerState, on_clients: ClientsDone | None = None) -> tuple[ServerState, RoundResult]:
         """Run round state.round + 1 and return the new state with its result."""
         start = time.perf_counter()
         round_ = state.round + 1
@@ -157,7 +161,10 @@ class Simulation:
         corrections = self.strategy.client_corrections(state, ids)
 
         # 3. local training
-        trained = self.executor.train(state.params, tasks, self.data, round_, corrections) if tasks else _no_training(state.params)
+        progress = {"on_clients": on_clients} if on_clients is not None and _reports_progress(self.executor) else {}
+        trained = (
+            self.executor.train(state.params, tasks, self.data, round_, corrections, **progress) if tasks else _no_training(state.params)
+        )
 
         # 4. attack: malicious clients poison what they send
         deltas = trained.deltas
@@ -230,6 +237,13 @@ class Simulation:
             offline=plan.offline,
             state=state,
         )
+
+
+def _reports_progress(executor) -> bool:
+    """Whether `executor.train` takes `on_clients` (an executor registered before progress
+    existed does not, and trains without reporting it)."""
+    params = inspect.signature(executor.train).parameters
+    return "on_clients" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _no_training(params: torch.Tensor) -> TrainedClients:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from flcore.registry import import_modules
-from flcore.training.base import EXECUTORS, ClientTask, Executor, ExecutorSpec, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientsDone, ClientTask, Executor, ExecutorSpec, TrainedClients, TrainingData
 from flcore.training.local import SequentialExecutor, evaluate
 from flcore.training.objective import LocalObjective, LocalSettings
 from flcore.training.vectorized import VectorizedExecutor, supports
@@ -30,6 +30,6 @@ def make_executor(config: "ExperimentConfig", model: nn.Module, num_classes: int
 
 
 __all__ = [
-    "EXECUTORS", "ClientTask", "Executor", "ExecutorSpec", "LocalObjective", "LocalSettings", "SequentialExecutor", "TrainedClients",
+    "EXECUTORS", "ClientTask", "ClientsDone", "Executor", "ExecutorSpec", "LocalObjective", "LocalSettings", "SequentialExecutor", "TrainedClients",
     "TrainingData", "VectorizedExecutor", "evaluate", "make_executor", "supports",
 ]  # fmt: skip

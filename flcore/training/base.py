@@ -14,6 +14,10 @@ when the config is validated, not in the worker). Every executor has `close()` (
 protocol), which the simulation calls when its run ends: one that holds resources between
 rounds (processes, actors) releases them there, and may be trained again afterwards.
 
+An executor may also report progress inside a round: given `on_clients`, it calls
+`on_clients(done, total)` as clients (or chunks of clients) finish, through `throttled`, so at
+most a few times a second and always with `total` last. Progress never changes the numbers.
+
 `TrainingData` is a handle, not the tensors: it pickles as the run's config and a device, so
 a worker in another process (or on another machine) resolves it by loading the dataset from the
 registry, once per process; the process that built the simulation resolves it to the tensors it
@@ -22,6 +26,7 @@ already holds.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +122,28 @@ _LOADED: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  
 MAX_LOADED = 4  # a worker trains one run; a notebook may try a few datasets
 
 
+ClientsDone = Callable[[int, int], None]  # on_clients(done, total): clients of the round trained so far
+PROGRESS_EVERY_S = 0.25  # an executor reports progress inside a round at most this often
+
+
+def throttled(on_clients: ClientsDone | None, every_s: float | None = None) -> ClientsDone:
+    """`on_clients`, called at most every `every_s` seconds (PROGRESS_EVERY_S by default, timed
+    from now) and always for the last client (done == total); a no-op when `on_clients` is None."""
+    if on_clients is None:
+        return lambda done, total: None
+    every_s = PROGRESS_EVERY_S if every_s is None else every_s
+    last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done >= total or now - last >= every_s:
+            last = now
+            on_clients(done, total)
+
+    return report
+
+
 class Executor(Protocol):
     def train(
         self,
@@ -125,8 +152,10 @@ class Executor(Protocol):
         data: TrainingData,
         round_: int,
         corrections: torch.Tensor | None = None,
+        on_clients: ClientsDone | None = None,
     ) -> TrainedClients:
-        """Train each task's client from `global_params`; SCAFFOLD's `corrections` are [n, P]."""
+        """Train each task's client from `global_params`; SCAFFOLD's `corrections` are [n, P];
+        `on_clients(done, total)` hears of finished clients (see the module doc)."""
         ...
 
     def close(self) -> None:

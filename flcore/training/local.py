@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector
 
 from flcore.seeding import torch_generator
-from flcore.training.base import EXECUTORS, ClientTask, ExecutorSpec, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientsDone, ClientTask, ExecutorSpec, TrainedClients, TrainingData, throttled
 from flcore.training.objective import LocalObjective, LocalSettings
 
 
@@ -83,11 +83,13 @@ class SequentialExecutor:
         data: TrainingData,
         round_: int,
         corrections: torch.Tensor | None = None,
+        on_clients: ClientsDone | None = None,
     ) -> TrainedClients:
         x, y = data.tensors()
-        rows = [
-            self._train_one(global_params, t, x, y, round_, None if corrections is None else corrections[i]) for i, t in enumerate(tasks)
-        ]
+        report, rows = throttled(on_clients), []
+        for i, t in enumerate(tasks):
+            rows.append(self._train_one(global_params, t, x, y, round_, None if corrections is None else corrections[i]))
+            report(i + 1, len(tasks))
         deltas, samples, steps, losses, accs = zip(*rows)
         as_t = lambda v: torch.tensor(v, dtype=torch.float32)
         return TrainedClients(self.objective.finish(torch.stack(deltas)), as_t(samples), as_t(steps), as_t(losses), as_t(accs))

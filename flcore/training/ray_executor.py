@@ -39,7 +39,7 @@ from torch import nn
 
 from flcore import ray_support
 from flcore.problems import Problem
-from flcore.training.base import EXECUTORS, ClientTask, ExecutorSpec, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientsDone, ClientTask, ExecutorSpec, TrainedClients, TrainingData
 from flcore.training.local import local_steps, samples_in_steps
 from flcore.training.objective import LocalSettings
 
@@ -137,6 +137,7 @@ class RayExecutor:
         data: TrainingData,
         round_: int,
         corrections: torch.Tensor | None = None,
+        on_clients: ClientsDone | None = None,
     ) -> TrainedClients:
         start = time.perf_counter()
         ray = ray_support.connect()
@@ -151,6 +152,8 @@ class RayExecutor:
         parts = self._get(ray, futures)
         out = _assemble([p for p, _ in parts], shares, len(tasks), global_params.device)
         self.last_round = {"wall_s": time.perf_counter() - start, "actor_s": [s for _, s in parts]}
+        if on_clients is not None:  # the actors' shares come back together: one report, at the end
+            on_clients(len(tasks), len(tasks))
         return out
 
     def _work(self, task: ClientTask) -> int:

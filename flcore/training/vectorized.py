@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flcore.training.base import EXECUTORS, ClientTask, ExecutorSpec, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientsDone, ClientTask, ExecutorSpec, TrainedClients, TrainingData, throttled
 from flcore.training.local import SequentialExecutor, batch_order, local_steps, samples_in_steps
 from flcore.training.objective import LocalObjective, LocalSettings
 
@@ -312,8 +312,10 @@ class VectorizedExecutor:
         data: TrainingData,
         round_: int,
         corrections: torch.Tensor | None = None,
+        on_clients: ClientsDone | None = None,
     ) -> TrainedClients:
         x, y = data.tensors()
+        report = throttled(on_clients)
         s, n, device = self.settings, len(tasks), global_params.device
         net = self._net(tuple(x.shape[1:]))
         sizes = np.array([len(t.indices) for t in tasks], dtype=np.int64)
@@ -332,6 +334,7 @@ class VectorizedExecutor:
             d, chunk_loss, c = self._train_chunk(net, global_params, part, x, y, round_, corr)
             where = torch.as_tensor(rows, device=device)
             deltas[where], loss_sum[where], correct[where] = d, chunk_loss, c
+            report(start + len(rows), n)
         seen = torch.as_tensor([samples_in_steps(m, s.batch_size, k) for m, k in zip(sizes, steps)], dtype=torch.float32).clamp_min(1)
         return TrainedClients(
             self.objective.finish(deltas),
