@@ -231,6 +231,27 @@ def test_execute_run_leaves_a_run_that_is_not_queued_alone(store):
         execute_run(store, "missing")
 
 
+def test_a_worker_stores_how_many_of_the_rounds_clients_trained(store, monkeypatch):
+    from flcore.service import execute
+    from flcore.training import base
+
+    monkeypatch.setattr(base, "PROGRESS_EVERY_S", 0.0)  # every client reports ...
+    monkeypatch.setattr(execute, "PROGRESS_S", 0.0)  # ... and every report but a round's last is stored
+    run_id = store.create_run(tiny(executor="sequential", num_clients=5, clients_per_round=4, rounds=2), source="cli")
+    stored, heard = [], []
+    write = store.set_round_progress
+
+    def set_round_progress(*args):
+        write(*args)
+        stored.append(store.get_run(run_id).training)
+
+    monkeypatch.setattr(store, "set_round_progress", set_round_progress)
+    assert execute_run(store, run_id, on_clients=lambda done, total: heard.append((done, total))) == "done"
+    assert [(p.round, p.done, p.total) for p in stored] == [(r, d, 4) for r in (1, 2) for d in (1, 2, 3)]
+    assert heard == [(d, 4) for d in (1, 2, 3, 4)] * 2  # the caller hears every report, the last too
+    assert store.get_run(run_id).training is None  # done: nothing is training
+
+
 # Warm workers and the CPU budget ----------------------------------------------------------------
 def test_a_run_starts_in_a_warm_worker_that_inherited_nothing_it_should_not(store, make_runner):
     """The worker is forked from the forkserver, which imported flcore and torch once: it needs

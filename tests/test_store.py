@@ -251,3 +251,22 @@ def test_threads_write_concurrently(store, config):
         t.join()
     assert [store.get_run(i).rounds_done for i in ids] == [20] * 4
     assert all(len(store.clients_frame(i)) == 40 for i in ids)
+
+
+def test_a_rounds_progress_is_stored_and_shown_only_for_the_round_training(store, config):
+    run_id = store.create_run(config)
+    store.set_round_progress(run_id, 1, 2, 3)  # not running yet: nothing is written
+    assert store.get_run(run_id).round_progress is None
+    store.claim(run_id)
+    store.set_round_progress(run_id, 1, 2, 3)
+    info = store.get_run(run_id)
+    assert info.round_progress == info.training and (info.training.round, info.training.done, info.training.total) == (1, 2, 3)
+    store.append_round(run_id, make_round(1), b"state")
+    assert store.get_run(run_id).training is None  # the report is about a round already stored
+    store.set_round_progress(run_id, 2, 1, 3)
+    assert store.get_run(run_id).training.round == 2
+    store.finish(run_id, "interrupted", "stopped")
+    assert store.get_run(run_id).training is None  # only a running run trains
+    store.resume(run_id)
+    store.claim(run_id)
+    assert store.get_run(run_id).round_progress is None  # a new worker starts without its predecessor's word

@@ -1,5 +1,6 @@
 """Executing one run in this process: claim it, build its Simulation, continue from its
-checkpoint, write every round (with a fresh checkpoint) in one transaction, heartbeat, and end
+checkpoint, write every round (with a fresh checkpoint) in one transaction, heartbeat, say how
+many of a long round's clients have trained (at most once every PROGRESS_S), and end
 the run as done, cancelled, failed or interrupted with a sentence (interrupted, and resumable,
 when the store file takes no more rounds, as on a full disk). Used by worker processes,
 by the Ray driver thread and by the CLI."""
@@ -24,10 +25,12 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from flcore.records import RoundResult
     from flcore.settings import Settings
+    from flcore.training import ClientsDone
 
 
 HEARTBEAT_S = 10.0  # how often a worker says it is alive (the store's STALE_AFTER_S is much longer)
 SERVER_CHECK_S = 1.0  # how often a worker checks that its server still lives
+PROGRESS_S = 1.0  # how often a worker stores how many of the round's clients have trained
 
 
 # Running one run ---------------------------------------------------------------------------
@@ -40,9 +43,14 @@ def error_message(error: BaseException) -> str:
 
 
 def execute_run(
-    store: RunStore, run_id: str, on_round: Callable[["RoundResult"], None] | None = None, settings: "Settings | None" = None
+    store: RunStore,
+    run_id: str,
+    on_round: Callable[["RoundResult"], None] | None = None,
+    settings: "Settings | None" = None,
+    on_clients: "ClientsDone | None" = None,
 ) -> str:
     """Run one stored run to the end in THIS process; returns its final status. Used by worker processes and by the CLI.
+    `on_clients(done, total)` hears, as the store does, how many of a round's clients trained.
 
     The run must be queued (a new run, or one put back with `RunStore.resume`); a run in any
     other state is left alone and its status returned, so a run is never trained twice at once.
@@ -52,7 +60,7 @@ def execute_run(
         if run is None:
             raise LookupError(f"there is no run {run_id!r} in {store.path}")
         return run.status
-    return execute_claimed(store, run_id, on_round, settings=settings)
+    return execute_claimed(store, run_id, on_round, settings=settings, on_clients=on_clients)
 
 
 def execute_claimed(
@@ -63,6 +71,7 @@ def execute_claimed(
     server_pid: int | None = None,
     simulation: Callable | None = None,
     settings: "Settings | None" = None,
+    on_clients: "ClientsDone | None" = None,
 ) -> str:
     """Train a claimed run, writing each round here; `simulation` builds what trains it from the
     config and the server's `settings` (this process's when None): a local `Simulation` by
@@ -84,8 +93,10 @@ def execute_claimed(
             if blob is not None:
                 train_as_before(numerics_from_bytes(blob))
             store.discard_rounds_after(run_id, state.round if state is not None else 0)
-            for result in sim.run(state):
+            progress = _ClientProgress(store, run_id, (state.round if state is not None else 0) + 1, on_clients)
+            for result in sim.run(state, on_clients=progress):
                 store.append_round(run_id, result, state_to_bytes(result.state))
+                progress.round = result.round + 1
                 if on_round is not None:
                     on_round(result)
                 if store.cancel_requested(run_id):
@@ -115,6 +126,27 @@ def execute_claimed(
         log.debug("run %s failed", run_id, exc_info=True)
         store.finish(run_id, "failed", error_message(e))
         return "failed"
+
+
+class _ClientProgress:
+    """The `on_clients` a worker gives its simulation: stores how many of the training round's
+    clients are done, at most every PROGRESS_S (a write in the store's row of the run), and
+    passes every report on to `also` (the CLI's bar)."""
+
+    def __init__(self, store: RunStore, run_id: str, round_: int, also: "ClientsDone | None" = None) -> None:
+        self.store, self.run_id, self.round, self.also = store, run_id, round_, also
+        self._last = float("-inf")
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.also is not None:
+            self.also(done, total)
+        if done >= total or time.monotonic() - self._last < PROGRESS_S:
+            return  # a finished round is said by its stored result, at once
+        self._last = time.monotonic()
+        try:
+            self.store.set_round_progress(self.run_id, self.round, done, total)
+        except sqlite3.Error:  # a busy database must not stop the round; the next report tries again
+            log.warning("progress of run %s could not be stored", self.run_id, exc_info=True)
 
 
 class _Heartbeat:

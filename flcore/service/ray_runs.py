@@ -194,7 +194,8 @@ class RemoteSimulation:
         self.label_counts = self.placement["label_counts"]
         self.device = torch.device("cpu")  # where checkpoints are read to before they travel
 
-    def run(self, state: "ServerState | None" = None):
+    def run(self, state: "ServerState | None" = None, on_clients=None):
+        """The actor's rounds (`on_clients` is not heard: a round on Ray reports when it ends)."""
         actor = self.control.actor
         try:
             if actor is None:  # stopped before it began

@@ -98,6 +98,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 6: clients that come and go: what became of each sampled client (every earlier one trained),
     # and which clients were offline in a round, as JSON {"group": g, "counts": [...]} (NULL: none)
     "ALTER TABLE client_rounds ADD COLUMN status TEXT NOT NULL DEFAULT 'trained';\nALTER TABLE rounds ADD COLUMN offline_json TEXT;",
+    # 7: how far the round a worker is training has come, as JSON {"round", "done", "total"} (clients)
+    "ALTER TABLE runs ADD COLUMN progress_json TEXT;",
 )
 
 

@@ -6,7 +6,8 @@
     interrupted | cancelled | failed --resume--> queued (continues from its checkpoint)
 
 A claim is atomic, so two servers on one store never train a run twice. A running run records
-the pid and host of its worker and beats a heartbeat; a run whose worker is gone (no such
+the pid and host of its worker and beats a heartbeat (and, through a long round, how many of
+the round's clients have trained: `RoundProgress`); a run whose worker is gone (no such
 process on this host, or no heartbeat for STALE_AFTER_S) is marked interrupted. `actions` says
 what a user may do with a run in its status; the dashboard asks it rather than knowing.
 """
@@ -35,7 +36,7 @@ STALE_AFTER_S = 120.0  # a running run whose heartbeat is older than this has lo
 _RUN_FIELDS = (
     "run_id, name, config_json, status, rounds_done, total_rounds, error, created_at, started_at, "
     "finished_at, final_accuracy, cancel_requested, source"
-)  # then worker_json, owner and sweep_id, which stores of earlier releases may lack (see `_run_fields`)
+)  # then worker_json, owner, sweep_id and progress_json, which stores of earlier releases may lack (see `_run_fields`)
 
 
 Admit = Callable[[int], None]  # called with the owner's queued + running count inside a write; raises to refuse
@@ -43,6 +44,15 @@ Admit = Callable[[int], None]  # called with the owner's queued + running count 
 
 class RunNotRunning(RuntimeError):
     """A worker tried to write to a run that is no longer `running` (cancelled, interrupted or deleted)."""
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """How far the round a worker is training has come: `done` of its `total` clients trained."""
+
+    round: int
+    done: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,14 @@ class RunInfo:
     worker: dict | None = None  # what its worker process was given: start method, threads, niceness
     owner: str | None = None  # who started it (None for runs stored before owners were kept)
     sweep_id: str | None = None  # the sweep it is one combination of (flcore.store.sweeps), if any
+    round_progress: RoundProgress | None = None  # as its worker last said; see `training`
+
+    @property
+    def training(self) -> RoundProgress | None:
+        """The progress of the round being trained now: only while running, and only for the
+        round after the last one stored (an older report is about a round already stored)."""
+        p = self.round_progress
+        return p if self.status == "running" and p is not None and p.round == self.rounds_done + 1 else None
 
     @property
     def progress(self) -> float:
@@ -151,7 +169,7 @@ class RunLifecycle(Database):
         return run_id
 
     def _run_fields(self) -> str:
-        return ", ".join([_RUN_FIELDS] + [self.column("runs", name) for name in ("worker_json", "owner", "sweep_id")])
+        return ", ".join([_RUN_FIELDS] + [self.column("runs", name) for name in ("worker_json", "owner", "sweep_id", "progress_json")])
 
     def get_run(self, run_id: str) -> RunInfo | None:
         rows = self._query(f"SELECT {self._run_fields()} FROM runs WHERE run_id = ?", (run_id,))
@@ -196,7 +214,7 @@ class RunLifecycle(Database):
         with self._write() as c:
             cur = c.execute(
                 "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL, "
-                "heartbeat_at = ?, pid = ?, host = ? WHERE run_id = ? AND status = 'queued'",
+                "heartbeat_at = ?, pid = ?, host = ?, progress_json = NULL WHERE run_id = ? AND status = 'queued'",
                 (now, now, os.getpid(), socket.gethostname(), run_id),
             )
             return cur.rowcount == 1
@@ -216,6 +234,15 @@ class RunLifecycle(Database):
     def heartbeat(self, run_id: str) -> None:
         with self._write() as c:
             c.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", (time.time(), run_id))
+
+    def set_round_progress(self, run_id: str, round_: int, done: int, total: int) -> None:
+        """Say that `done` of round `round_`'s `total` clients have trained (a heartbeat too)."""
+        progress = json.dumps({"round": round_, "done": done, "total": total})
+        with self._write() as c:
+            c.execute(
+                "UPDATE runs SET progress_json = ?, heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
+                (progress, time.time(), run_id),
+            )
 
     def request_cancel(self, run_id: str) -> None:
         """A queued run becomes cancelled at once; a running one is flagged for its worker to stop."""
@@ -293,8 +320,9 @@ class RunLifecycle(Database):
 
 
 def _info(row: tuple) -> RunInfo:
-    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker, owner, sweep) = row  # fmt: skip
+    (run_id, name, config_json, status, rounds_done, total, error, created, started, finished, acc, cancel, source, worker, owner, sweep, progress) = row  # fmt: skip
     return RunInfo(
         run_id, name, _parse_config(config_json), status, rounds_done, total, error,
         created, started, finished, acc, bool(cancel), source, json.loads(worker) if worker else None, owner, sweep,
+        RoundProgress(**json.loads(progress)) if progress else None,
     )  # fmt: skip
