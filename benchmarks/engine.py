@@ -12,6 +12,17 @@ labels, no downloads), in one process:
      100 clients per round, 5 rounds: seconds per round and peak RSS, each client count in its
      own child process so that the two peaks are comparable.
 
+  D  FEMNIST-like heavy tail: 2,000 clients of 784 features whose sizes follow a power law
+     (lognormal, 10 to 1,000 samples: 100x), logistic regression, 100 clients per round,
+     10 rounds, 1 epoch, batch 10.
+  E  Chem97-like tabular: 31,022 rows of 5 features over 131 clients of heavy-tailed sizes
+     (20 to about 1,400), the MLP (2NN), every client every round, 3 rounds, 2 epochs, batch 16.
+
+For D and E (uneven clients) it times the vectorized executor on the uneven split and on an even
+split of the same rows (each round's sampled rows dealt evenly over the same number of clients),
+next to central training of those rows at the clients' batch and at clients-per-round x batch.
+The targets: uneven within 2x of central training at the same batch, and within 1.5x of even.
+
 For A and B it times the sequential and vectorized executors and two central trainings of the
 same samples with one plain nn.Module and torch.optim.SGD: at the clients' batch size, and at
 batch clients-per-round x batch, the floor a simulation can approach (the same arithmetic in
@@ -105,15 +116,46 @@ def workload_b(rounds: int) -> Workload:
     return Workload("B", "cifar_cnn", x, y, parts, 10, rounds, LocalSettings(1, 32, 0.05, 0.0, 0.0, 0.0))
 
 
+def heavy_tailed_sizes(total: int, clients: int, sigma: float, low: int, high: int) -> np.ndarray:
+    """`clients` sizes summing to about `total`, lognormal(0, sigma) scaled, clipped to [low, high]."""
+    raw = np.random.default_rng(SEED).lognormal(0, sigma, clients)
+    return np.clip(raw / raw.sum() * total, low, high).astype(np.int64)
+
+
+def uneven_workload(name, model, shape, sizes, per_round, rounds, settings) -> Workload:
+    g = torch.Generator().manual_seed(SEED)
+    n = int(sizes.sum())
+    x, y = torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
+    order = torch.randperm(n, generator=g)
+    cuts = np.concatenate([[0], np.cumsum(sizes)])
+    return Workload(name, model, x, y, [order[a:b] for a, b in zip(cuts, cuts[1:])], per_round, rounds, settings)
+
+
+def workload_d(rounds: int) -> Workload:
+    sizes = heavy_tailed_sizes(60_000, 2000, 1.5, 10, 1000)
+    return uneven_workload("D", "logistic", (1, 28, 28), sizes, 100, rounds, LocalSettings(1, 10, 0.03, 0.0, 0.0, 0.0))
+
+
+def workload_e(rounds: int) -> Workload:
+    sizes = heavy_tailed_sizes(31_022, 131, 1.2, 20, 5000)
+    return uneven_workload("E", "mlp", (5,), sizes, 131, rounds, LocalSettings(2, 16, 0.05, 0.0, 0.0, 0.0))
+
+
 # The four ways of training a workload ------------------------------------------------------
-def run_federated(wl: Workload, executor_cls, model: torch.nn.Module) -> tuple[float, torch.Tensor]:
-    """FedAvg rounds with one executor; returns (seconds, final parameters)."""
+def run_federated(wl: Workload, executor_cls, model: torch.nn.Module, even: bool = False) -> tuple[float, torch.Tensor]:
+    """FedAvg rounds with one executor; returns (seconds, final parameters). `even`: each round's
+    sampled rows are dealt evenly over the same number of clients (the uneven split's control)."""
     executor = executor_cls(model, wl.settings, 10, SEED)
     params = flat_params(model)
     data = TrainingData.holding(None, "cpu", wl.x, wl.y)
     start = time.perf_counter()
     for round_ in range(1, wl.rounds + 1):
-        tasks = [ClientTask(c, wl.parts[c]) for c in wl.sampled(round_)]
+        sampled = wl.sampled(round_)
+        if even:
+            rows = torch.cat([wl.parts[c] for c in sampled]).tensor_split(len(sampled))
+            tasks = [ClientTask(c, r) for c, r in zip(sampled, rows)]
+        else:
+            tasks = [ClientTask(c, wl.parts[c]) for c in sampled]
         out = executor.train(params, tasks, data, round_)
         weights = out.num_samples / out.num_samples.sum()
         params = params + weights @ out.deltas
@@ -199,6 +241,29 @@ def bench(wl: Workload, reps: int, vmap: bool) -> dict:
     out["ratio_to_central"] = out["vectorized_s"] / out["central_same_batch_s"]
     out["ratio_to_floor"] = out["vectorized_s"] / out["floor_s"]
     out["speedup_over_sequential"] = out["sequential_s"] / out["vectorized_s"]
+    return out
+
+
+def bench_uneven(wl: Workload, reps: int) -> dict:
+    same, floor = wl.settings.batch_size, wl.per_round * wl.settings.batch_size
+    methods = {
+        "uneven_s": lambda: run_federated(wl, VectorizedExecutor, wl.fresh_model())[0],
+        "even_s": lambda: run_federated(wl, VectorizedExecutor, wl.fresh_model(), even=True)[0],
+        "central_same_batch_s": lambda: run_central(wl, wl.fresh_model(), same),
+        "floor_s": lambda: run_central(wl, wl.fresh_model(), floor),
+    }
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    for _ in range(reps):
+        for k, fn in methods.items():
+            times[k].append(fn())
+    out = {k: statistics.median(v) for k, v in times.items()}
+    check = Workload(**{**wl.__dict__, "rounds": 1})
+    _, seq = run_federated(check, SequentialExecutor, wl.fresh_model())
+    _, vec = run_federated(check, VectorizedExecutor, wl.fresh_model())
+    out["max_param_diff"] = float((seq - vec).abs().max())
+    out["uneven_over_even"] = out["uneven_s"] / out["even_s"]
+    out["ratio_to_central"] = out["uneven_s"] / out["central_same_batch_s"]
+    out["ratio_to_floor"] = out["uneven_s"] / out["floor_s"]
     return out
 
 
@@ -325,7 +390,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer rounds: a check in under a minute")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per figure (median; at least 3)")
     ap.add_argument("--vmap", action="store_true", help="also time the torch.func.vmap design on A")
-    ap.add_argument("--only", default="ABC", help="workloads to run, e.g. A or BC")
+    ap.add_argument("--only", default="ABCDE", help="workloads to run, e.g. A or BDE")
     ap.add_argument("--ray", action="store_true", help="only workload C, on the ray executor with 1 and 2 actors (needs Ray)")
     ap.add_argument("--ray-cluster", action="store_true", help="only workload C, 2 actors on a simulated 2-node Ray cluster")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -338,7 +403,7 @@ def main() -> None:
         print(json.dumps(scale_child(args.scale_child, args.scale_rounds)))
         return
     reps = max(3, args.reps)
-    rounds = {"A": 20, "B": 1, "C": 3} if args.quick else {"A": 100, "B": 10, "C": 5}
+    rounds = {"A": 20, "B": 1, "C": 3, "D": 3, "E": 1} if args.quick else {"A": 100, "B": 10, "C": 5, "D": 10, "E": 3}
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}, median of {reps}{', quick' if args.quick else ''}"
@@ -387,6 +452,28 @@ def main() -> None:
         )
         print(f"  max |sequential - vectorized| parameter after 2 rounds: {r['max_param_diff']:.2e}")
 
+    uneven = []
+    for name, make in (("D", workload_d), ("E", workload_e)):
+        if name not in args.only:
+            continue
+        wl = make(rounds[name])
+        r = bench_uneven(wl, reps)
+        uneven.append((name, r))
+        sizes = [len(p) for p in wl.parts]
+        print(
+            f"\n{name}: {wl.model}, {len(wl.parts)} clients of {min(sizes)}-{max(sizes)} samples (median {int(np.median(sizes))}), "
+            f"{wl.per_round}/round, {wl.rounds} rounds, {wl.settings.epochs} epoch(s), batch {wl.settings.batch_size}"
+        )
+        print(f"  vectorized, uneven clients     {r['uneven_s']:8.3f} s")
+        print(f"  vectorized, same rows evenly   {r['even_s']:8.3f} s   uneven / even = {r['uneven_over_even']:.2f} (target 1.5)")
+        print(
+            f"  central, batch {wl.settings.batch_size:<4}               {r['central_same_batch_s']:8.3f} s   uneven / central = {r['ratio_to_central']:.2f} (target 2)"
+        )
+        print(
+            f"  central, batch {wl.per_round * wl.settings.batch_size:<5}        floor {r['floor_s']:8.3f} s   uneven / floor = {r['ratio_to_floor']:.2f}"
+        )
+        print(f"  max |sequential - vectorized| parameter after 1 round: {r['max_param_diff']:.2e}")
+
     scale_rows = []
     if "C" in args.only:
         scale_rows = scale(rounds["C"])
@@ -401,6 +488,9 @@ def main() -> None:
         keys = ("sequential_s", "vectorized_s", "central_same_batch_s", "floor_s", "ratio_to_central", "ratio_to_floor")
         extra = f" vmap_s={r['vmap_s']:.4f}" if "vmap_s" in r else ""
         print(f"RESULT workload={name} " + " ".join(f"{k}={r[k]:.4f}" for k in keys) + extra)
+    for name, r in uneven:
+        keys = ("uneven_s", "even_s", "central_same_batch_s", "floor_s", "uneven_over_even", "ratio_to_central", "ratio_to_floor")
+        print(f"RESULT workload={name} " + " ".join(f"{k}={r[k]:.4f}" for k in keys))
     for row in scale_rows:
         print(f"RESULT workload=C clients={row['clients']} s_per_round={row['s_per_round']:.4f} peak_rss_mb={row['peak_rss_mb']:.1f}")
 

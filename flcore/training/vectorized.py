@@ -297,8 +297,6 @@ class VectorizedExecutor:
         net = self._net(sample_shape)
         activations = 3 * batch * net.activation_floats  # outputs kept for backward, and their gradients
         layout = steps * batch * (2 * self.num_classes + 6)  # logits, targets, indices, labels, weights
-        if not net.grouped_input:  # dense inputs are gathered for the whole chunk at once
-            layout += steps * batch * math.prod(sample_shape)
         per_client = 4 * (copies * self.num_params + activations + layout)
         chunk = self.memory_budget // per_client
         if torch.device(device).type == "cpu":
@@ -391,8 +389,6 @@ class VectorizedExecutor:
         target_w.scatter_(3, labels.unsqueeze(3), sample_w)
         if net.grouped_input:
             idx = idx.transpose(1, 2).contiguous()  # [steps, batch, clients]: gathers [batch, clients, ...]
-        else:
-            inputs = x[idx].view(num_steps, width, batch, -1)  # one gather for the chunk
         logits_all = torch.zeros(num_steps, width, batch, classes, device=device)
 
         # One stacked tensor per parameter, [clients, *shape]; row c is client c's copy.
@@ -405,17 +401,16 @@ class VectorizedExecutor:
         corrections = None if corr is None else [corr[:, i:j].view(width, *shape) for i, j, shape in spans]
         anchors = self.objective.anchors(global_w)
 
-        dense_inputs = [] if net.grouped_input else [inputs.unbind(0)]
-        per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0), *dense_inputs)
-        for step, (a, (w_s, t_s, logits_s, *x_s)) in enumerate(zip(active, per_step)):
+        per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0))
+        for step, (a, (w_s, t_s, logits_s)) in enumerate(zip(active, per_step)):
             # Clients [0, a) still train at this step; slicing is skipped while all of them do.
             cut = (lambda t: t) if a == width else (lambda t, a=a: t[:a])
             ps, gs = [cut(w) for w in params], [cut(g) for g in grads]
             if net.grouped_input:  # channels-last: oneDNN's grouped convolution is fastest so
                 h = x[idx[step, :, :a]]
                 h = h.view(batch, a * h.shape[2], *h.shape[3:]).contiguous(memory_format=torch.channels_last)
-            else:
-                h = cut(x_s[0])
+            else:  # only the clients still training: with uneven clients most slots of late steps are padding
+                h = x[idx[step, :a]].view(a, batch, -1)
             saved = []
             for layer, slots in zip(net.layers, net.weights):
                 h, keep = layer.forward([ps[i] for i in slots], h)

@@ -98,6 +98,17 @@ def test_flat_inputs_match_sequential(model_name):
     assert_same(*both(model, EVERYTHING, x, y, tasks))
 
 
+@pytest.mark.parametrize("model_name", ["logistic", "mlp", "cnn"])
+def test_heavy_tailed_clients_match_sequential(model_name):
+    """Sizes spanning 100x (one step against 40): late steps carry only the few clients still
+    training, and read only their samples."""
+    sizes = (2, 200, 3, 5, 2, 60, 4, 2)
+    model, x, y, tasks = problem(model_name, sizes, shape=(60,) if model_name != "cnn" else None)
+    seq, vec = both(model, EVERYTHING, x, y, tasks, chunk_size=5)
+    assert_same(seq, vec)
+    assert seq.num_steps.max() == 2 * 40 and seq.num_steps.min() == 2
+
+
 def test_batch_larger_than_every_client():
     model, x, y, tasks = problem("mlp", (3, 1, 2))
     s = LocalSettings(epochs=3, batch_size=64, lr=0.1, momentum=0.5, weight_decay=0.0, prox_mu=0.0)
