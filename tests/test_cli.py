@@ -30,6 +30,19 @@ def test_run_writes_every_result_file(tmp_path, capsys):
     assert "final test accuracy" in capsys.readouterr().out
 
 
+def test_the_bar_shows_how_many_of_a_rounds_clients_trained(tmp_path, capsys, monkeypatch):
+    from flcore.cli.run import postfix
+    from flcore.training import base
+
+    monkeypatch.setattr(base, "PROGRESS_EVERY_S", 0.0)  # every client reports
+    small = [a for a in SMALL if a != "--quiet"]
+    for where in (["--no-store"], ["--store", str(tmp_path / "runs.db")]):
+        assert main(["run", *small, "--executor", "sequential", "--out", str(tmp_path / where[0]), *where]) == 0
+        bar = capsys.readouterr().err
+        assert "clients=1/4" in bar and "clients=3/4" in bar and "clients=4/4" not in bar  # a finished round shows its accuracy
+    assert postfix(None, 37, 131) == {"clients": "37/131"}
+
+
 def test_clients_that_come_and_go_are_in_the_csvs_and_the_summary(tmp_path, capsys):
     out = tmp_path / "out"
     flags = ["--num-clients", "10", "--clients-per-round", "5", "--availability", "0.7", "--dropout", "0.3"]

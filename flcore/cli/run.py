@@ -38,14 +38,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def on_round(result: RoundResult) -> None:
         results.append(result)
-        bar.set_postfix(acc=f"{result.test_accuracy:.3f}", loss=f"{result.test_loss:.3f}")
+        bar.set_postfix(postfix(result), refresh=False)
         bar.update(1)
+
+    def on_clients(done: int, total: int) -> None:  # inside a round: how many of its clients trained
+        bar.set_postfix(postfix(results[-1] if results else None, done, total))
 
     started = time.perf_counter()
     if store is not None:
         from flcore.service.execute import execute_run
 
-        status = execute_run(store, run_id, on_round=on_round)
+        status = execute_run(store, run_id, on_round=on_round, on_clients=on_clients)
         info = store.get_run(run_id)
         counts = store.partition_frame(run_id)
         if status != "done":
@@ -57,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         sim = Simulation(config)
         counts = sim.partition_frame()
-        for result in sim.run():
+        for result in sim.run(on_clients=on_clients):
             on_round(result)
         note = sim.privacy.stop_message
     bar.close()
@@ -66,6 +69,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if note:
         print(note)
     return 0
+
+
+def postfix(last, done: int | None = None, total: int | None = None) -> dict[str, str]:
+    """What the bar shows after its count: the last round's accuracy and loss, and while a round
+    trains, how many of its clients are done ("clients=37/131")."""
+    shown = {} if last is None else {"acc": f"{last.test_accuracy:.3f}", "loss": f"{last.test_loss:.3f}"}
+    if done is not None and done < total:
+        shown["clients"] = f"{done}/{total}"
+    return shown
 
 
 def _write_results(out: Path, results: list, counts: pd.DataFrame, config: ExperimentConfig) -> None:
