@@ -21,7 +21,7 @@ from dashboard.tables import describe_config
 from flcore import settings as server_settings
 from flcore.config import ConfigError, ExperimentConfig, Problem
 from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, dataset_info, load_dataset
-from flcore.data.partition import PartitionError, counts_frame, heterogeneity, label_counts, run_split, split_fields
+from flcore.data.partition import PartitionError, counts_frame, heterogeneity, split_counts, split_fields
 from flcore.service.quotas import QuotaError, admission_problems
 from flcore.store import StoreError
 
@@ -51,8 +51,7 @@ def preview_counts(preview_json: str) -> np.ndarray:
     """Clients x classes counts of the split the run will make (same partitioner and seed)."""
     config = ExperimentConfig.from_json(preview_json)
     labels, clients = train_labels(dataset_part(config))
-    parts = run_split(labels, config, clients)
-    return label_counts(labels, parts, dataset_info(config).num_classes)
+    return split_counts(labels, config, dataset_info(config).num_classes, clients)
 
 
 def _reset_form() -> None:

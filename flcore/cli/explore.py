@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
 from flcore.cli.args import config_from_args, use_server_flags
 
 
@@ -33,20 +31,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_partition(args: argparse.Namespace) -> int:
     from flcore.data.datasets import load_dataset
-    from flcore.data.partition import heterogeneity, label_counts, split_dataset
+    from flcore.data.partition import split_counts, split_table
 
     use_server_flags(args)
     config = config_from_args(args)
     data = load_dataset(config)
     labels = data.y_train.numpy()
-    parts = split_dataset(data, config)
-    counts = label_counts(labels, parts, data.info.num_classes)
-    stats = heterogeneity(counts)
-    table = pd.DataFrame(counts, columns=[f"label_{c}" for c in range(counts.shape[1])])
-    table.insert(0, "client", range(len(counts)))
-    table["samples"] = counts.sum(1)
-    table["classes"] = stats.per_client["classes"].to_numpy()
-    table["tv_distance"] = stats.per_client["distance_from_global"].round(3).to_numpy()
+    table, stats = split_table(split_counts(labels, config, data.info.num_classes, data.train_clients))
     print(f"{config.dataset}: {len(labels)} training samples, {config.partition} split over {config.num_clients} clients")
     print(table.to_string(index=False))
     print()

@@ -106,6 +106,24 @@ def run_split(labels: np.ndarray, config: "ExperimentConfig", clients: np.ndarra
     return partition(labels, config, seeding.rng(config.data_seed_resolved, "partition"), clients)
 
 
+def split_counts(labels: np.ndarray, config: "ExperimentConfig", num_classes: int, clients: np.ndarray | None = None) -> np.ndarray:
+    """Clients x classes sample counts of the split a run with `config` makes (`run_split`): what
+    the CLI's `partition` command prints and New run's preview draws, before anything trains."""
+    return label_counts(labels, run_split(labels, config, clients), num_classes)
+
+
+def split_table(counts: np.ndarray) -> tuple[pd.DataFrame, "Heterogeneity"]:
+    """One row per client (its count of each label, its samples, how many classes it holds and
+    its label distribution's distance from the whole), and the split's heterogeneity."""
+    stats = heterogeneity(counts)
+    table = pd.DataFrame(counts, columns=[f"label_{c}" for c in range(counts.shape[1])])
+    table.insert(0, "client", range(len(counts)))
+    table["samples"] = counts.sum(1)
+    table["classes"] = stats.per_client["classes"].to_numpy()
+    table["tv_distance"] = stats.per_client["distance_from_global"].round(3).to_numpy()
+    return table, stats
+
+
 def split_dataset(data: "Dataset", config: "ExperimentConfig") -> list[np.ndarray]:
     """`run_split` of a loaded dataset's training samples."""
     return run_split(data.y_train.numpy(), config, data.train_clients)
