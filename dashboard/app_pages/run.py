@@ -4,7 +4,9 @@ The page draws the run once from the store. While it is queued or running, a fra
 the run's status and rounds done a few times a second (`live.rerun_when_changed`) and reruns
 the page only when they changed, so the charts grow round by round without a reload, and a
 check that finds nothing new costs the browser and the server next to nothing. A finished run's
-page registers no timer. The run's frames are read incrementally (`frames.run_frames`), and the
+page registers no timer. While a round trains, the progress line alone (a fragment) reads the
+run's row about once a second and says how many of the round's clients are done, so a long
+round shows it moving without redrawing a chart. The run's frames are read incrementally (`frames.run_frames`), and the
 charts send the browser a bounded amount whatever the run's size. Everything drawn comes from
 the store, so a reload or another browser shows the same run.
 """
@@ -60,20 +62,43 @@ def _pick_run(store) -> str | None:
     return None
 
 
-def _controls(info) -> None:
-    """Status line, progress bar, and the Cancel / Resume / Run again buttons."""
+def _progress(info) -> tuple[float, str]:
+    """The progress bar's fraction and its sentence ("Round 3 of 20 · training round 4: 37 of 131
+    clients done · about 2 min left")."""
     done, total = info.rounds_done, info.total_rounds
     text = f"Round {done} of {total}"
+    training = info.training
+    if training is not None and training.total:
+        text += f" · training round {training.round}: {training.done} of {training.total} clients done"
     if (allowed := planned_rounds(info)) < total:
         text += f" · its privacy budget allows {allowed}"
     left = time_left(info)
     if info.status == "running" and left is not None:
         text += f" · about {format_duration(left)} left"
-    elif info.status == "running":
+    elif info.status == "running" and training is None:
         text += " · starting…"
     elif info.finished_at and info.started_at:
         text += f" · took {format_duration(info.finished_at - info.started_at)}"
-    st.progress(min(max(info.progress, 0.0), 1.0), text=text)
+    fraction = (done + training.done / training.total) / total if training is not None and training.total and total else info.progress
+    return min(max(fraction, 0.0), 1.0), text
+
+
+def _progress_bar(store, info) -> None:
+    """The progress bar; while the run trains it rereads the run's row every TRAINING_POLL_S
+    and redraws only itself (the clients done inside a round change faster than rounds)."""
+    drawn = [info]  # the first draw uses the row the page was drawn with
+
+    @st.fragment(run_every=TRAINING_POLL_S if info.status == "running" else None)
+    def bar() -> None:
+        current = drawn.pop() if drawn else (store.get_run(info.run_id) or info)
+        st.progress(*_progress(current))
+
+    bar()
+
+
+def _controls(store, info) -> None:
+    """Status line, progress bar, and the Cancel / Resume / Run again buttons."""
+    _progress_bar(store, info)
 
     status = STATUS_TEXT.get(info.status, info.status)
     if info.active and info.cancel_requested:
@@ -105,6 +130,7 @@ def _round_span(info) -> int | None:
 
 
 TAB_KEY = "run_tab"
+TRAINING_POLL_S = 1.0  # how often the progress line rereads a running run (its worker writes about once a second)
 
 
 def _class_names(config) -> tuple[str, ...] | None:
@@ -242,7 +268,7 @@ st.caption(
     f"{plain(describe_config(info.config))}  \nRun {info.run_id} · started{started_by} from the {info.source} · created "
     f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}"
 )
-_controls(info)
+_controls(store, info)
 live.rerun_when_changed(
     lambda: live.run_fingerprint(store.get_run(info.run_id)),
     live.run_fingerprint(info),

@@ -127,6 +127,22 @@ def test_cancel_on_a_running_run_asks_the_worker_to_stop(store):
     assert "Cancelling" in texts(at)
 
 
+def test_a_running_run_says_how_many_of_the_rounds_clients_trained(store):
+    from flcore.service.execute import _ClientProgress
+
+    run_id = record_run(store, stop_after=1, status=None)  # left running after round 1, round 2 training
+    _ClientProgress(store, run_id, 2)(37, 131)  # what its worker writes while round 2 trains
+    at = page(RUN, run=run_id)
+    no_exceptions(at)
+    bar = at.get("progress")[0].proto
+    assert "Round 1 of 3 · training round 2: 37 of 131 clients done" in bar.text
+    assert "starting" not in bar.text
+    assert bar.value == int(100 * (1 + 37 / 131) / 3)  # the bar moves inside the round too
+    store.finish(run_id, "done")
+    at.run()
+    assert "clients" not in at.get("progress")[0].proto.text  # nothing trains any more
+
+
 def test_the_page_follows_the_store_as_rounds_arrive(store):
     """Nothing is held in the session: each (fragment) run redraws from what the store holds."""
     run_id = record_run(store, stop_after=1, status=None)
