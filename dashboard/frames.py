@@ -7,6 +7,10 @@ and each read asks the store only for the rounds stored since. The store stays t
 source: the cache holds nothing the store does not, and a run whose stored rounds changed
 under it (deleted, or rounds discarded and stored again by a resume) is read again in full.
 No Streamlit here; the pages call `run_frames`.
+
+Compare's sweep view needs only the rounds of each of its runs, maybe a hundred runs, on each
+rerun: `rounds_frames` keeps each run's rounds with the (status, rounds done, finished at) they
+were read at, and reads again only the runs whose row says something changed.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from flcore.store import RunStore
+from flcore.store import RunInfo, RunStore
 
 MAX_RUNS = 16  # runs whose frames stay in memory (a big run's are a few MB)
+MAX_ROUNDS_RUNS = 1024  # runs whose rounds alone stay in memory (a few kB each)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,28 @@ def run_frames(store: RunStore, run_id: str) -> RunFrames:
     return frames
 
 
+_rounds: OrderedDict[tuple[str, str], tuple[tuple, pd.DataFrame]] = OrderedDict()
+
+
+def rounds_frames(store: RunStore, runs: list[RunInfo]) -> dict[str, pd.DataFrame]:
+    """run id -> `store.rounds_frame(run id)` for each of `runs` (rows read just now), reading
+    only the runs whose status, rounds done or end changed since they were last read here."""
+    out = {}
+    for info in runs:
+        key, seen = (str(store.path), info.run_id), (info.status, info.rounds_done, info.finished_at)
+        with _lock:
+            cached = _rounds.get(key)
+        if cached is None or cached[0] != seen:
+            cached = (seen, store.rounds_frame(info.run_id))
+        with _lock:
+            _rounds[key] = cached
+            _rounds.move_to_end(key)
+            while len(_rounds) > MAX_ROUNDS_RUNS:
+                _rounds.popitem(last=False)
+        out[info.run_id] = cached[1]
+    return out
+
+
 def _append(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     if new.empty:
         return old
@@ -81,3 +108,4 @@ def forget(store: RunStore, run_id: str) -> None:
     """Drop a run's frames (after it was deleted)."""
     with _lock:
         _cache.pop((str(store.path), run_id), None)
+        _rounds.pop((str(store.path), run_id), None)

@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import charts, live, state
 from dashboard.access import plain
-from dashboard.frames import run_frames
+from dashboard.frames import rounds_frames, run_frames
 from dashboard.layout import chart_pair
 from dashboard.tables import config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
 from flcore.federation.privacy import EPSILON_KINDS
@@ -63,7 +63,7 @@ def sweep_view() -> None:
         f"{plain(describe_size(info.grid))}: {info.done} done" + (f", {going} queued or training" if going else "")
         + "; the runs of a setting differ only in their seed."
     )  # fmt: skip
-    curves = sweep_curves(members, {r.run_id: store.rounds_frame(r.run_id) for r in members}, info.grid)
+    curves = sweep_curves(members, rounds_frames(store, members), info.grid)  # only runs with new rounds are read
     chart_pair(
         (charts.sweep_chart(curves, "test_accuracy"), "sweep_accuracy", "sweep_accuracy"),
         (charts.sweep_chart(curves, "test_loss"), "sweep_loss", "sweep_loss"),

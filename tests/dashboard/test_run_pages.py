@@ -303,3 +303,26 @@ def test_a_sweep_still_training_shows_its_progress_and_the_runs_without_rounds(s
     assert "2 done, 2 queued or training" in texts(at)
     (table,) = [d.value for d in at.dataframe]
     assert table["runs"].tolist() == ["2 / 2", "1 / 2"] and table["still training"].tolist() == [1, 1]
+
+
+def test_a_sweep_rerun_reads_only_the_rounds_of_runs_that_changed(store, monkeypatch):
+    from flcore.store import RunStore
+
+    sweep_id, run_ids = record_sweep(store, {"lr": [0.05, 0.2], "seeds": [0, 1]}, stop_after={1: 1, 3: 0})
+    read = []
+    rounds_frame = RunStore.rounds_frame
+    monkeypatch.setattr(
+        RunStore, "rounds_frame", lambda self, run_id, *a, **kw: read.append(run_id) or rounds_frame(self, run_id, *a, **kw)
+    )
+    at = page(COMPARE)
+    read.clear()  # (the Runs view it opens on reads its own way)
+    at.get("button_group")[0].set_value("A sweep").run()
+    no_exceptions(at)
+    assert sorted(read) == sorted(run_ids)  # the first draw reads every run's rounds
+    read.clear()
+    at.run()
+    assert read == [] and figure_titled(at, "Test accuracy by round: mean over seeds")  # nothing new: nothing read
+    store.finish(run_ids[1], "cancelled")
+    at.run()
+    no_exceptions(at)
+    assert read == [run_ids[1]]  # only the run that changed
