@@ -50,6 +50,19 @@ class ExperimentConfig(BaseModel):
     client_column: str = Field(
         "", max_length=200, description="dataset='file', CSV: a column naming each row's client, for the natural split (empty: none)."
     )
+    drop_columns: str = Field(
+        "", max_length=4096, description="dataset='file', CSV: columns to leave out, comma-separated (e.g. 'id, name'; empty: none)."
+    )
+    missing_values: Literal["impute", "drop_rows", "refuse"] = Field(
+        "impute",
+        description="dataset='file', CSV: an empty cell is 'impute'd (its column's mean, or most frequent word), its row "
+        "left out ('drop_rows'), or the file refused naming the line ('refuse').",
+    )
+    allow_many_classes: bool = Field(
+        False,
+        description="dataset='file': accept a label with more than 50 classes and under 20 samples per class on average "
+        "(refused otherwise, as it looks like a number to predict).",
+    )
     emnist_split: Literal["balanced", "byclass"] = Field(
         "balanced", description="EMNIST: 'balanced' (47 classes, 131,600 images) or 'byclass' (62 classes, 814,255 images)."
     )
@@ -151,6 +164,13 @@ class ExperimentConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Root seed for model init, sampling and shuffling.")
     data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+
+    @field_validator("drop_columns", mode="before")
+    @classmethod
+    def _columns_as_text(cls, value: Any) -> Any:
+        """Column names as the text 'id, name', from that text spaced any way or a list (a JSON config's ["id", "name"])."""
+        parts = value.split(",") if isinstance(value, str) else value if isinstance(value, list | tuple) else None
+        return value if parts is None else ", ".join(p for p in (str(v).strip() for v in parts) if p)
 
     @field_validator("name")
     @classmethod

@@ -158,7 +158,7 @@ def test_list_shows_every_dataset_with_its_size_and_whether_it_works_offline(cap
     assert (
         "works offline" in rows["femnist"] and "LEAF" in rows["femnist"] and "[settings:" not in rows["femnist"]
     )  # its folder is the server's
-    assert "[settings: data_file, label_column, client_column]" in rows["file"]
+    assert "[settings: data_file, label_column, client_column, drop_columns, missing_values, allow_many_classes]" in rows["file"]
     assert "[settings: emnist_split]" in rows["emnist"]
     for name in (*MODELS.names(), "natural"):
         assert f"  {name} " in out

@@ -37,15 +37,17 @@ at 288 MB grew a process by 926 MB), so the default of 256 MB keeps a preview un
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import io
+import logging
 import math
 import os
 import re
 import zipfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -67,6 +69,12 @@ MAX_IMAGE_SIDE = 64
 NUMBER_BYTES = 8  # features are read as float64
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 KINDS = "a CSV (.csv, .tsv), an NPZ (.npz) or a zipped image folder (.zip)"
+MAX_CATEGORIES = 50  # distinct words a text column may hold to be one-hot encoded
+MANY_CLASSES, ROWS_PER_CLASS = 50, 20  # a label past both looks like a number to predict
+MISSING_VALUES = ("impute", "drop_rows", "refuse")
+SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,22 @@ class Table:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     train_clients: np.ndarray | None  # int64 [n], 0..K-1, or None without a client column
+    notes: tuple[str, ...] = ()  # what reading changed (a separator found, rows dropped, cells filled), one sentence each
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a file's columns and labels are read: the config fields of the same names."""
+
+    drop_columns: tuple[str, ...] = ()  # CSV columns left out
+    missing_values: str = "impute"  # an empty CSV cell: "impute", "drop_rows" or "refuse"
+    allow_many_classes: bool = False  # a label with many classes of few rows each is a class after all
+
+
+def column_names(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """'id, name' (or ['id', 'name']) as the column names ('id', 'name')."""
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(p.strip() for p in parts if p.strip())
 
 
 @dataclass(frozen=True)
@@ -92,9 +116,17 @@ class _Raw:
     labels_test: np.ndarray | None = None
 
 
-def read(path: str, label_column: str = "label", client_column: str = "", max_decoded_mb: int | None = None) -> Table:
+def read(
+    path: str,
+    label_column: str = "label",
+    client_column: str = "",
+    max_decoded_mb: int | None = None,
+    options: Options = Options(),
+    name: str | None = None,
+) -> Table:
     """The file at `path`, split and standardised (see the module doc), refused when its samples
-    would take more than `max_decoded_mb` once read (the server's setting when not given)."""
+    would take more than `max_decoded_mb` once read (the server's setting when not given).
+    `name` is how sentences name the file (an upload's original name; its own name when not given)."""
     if not path:
         raise DataFileError(f"dataset='file' needs data_file: the path of {KINDS}")
     full = os.path.abspath(os.path.expanduser(path))
@@ -105,17 +137,31 @@ def read(path: str, label_column: str = "label", client_column: str = "", max_de
         from flcore import settings
 
         max_decoded_mb = settings.current().max_decoded_mb
+    if options.missing_values not in MISSING_VALUES:
+        raise DataFileError(f"missing_values={options.missing_values!r} is not one of: {', '.join(MISSING_VALUES)}", "missing_values")
     limit_mb = max_decoded_mb
-    return _read(full, stat.st_size, stat.st_mtime_ns, label_column, client_column, limit_mb)
+    shown_name = name or os.path.basename(full)
+    return _read(full, stat.st_size, stat.st_mtime_ns, label_column, client_column, limit_mb, options, shown_name)
 
 
 @functools.lru_cache(maxsize=4)
-def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column: str, limit_mb: int) -> Table:
-    name = os.path.basename(full)
-    suffix = os.path.splitext(name)[1].lower()
+def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column: str, limit_mb: int, options: Options, name: str) -> Table:
+    """Read once per version of the file and settings; the notes are logged here, so once."""
+    notes: list[str] = []
+    table = _read_table(full, name, label_column, client_column, limit_mb, options, notes)
+    for note in table.notes:
+        log.warning(note)
+    return table
+
+
+def _read_table(full: str, name: str, label_column: str, client_column: str, limit_mb: int, options: Options, notes: list[str]) -> Table:
+    suffix = os.path.splitext(full)[1].lower()
     check_decoded_size(full, name, limit_mb)
     if suffix in (".csv", ".tsv"):
-        raw = _read_csv(full, name, label_column, client_column, sep="\t" if suffix == ".tsv" else ",")
+        sep = separator(full)
+        if sep != ("\t" if suffix == ".tsv" else ","):
+            notes.append(f"{name!r} is read as separated by {SEPARATORS[sep]} (found in its first lines)")
+        raw = _read_csv(full, name, label_column, client_column, sep, options, notes)
     elif suffix == ".npz":
         raw = _read_npz(full, name)
     elif suffix == ".zip":
@@ -124,7 +170,38 @@ def _read(full: str, size: int, mtime_ns: int, label_column: str, client_column:
         raise DataFileError(f"data_file {name!r} is not a kind flcore reads: give {KINDS}")
     if len(raw.labels) == 0:
         raise DataFileError(f"data_file {name!r} holds no samples")
-    return _split(raw, name, _content_seed(full), "label_column" if suffix in (".csv", ".tsv") else "data_file")
+    field = "label_column" if suffix in (".csv", ".tsv") else "data_file"
+    table = _split(raw, name, _content_seed(full), field, options.allow_many_classes)
+    return replace(table, notes=tuple(notes))
+
+
+def check_readable(path: str, name: str) -> None:
+    """DataFileError, naming the file as `name`, when the file at `path` cannot be read as its
+    kind at all (columns and labels are checked against a config later, by `read`)."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in (".csv", ".tsv"):
+        _frame(path, name, separator(path))
+    elif suffix == ".npz":
+        _read_npz(path, name)
+    elif suffix == ".zip":
+        _read_zip(path, name)
+    else:
+        raise DataFileError(f"data_file {name!r} is not a kind flcore reads: give {KINDS}")
+
+
+def separator(path: str) -> str:
+    """The separator of a CSV or TSV: tab for `.tsv`; else the one of `SEPARATORS` Python's
+    csv.Sniffer finds in its first 64 KB (commas when it finds none, e.g. a single column)."""
+    if path.lower().endswith(".tsv"):
+        return "\t"
+    with open(path, "rb") as f:
+        sample = f.read(2**16).decode("utf-8", errors="ignore")
+    lines = sample.splitlines()
+    sample = "\n".join(lines[:-1] if len(lines) > 1 else lines)  # the last line may be cut
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(SEPARATORS)).delimiter
+    except csv.Error:
+        return ","
 
 
 # What a file takes once read -----------------------------------------------------------
@@ -134,7 +211,7 @@ def check_decoded_size(path: str, name: str, limit_mb: int) -> int:
     suffix = os.path.splitext(name)[1].lower()
     limit = limit_mb * 2**20
     if suffix in (".csv", ".tsv"):
-        size, what = _csv_size(path, "\t" if suffix == ".tsv" else ",")
+        size, what = _csv_size(path, separator(path))
     elif suffix == ".npz":
         size, what = _npz_size(path, name, limit)
     elif suffix == ".zip":
@@ -263,9 +340,9 @@ def _content_seed(path: str) -> int:
 
 
 # The split ------------------------------------------------------------------------------
-def _split(raw: _Raw, name: str, seed: int, label_field: str) -> Table:
+def _split(raw: _Raw, name: str, seed: int, label_field: str, allow_many_classes: bool = False) -> Table:
     labels = raw.labels if raw.labels_test is None else np.concatenate([raw.labels, raw.labels_test])
-    codes, classes = _classes(labels, name, label_field)
+    codes, classes = _classes(labels, name, label_field, allow_many_classes)
     if raw.x_test is None:
         train, test = _stratified(codes, np.random.default_rng(seed))
         x_train, y_train, x_test, y_test = raw.x[train], codes[train], raw.x[test], codes[test]
@@ -285,7 +362,7 @@ def _split(raw: _Raw, name: str, seed: int, label_field: str) -> Table:
     )
 
 
-def _classes(labels: np.ndarray, name: str, field: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def _classes(labels: np.ndarray, name: str, field: str, allow_many: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
     if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
         labels = labels.astype(np.int64)  # 1.0, 2.0 are the classes 1 and 2
     codes, uniques = pd.factorize(labels, sort=True)
@@ -296,6 +373,13 @@ def _classes(labels: np.ndarray, name: str, field: str) -> tuple[np.ndarray, tup
         raise DataFileError(
             f"{where} hold {len(uniques):,} different values, more than the {MAX_CLASSES} classes flcore allows: "
             "is it a number to predict rather than a class?",
+            field,
+        )
+    if len(uniques) > MANY_CLASSES and len(labels) < ROWS_PER_CLASS * len(uniques) and not allow_many:
+        raise DataFileError(
+            f"{where} hold {len(uniques):,} different values over {len(labels):,} samples ({len(labels) / len(uniques):.1f} per class): "
+            f"a number to predict rather than a class? flcore trains classifiers; choose another label column, or, if these are "
+            f"classes, set allow_many_classes=true (refused past {MANY_CLASSES} classes with under {ROWS_PER_CLASS} samples each on average)",
             field,
         )
     return codes.astype(np.int64), tuple(str(u) for u in uniques)
@@ -319,9 +403,17 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # CSV ------------------------------------------------------------------------------------
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+# Numbers written with thousands separators, as a whole column: (pattern, thousands mark, decimal mark).
+_COMMA_THOUSANDS = (re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?"), ",", ".")
+_DECIMAL_COMMA = (re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"), ".", ",")
+_DATE = re.compile(
+    r"\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{4}/\d{1,2}/\d{1,2}"
+)
+_MISSING_HELP = "set missing_values='impute' (a column's mean, or its most frequent word) or 'drop_rows' (leave the row out)"
 
 
-def _read_csv(path: str, name: str, label_column: str, client_column: str, sep: str) -> _Raw:
+def _frame(path: str, name: str, sep: str) -> pd.DataFrame:
+    """The CSV as pandas reads it (blank lines kept, so that row i is line i + 2)."""
     try:
         frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
@@ -337,6 +429,11 @@ def _read_csv(path: str, name: str, label_column: str, client_column: str, sep: 
     except UnicodeDecodeError:
         raise DataFileError(f"{name!r} is not a text file in UTF-8; save it as a UTF-8 CSV") from None
     frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _read_csv(path: str, name: str, label_column: str, client_column: str, sep: str, options: Options, notes: list[str]) -> _Raw:
+    frame = _frame(path, name, sep)
     columns = ", ".join(frame.columns)
     if label_column not in frame.columns:
         raise DataFileError(f"label_column={label_column!r} is not a column of {name!r}; its columns are: {columns}", "label_column")
@@ -344,47 +441,138 @@ def _read_csv(path: str, name: str, label_column: str, client_column: str, sep: 
         raise DataFileError(f"client_column={client_column!r} is not a column of {name!r}; its columns are: {columns}", "client_column")
     if client_column == label_column:
         raise DataFileError(f"client_column={client_column!r} is also label_column; choose another column or none", "client_column")
+    for title in options.drop_columns:
+        if title not in frame.columns:
+            raise DataFileError(
+                f"drop_columns names {title!r}, which is not a column of {name!r}; its columns are: {columns}", "drop_columns"
+            )
+        if title in (label_column, client_column):
+            field = "label_column" if title == label_column else "client_column"
+            raise DataFileError(f"drop_columns names {title!r}, which is {field}; it cannot be left out", "drop_columns")
+    frame = frame.drop(columns=list(options.drop_columns))
     frame = frame[~frame.isna().all(axis=1)]  # blank lines (kept until now so that row i stays line i + 2)
     if frame.empty:
         raise DataFileError(f"{name!r} has a header line but no samples")
     features = [c for c in frame.columns if c not in (label_column, client_column)]
     if not features:
         raise DataFileError(f"{name!r} has no feature columns besides label_column={label_column!r}; add columns of numbers")
-    x = np.column_stack([_numeric(frame[c], name, c, label_column, client_column) for c in features]).astype(np.float64)
-    labels = _present(frame[label_column], name, "label_column", label_column)
-    clients = _present(frame[client_column], name, "client_column", client_column) if client_column else None
-    return _Raw(x, labels, clients)
+    kept = [(field, title) for field, title in (("label_column", label_column), ("client_column", client_column)) if title]
+    for field, title in kept:
+        empty = frame[title].isna()
+        if empty.any() and options.missing_values == "refuse":
+            raise DataFileError(
+                f"{name!r} line {_line(empty.idxmax())}: {field}={title!r} is empty; set missing_values='drop_rows' "
+                "or 'impute' to leave such rows out",
+                field,
+            )
+        if empty.any():
+            count = int(empty.sum())
+            rows = "1 row with an empty" if count == 1 else f"{count:,} rows with an empty"
+            notes.append(f"{name!r}: {rows} {field} ({title!r}) {'is' if count == 1 else 'are'} left out")
+            frame = frame[~empty]
+    table = pd.DataFrame({c: _feature(frame[c], name, c, sep, notes) for c in features}, index=frame.index)
+    table = _fill(table, name, options.missing_values, notes)
+    categorical = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+    if categorical:
+        table = pd.get_dummies(table, columns=categorical, prefix_sep="=", dtype=np.float64)
+    labels = frame.loc[table.index, label_column].to_numpy()
+    clients = frame.loc[table.index, client_column].to_numpy() if client_column else None
+    return _Raw(table.to_numpy(np.float64), labels, clients)
 
 
 def _line(frame_index: int) -> int:
     return int(frame_index) + 2  # the header is line 1
 
 
-def _numeric(column: pd.Series, name: str, title: str, label_column: str, client_column: str) -> np.ndarray:
+def _feature(column: pd.Series, name: str, title: str, sep: str, notes: list[str]) -> pd.Series:
+    """A feature column as numbers (true/false as 1/0, dates as days since 1970-01-01) or, for
+    words, as strings that will be one-hot encoded; empty cells stay NaN."""
     if column.dtype == bool:
-        return column.to_numpy(np.float64)
-    values = pd.to_numeric(column, errors="coerce")
-    bad = values.isna() & column.notna()
-    if bad.any():
-        i = bad.idxmax()
-        others = f"label_column={label_column!r}" + (f" and client_column={client_column!r}" if client_column else "")
+        return column.astype(np.float64)
+    if pd.api.types.is_numeric_dtype(column):
+        values = column.astype(np.float64)
+        bad = np.isinf(values)
+        if bad.any():
+            i = bad.idxmax()
+            raise DataFileError(f"{name!r} line {_line(i)}: column {title!r} holds {_shown(column[i])}, which is not a finite number")
+        return values
+    present = column.dropna().astype(str).str.strip()
+    if present.empty:
+        return column.astype(np.float64)  # every cell empty: missing_values decides
+    for pattern, thousands, decimal in (_COMMA_THOUSANDS, _DECIMAL_COMMA) if sep == "," else (_DECIMAL_COMMA, _COMMA_THOUSANDS):
+        if present.str.fullmatch(pattern).all():
+            notes.append(
+                f"column {title!r} of {name!r} is read as numbers with {thousands!r} between thousands and {decimal!r} before decimals"
+            )
+            text = present.str.replace(thousands, "", regex=False).str.replace(decimal, ".", regex=False)
+            return pd.to_numeric(text).reindex(column.index).astype(np.float64)
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.notna().mean() >= 0.5:  # mostly numbers: the others are typos, not categories
+        i = numbers.isna().idxmax()
         raise DataFileError(
-            f"column {title!r} of {name!r} is not numeric: line {_line(i)} holds {_shown(column[i])}; every column but {others} "
-            "must hold numbers (drop the column, or name it as the label or client column)"
+            f"column {title!r} of {name!r} holds numbers, but line {_line(i)} holds {_shown(column[i])}: write it as a number "
+            f"(digits, '.' before decimals, e.g. 1234.5; ',' between thousands is read too) or leave the cell empty, "
+            f"or leave the column out with drop_columns={title!r}",
+            "drop_columns",
         )
-    if values.isna().any():
-        raise DataFileError(f"{name!r} line {_line(values.isna().idxmax())}: column {title!r} is empty; every feature needs a number")
-    array = values.to_numpy(np.float64)
-    if not np.isfinite(array).all():
-        i = values.index[np.flatnonzero(~np.isfinite(array))[0]]
-        raise DataFileError(f"{name!r} line {_line(i)}: column {title!r} holds {_shown(column[i])}, which is not a finite number")
-    return array
+    if present.str.fullmatch(_DATE).all():
+        dates = pd.to_datetime(present, errors="coerce", format="mixed", utc=True)
+        if dates.notna().all():
+            notes.append(f"column {title!r} of {name!r} holds dates: read as days since 1970-01-01")
+            days = (dates - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
+            return days.reindex(column.index).astype(np.float64)
+    words = present.nunique()
+    if words > MAX_CATEGORIES:
+        examples = ", ".join(repr(w) for w in present.unique()[:3])
+        raise DataFileError(
+            f"column {title!r} of {name!r} holds {words:,} different words ({examples}, ...), more than the {MAX_CATEGORIES} "
+            f"categories a text column may have: leave it out with drop_columns={title!r}, or name it as label_column or client_column",
+            "drop_columns",
+        )
+    notes.append(f"column {title!r} of {name!r} holds words: one-hot encoded as {words} columns")
+    return present.reindex(column.index).astype(object)
 
 
-def _present(column: pd.Series, name: str, field: str, title: str) -> np.ndarray:
-    if column.isna().any():
-        raise DataFileError(f"{name!r} line {_line(column.isna().idxmax())}: {field}={title!r} is empty", field)
-    return column.to_numpy()
+def _fill(table: pd.DataFrame, name: str, missing_values: str, notes: list[str]) -> pd.DataFrame:
+    """Empty cells of the features, as `missing_values` says: refused, rows left out, or filled
+    (scikit-learn's SimpleImputer: a number column's mean, a word column's most frequent word)."""
+    empty = table.isna()
+    if not empty.to_numpy().any():
+        return table
+    rows = empty.any(axis=1)
+    first = rows.idxmax()
+    if missing_values == "refuse":
+        title = empty.columns[empty.loc[first].to_numpy().argmax()]
+        raise DataFileError(f"{name!r} line {_line(first)}: column {title!r} is empty; {_MISSING_HELP}", "missing_values")
+    if missing_values == "drop_rows":
+        if rows.all():
+            raise DataFileError(
+                f"every row of {name!r} has an empty cell, so missing_values='drop_rows' leaves none; set missing_values='impute'",
+                "missing_values",
+            )
+        notes.append(
+            f"{name!r}: {int(rows.sum()):,} of {len(table):,} rows have an empty cell and are left out (missing_values='drop_rows')"
+        )
+        return table[~rows]
+    from sklearn.impute import SimpleImputer
+
+    out = table.copy()
+    for title in table.columns[empty.any().to_numpy()]:
+        if empty[title].all():
+            raise DataFileError(
+                f"column {title!r} of {name!r} is empty in every row: leave it out with drop_columns={title!r}", "drop_columns"
+            )
+        numeric = pd.api.types.is_numeric_dtype(table[title])
+        imputer = SimpleImputer(strategy="mean" if numeric else "most_frequent")
+        column = table[[title]].astype(np.float64 if numeric else object)
+        out[title] = imputer.fit_transform(column)[:, 0]
+        if numeric:
+            out[title] = out[title].astype(np.float64)
+    notes.append(
+        f"{name!r}: {int(rows.sum()):,} of {len(table):,} rows have an empty cell, filled with its column's mean (numbers) "
+        "or most frequent word (missing_values='impute')"
+    )
+    return out
 
 
 # NPZ ------------------------------------------------------------------------------------
@@ -544,7 +732,8 @@ def _file_info(config: "ExperimentConfig", settings: "Settings") -> DatasetInfo:
 
 
 def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
-    table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb)
+    options = Options(column_names(config.drop_columns), config.missing_values, config.allow_many_classes)
+    table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb, options)
     info = DatasetInfo(
         tuple(table.x_train.shape[1:]),
         len(table.class_names),
@@ -566,7 +755,7 @@ def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
 DATASETS.register(
     "file",
     label="A file of your own",
-    description="A CSV (numeric feature columns, a label column, optionally a client column), an NPZ (x, y, optionally client) "
-    "or a zipped image folder (one sub-folder per class); split 80/20 with a seed taken from the file's content.",
-    params=("data_file", "label_column", "client_column"),
+    description="A CSV (feature columns of numbers, words or dates, a label column, optionally a client column), an NPZ "
+    "(x, y, optionally client) or a zipped image folder (one sub-folder per class); split 80/20 with a seed taken from the file's content.",
+    params=("data_file", "label_column", "client_column", "drop_columns", "missing_values", "allow_many_classes"),
 )(DatasetSpec(DatasetInfo((), 0, (), offline=True), _load_file, read_info=_file_info, size="as large as your file"))

@@ -116,12 +116,17 @@ def test_the_natural_split_of_a_file_is_checked_by_the_config(users_csv):
         ("", {}, "data_file", "data_file 'bad.csv' is empty: a CSV needs a header line"),
         ("a,b,label\n", {}, "data_file", "'bad.csv' has a header line but no samples"),
         ("a,b,label\n1,2,x\n3,4,y\n5,6,7,8\n", {}, "data_file", "'bad.csv' line 4 has 4 values, but the header names 3 columns"),
-        ("a,b,label\n1,2,x\n3,,y\n", {}, "data_file", "'bad.csv' line 3: column 'b' is empty; every feature needs a number"),
         (
-            "a,city,label\n1,2,x\n1,Paris,y\n",
+            "a,b,label\n1,2,x\n3,,y\n",
+            {"missing_values": "refuse"},
+            "missing_values",
+            "'bad.csv' line 3: column 'b' is empty; set missing_values='impute' (a column's mean, or its most frequent word) or 'drop_rows'",
+        ),
+        (
+            "a,age,label\n1,2,x\n1,3,y\n1,4,x\n1,5 years,y\n",
             {},
-            "data_file",
-            "column 'city' of 'bad.csv' is not numeric: line 3 holds 'Paris'; every column but label_column='label' must hold numbers",
+            "drop_columns",
+            "column 'age' of 'bad.csv' holds numbers, but line 5 holds '5 years': write it as a number (digits, '.' before decimals",
         ),
         (
             "a,b,label\n1,2,x\n3,4,y\n",
@@ -130,7 +135,7 @@ def test_the_natural_split_of_a_file_is_checked_by_the_config(users_csv):
             "label_column='y' is not a column of 'bad.csv'; its columns are: a, b, label",
         ),
         ("a,b,label\n1,2,x\n3,4,y\n", {"client_column": "who"}, "client_column", "client_column='who' is not a column of 'bad.csv'"),
-        ("a,b,label\n1,2,x\n3,4,\n", {}, "label_column", "'bad.csv' line 3: label_column='label' is empty"),
+        ("a,b,label\n1,2,x\n3,4,\n", {"missing_values": "refuse"}, "label_column", "'bad.csv' line 3: label_column='label' is empty"),
         (
             "a,b,label\n1,2,x\n3,4,x\n",
             {},
@@ -139,7 +144,12 @@ def test_the_natural_split_of_a_file_is_checked_by_the_config(users_csv):
         ),
         ("label\nx\ny\n", {}, "data_file", "'bad.csv' has no feature columns besides label_column='label'"),
         ("a,b,label\n1,inf,x\n3,4,y\n", {}, "data_file", "'bad.csv' line 2: column 'b' holds inf, which is not a finite number"),
-        ("a,b,label\n1,2,x\n\n3,,y\n", {}, "data_file", "'bad.csv' line 4: column 'b' is empty"),  # counting the blank line
+        (
+            "a,b,label\n1,2,x\n\n3,,y\n",
+            {"missing_values": "refuse"},
+            "missing_values",
+            "'bad.csv' line 4: column 'b' is empty",
+        ),  # counting the blank line
     ],
 )
 def test_a_bad_csv_is_refused_naming_the_line_or_column(tmp_path, text, settings, field, expected):
@@ -358,3 +368,136 @@ def test_a_file_that_is_not_a_zip_is_refused(tmp_path):
     (tmp_path / "z.zip").write_text("plain text")
     with pytest.raises(DataFileError, match="'z.zip' is not a valid ZIP file"):
         files.read(str(tmp_path / "z.zip"))
+
+
+# Tables as they come: separators, words, dates, empty cells, thousands, a continuous label ------------
+def write_cars(path: Path, sep: str = ";", rows: int = 40) -> None:
+    """A table as a spreadsheet exports it: semicolons, a car's name (all different), a colour
+    (words, one empty), a price with '.' between thousands and ',' before decimals, a date, and
+    the label `sold` (yes/no, decided by the colour)."""
+    colours = ["red", "blue", "green"]
+    lines = [sep.join(["name", "colour", "price", "bought", "sold"])]
+    for i in range(rows):
+        colour = "" if i == 7 else colours[i % 3]
+        price = f"{12 + i}.{i % 10}00,5" if sep == ";" else f'"{12 + i},{i % 10}00.5"'
+        lines.append(sep.join([f"car {i}", colour, price, f"2024-01-{1 + i % 28:02d}", "yes" if i % 3 == 0 else "no"]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_semicolon_table_with_words_dates_and_thousands_is_read_and_trains(tmp_path, caplog):
+    path = tmp_path / "cars.csv"
+    write_cars(path)
+    table = files.read(str(path), "sold", options=files.Options(("name",)))
+
+    assert table.x_train.shape[1] == 5  # colour=blue, colour=green, colour=red, price, bought
+    assert table.class_names == ("no", "yes")
+    notes = " | ".join(table.notes)
+    assert "'cars.csv' is read as separated by semicolons" in notes
+    assert "column 'colour' of 'cars.csv' holds words: one-hot encoded as 3 columns" in notes
+    assert "column 'price' of 'cars.csv' is read as numbers with '.' between thousands and ',' before decimals" in notes
+    assert "column 'bought' of 'cars.csv' holds dates: read as days since 1970-01-01" in notes
+    assert "'cars.csv': 1 of 40 rows have an empty cell, filled with" in notes
+    assert "'cars.csv' is read as separated by semicolons" in caplog.text  # logged, so the CLI shows it
+
+    out = tmp_path / "out"
+    args = ["run", "--dataset", "file", "--data-file", str(path), "--label-column", "sold", "--drop-columns", "name"]
+    assert main([*args, "--model", "logistic", "--num-clients", "2", "--rounds", "1", "--no-store", "--quiet", "--out", str(out)]) == 0
+    assert ExperimentConfig.load(out / "config.json").drop_columns == "name"
+
+
+def test_one_hot_columns_hold_the_words_of_each_row(tmp_path):
+    path = tmp_path / "colours.csv"
+    path.write_text("size,colour,label\n" + "".join(f"{i},{['red', 'blue'][i % 2]},{i % 2}\n" for i in range(10)))
+    table = files.read(str(path), options=files.Options(missing_values="refuse"))
+    x = np.concatenate([table.x_train, table.x_test])
+    y = np.concatenate([table.y_train, table.y_test])
+    size, blue, red = x[:, 0], x[:, 1], x[:, 2]
+    assert np.all((blue > red) == (y == 1)) and np.unique(size).size == 10
+
+
+def test_a_comma_table_reads_quoted_thousands_and_a_tsv_reads_tabs(tmp_path):
+    write_cars(tmp_path / "cars.csv", sep=",")
+    table = files.read(str(tmp_path / "cars.csv"), "sold", options=files.Options(("name",)))
+    assert any("read as numbers with ',' between thousands and '.' before decimals" in n for n in table.notes)
+    assert not any("separated by" in n for n in table.notes)
+
+    pd.read_csv(tmp_path / "cars.csv", dtype=str).to_csv(tmp_path / "cars.tsv", sep="\t", index=False)  # 12,000.5 unquoted
+    table = files.read(str(tmp_path / "cars.tsv"), "sold", options=files.Options(("name",)))
+    assert table.x_train.shape[1] == 5 and not any("separated by" in n for n in table.notes)
+    assert any("column 'price' of 'cars.tsv' is read as numbers" in n for n in table.notes)
+
+
+def test_empty_cells_are_imputed_dropped_or_refused_as_missing_values_says(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("a,colour,label\n1,red,x\n,red,y\n3,blue,x\n5,,y\n7,red,\n9,blue,x\n11,blue,y\n")
+    imputed = files.read(str(path), options=files.Options(missing_values="impute"))
+    x = np.concatenate([imputed.x_train, imputed.x_test])
+    assert len(x) == 6  # the row without a label is left out whatever missing_values says
+    assert imputed.notes[0] == "'gaps.csv': 1 row with an empty label_column ('label') is left out"
+    assert "'gaps.csv': 2 of 6 rows have an empty cell, filled with" in imputed.notes[-1]
+
+    dropped = files.read(str(path), options=files.Options(missing_values="drop_rows"))
+    assert len(dropped.y_train) + len(dropped.y_test) == 4
+    assert "'gaps.csv': 2 of 6 rows have an empty cell and are left out (missing_values='drop_rows')" in dropped.notes[-1]
+
+    # the mean fills a number: (1 + 3 + 5 + 9 + 1) / 5 = 3.8, before standardising
+    (tmp_path / "mean.csv").write_text("a,label\n1,x\n,y\n3,x\n5,y\n9,x\n1,y\n")
+    table = files.read(str(tmp_path / "mean.csv"))
+    raw = files._read_csv(str(tmp_path / "mean.csv"), "mean.csv", "label", "", ",", files.Options(), [])
+    assert raw.x[:, 0].tolist() == [1, 3.8, 3, 5, 9, 1] and len(table.notes) == 1
+
+    with pytest.raises(ConfigError) as err:
+        file_config(path, missing_values="refuse")
+    assert err.value.problems[0].field == "label_column" and "line 6: label_column='label' is empty" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        file_config(tmp_path / "mean.csv", missing_values="refuse")
+    assert err.value.problems[0].field == "missing_values" and "'mean.csv' line 3: column 'a' is empty" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        file_config(path, missing_values="guess")
+    assert "missing_values='guess' is invalid" in str(err.value) and "'impute', 'drop_rows' or 'refuse'" in str(err.value)
+
+
+def test_drop_columns_takes_text_or_a_list_and_names_a_column_it_does_not_find(tmp_path):
+    path = tmp_path / "cars.csv"
+    write_cars(path)
+    as_text = file_config(path, label_column="sold", drop_columns=" name , bought", num_clients=2)
+    as_list = file_config(path, label_column="sold", drop_columns=["name", "bought"], num_clients=2)
+    assert as_text.drop_columns == as_list.drop_columns == "name, bought"
+    assert dataset_info(as_list).input_shape == (4,)
+
+    with pytest.raises(ConfigError) as err:
+        file_config(path, label_column="sold", drop_columns="nmae")
+    (problem,) = err.value.problems
+    assert problem.field == "drop_columns"
+    assert (
+        problem.message
+        == "drop_columns names 'nmae', which is not a column of 'cars.csv'; its columns are: name, colour, price, bought, sold"
+    )
+    with pytest.raises(ConfigError, match="drop_columns names 'sold', which is label_column; it cannot be left out"):
+        file_config(path, label_column="sold", drop_columns="sold")
+
+
+def test_a_text_column_with_too_many_words_is_refused_naming_it(tmp_path):
+    path = tmp_path / "cars.csv"
+    write_cars(path, rows=60)
+    with pytest.raises(ConfigError) as err:
+        file_config(path, label_column="sold")
+    (problem,) = err.value.problems
+    assert problem.field == "drop_columns"
+    assert problem.message.startswith(
+        "column 'name' of 'cars.csv' holds 60 different words ('car 0', 'car 1', 'car 2', ...), more than the 50 categories "
+        "a text column may have: leave it out with drop_columns='name'"
+    )
+
+
+def test_a_continuous_label_is_refused_unless_many_classes_are_allowed(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "prices.csv"
+    pd.DataFrame({"a": rng.normal(size=300), "price": np.arange(300) % 94 * 1.5 + 0.25}).to_csv(path, index=False)
+    with pytest.raises(ConfigError) as err:
+        file_config(path, label_column="price")
+    (problem,) = err.value.problems
+    assert problem.field == "label_column"
+    assert problem.message.startswith("label_column of 'prices.csv' hold 94 different values over 300 samples (3.2 per class)")
+    assert "set allow_many_classes=true" in problem.message
+    assert dataset_info(file_config(path, label_column="price", allow_many_classes=True)).num_classes == 94
