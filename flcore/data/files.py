@@ -1,9 +1,14 @@
 """A dataset of one's own: a CSV, an NPZ or a zipped image folder, read into a train/test split.
 
-- CSV (`.csv`, or `.tsv` for tab-separated): a header line, then one sample per line. The
-  column `label_column` holds the labels (numbers or words); the optional `client_column` names
-  the client each row belongs to, which gives the natural split; every other column is a
-  feature and must hold numbers (true/false counts as 1/0).
+- CSV (`.csv`, or `.tsv` for tab-separated): a header line, then one sample per line, its
+  separator found by csv.Sniffer in the first lines (commas, semicolons, tabs, vertical bars).
+  The column `label_column` holds the labels (numbers or words); the optional `client_column`
+  names the client each row belongs to, which gives the natural split; `drop_columns` are left
+  out; every other column is a feature: numbers (a whole column written with thousands
+  separators, 1,234.5 or 1.234,5, is read as such), true/false (1/0), dates (days since
+  1970-01-01) or words (one-hot encoded, at most MAX_CATEGORIES a column). Empty cells follow
+  `missing_values` (impute with scikit-learn's SimpleImputer, drop the rows, or refuse). What
+  reading changed is kept as `Table.notes` and logged once per file version.
 - NPZ (`numpy.savez`): array `x` ([samples, features], [samples, height, width] or [samples,
   channels, height, width]) of numbers, `y` (one label per sample), optionally `client` (one
   client per sample: the natural split) and optionally `x_test` and `y_test`, which then are the

@@ -10,8 +10,14 @@ user's sample count) and `user_data`, mapping each user to `{"x": [...], "y": [.
   (digits, then upper-case, then lower-case letters); users are writers.
 - Shakespeare: `x` are 80-character strings, `y` the character that follows; users are roles in
   the plays. Characters become ids by their position in LEAF's `ALL_LETTERS` (80 characters,
-  `models/utils/language_utils.py`); a character of `x` outside it gets the extra id 80, while
-  `y` must be one of the 80 (they are the classes).
+  `models/utils/language_utils.py`); a character of `x` outside it gets the extra id 80, and a
+  `y` outside it counts as the last class ('}'), as LEAF's `letter_to_vec` makes it
+  (`ALL_LETTERS.find` gives -1, and its one-hot vector sets the last entry).
+
+LEAF's own files are taken as they are: `split_data.py` may record a user's `num_samples` larger
+than the samples it writes (Shakespeare's test files, by 79), so the samples present are used.
+What reading changed (counts that differ, next characters outside the alphabet) is logged once
+per version of the files, in a sentence.
 
 flcore reads `<data_dir>/<name>/train/*.json` and `<data_dir>/<name>/test/*.json` and never
 downloads them; when they are missing, the message says how to make them. The training samples
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,7 +52,10 @@ ALL_LETTERS = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghij
 OTHER_CHARACTER = len(ALL_LETTERS)  # the id of any other character in an input line
 SEQUENCE_LENGTH = 80
 FEMNIST_PIXELS = 28 * 28
+LAST_CLASS = len(ALL_LETTERS) - 1  # where LEAF's letter_to_vec puts a character outside ALL_LETTERS
 LEAF_URL = "https://github.com/TalwalkarLab/leaf"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ class Benchmark:
     vocab_size: int  # 0: images
     size: str  # the full set, in a few words
     preprocess: str  # LEAF's command that makes the files, run in leaf/data/<name>
-    parse: Callable[[list, list, str], tuple[np.ndarray, np.ndarray]]  # (x, y, where) -> arrays
+    parse: Callable[[list, list, str, list], tuple[np.ndarray, np.ndarray]]  # (x, y, where, notes) -> arrays
 
 
 def present(name: str, data_dir: str | os.PathLike) -> bool:
@@ -102,24 +112,38 @@ def _read(name: str, train_files: tuple[str, ...], test_files: tuple[str, ...], 
     bench = BENCHMARKS[name]
     users: dict[str, int] = {}
     xs, ys, clients = [], [], []
+    notes: dict[str, list[str]] = {"num_samples": [], "labels": []}
     for path in train_files:
-        for user, x, y in _users(path, bench):
+        for user, x, y in _users(path, bench, notes):
             if len(y):
                 xs.append(x)
                 ys.append(y)
                 clients.append(np.full(len(y), users.setdefault(user, len(users)), dtype=np.int64))
     if not users:
         raise DatasetUnavailable(f"the training files of {bench.title} ({', '.join(train_files)}) hold no samples")
-    tests = [(x, y) for path in test_files for _, x, y in _users(path, bench)]
+    tests = [(x, y) for path in test_files for _, x, y in _users(path, bench, notes)]
     x_test = np.concatenate([x for x, _ in tests]) if tests else np.zeros((0, *bench.input_shape), xs[0].dtype)
     y_test = np.concatenate([y for _, y in tests]) if tests else np.zeros(0, np.int64)
     if not len(y_test):
         raise DatasetUnavailable(f"the test files of {bench.title} ({', '.join(test_files)}) hold no samples")
+    if notes["num_samples"]:
+        gaps = notes["num_samples"]
+        log.warning(
+            f"'num_samples' differs from the samples in 'user_data' for {len(gaps):,} of {bench.title}'s users (first: "
+            f"{gaps[0]}), as LEAF's split_data.py may write it; the samples present are used"
+        )
+    if notes["labels"]:
+        found = notes["labels"]
+        log.warning(
+            f"next characters ('y') not among LEAF's {len(ALL_LETTERS)} characters: {len(found):,} in {bench.title}'s files "
+            f"(first: {found[0]}); each counts as its last class, {ALL_LETTERS[LAST_CLASS]!r}, as LEAF's letter_to_vec makes it"
+        )
     return LeafData(np.concatenate(xs), np.concatenate(ys), np.concatenate(clients), tuple(users), x_test, y_test)
 
 
-def _users(path: str, bench: Benchmark):
-    """(user, x, y) of each user of one LEAF JSON file, in the order of its `users` list."""
+def _users(path: str, bench: Benchmark, notes: dict[str, list[str]]):
+    """(user, x, y) of each user of one LEAF JSON file, in the order of its `users` list; what
+    is taken as it is (counts that differ, labels outside the alphabet) is added to `notes`."""
     try:
         with open(path, encoding="utf-8") as f:
             blob = json.load(f)
@@ -144,11 +168,11 @@ def _users(path: str, bench: Benchmark):
         if len(x) != len(y):
             raise DatasetUnavailable(f"{where}: {len(x)} samples in 'x' but {len(y)} labels in 'y'")
         if counts is not None and counts[i] != len(y):
-            raise DatasetUnavailable(f"{where}: 'num_samples' says {counts[i]} samples, 'user_data' holds {len(y)}")
-        yield (user, *bench.parse(x, y, where))
+            notes["num_samples"].append(f"{where}: 'num_samples' says {counts[i]}, 'user_data' holds {len(y)}")
+        yield (user, *bench.parse(x, y, where, notes["labels"]))
 
 
-def _parse_femnist(x: list, y: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _parse_femnist(x: list, y: list, where: str, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     for i, row in enumerate(x):
         if not isinstance(row, list) or len(row) != FEMNIST_PIXELS:
             size = len(row) if isinstance(row, list) else type(row).__name__
@@ -173,7 +197,7 @@ def char_ids(text: str) -> np.ndarray:
     return np.where(codes < 128, _CHAR_IDS[np.minimum(codes, 127)], OTHER_CHARACTER)
 
 
-def _parse_shakespeare(x: list, y: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _parse_shakespeare(x: list, y: list, where: str, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     for name, values, length in (("x", x, SEQUENCE_LENGTH), ("y", y, 1)):
         for i, value in enumerate(values):
             if not isinstance(value, str) or len(value) != length:
@@ -182,10 +206,8 @@ def _parse_shakespeare(x: list, y: list, where: str) -> tuple[np.ndarray, np.nda
     ids = char_ids("".join(x)).reshape(-1, SEQUENCE_LENGTH)
     labels = char_ids("".join(y))
     unknown = np.flatnonzero(labels == OTHER_CHARACTER)
-    if len(unknown):
-        i = int(unknown[0])
-        raise DatasetUnavailable(f"{where}, sample {i}: 'y' is {y[i]!r}, which is not one of LEAF's {len(ALL_LETTERS)} characters")
-    return ids, labels
+    notes.extend(f"{y[i]!r} in {where}, sample {i}" for i in unknown)
+    return ids, np.where(labels == OTHER_CHARACTER, LAST_CLASS, labels)
 
 
 _SHOWN = {"\n": "newline", " ": "space"}

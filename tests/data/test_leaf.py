@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from flcore import settings
+from flcore.cli import main
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.data.datasets import DatasetUnavailable, dataset_info, load_dataset
-from flcore.data.leaf import ALL_LETTERS, OTHER_CHARACTER
+from flcore.data.leaf import ALL_LETTERS, LAST_CLASS, OTHER_CHARACTER
 from flcore.federation.simulation import Simulation
 from flcore.settings import Settings
 from flcore.training import SequentialExecutor
@@ -172,15 +173,46 @@ def test_damaged_femnist_files_name_the_file_user_and_sample(damage, expected, t
     assert str(info.value).startswith(str(path)) and expected in str(info.value)
 
 
-def test_invalid_json_and_unknown_next_characters_are_explained(tmp_path):
+def test_a_next_character_outside_leafs_alphabet_is_its_last_class_as_leaf_makes_it(tmp_path, caplog):
     written = write_shakespeare(tmp_path)
-    config = ExperimentConfig.create(dataset="shakespeare", model="char_lstm")
     written["train"][0]["MACBETH_MACBETH"]["y"][3] = "~"
+    written["test"][0]["HAMLET_OPHELIA"]["y"][1] = "é"
     write_leaf(tmp_path, "shakespeare", written)
-    with pytest.raises(DatasetUnavailable, match=r"user 'MACBETH_MACBETH', sample 3: 'y' is '~', which is not one of LEAF's 80 characters"):
-        load_dataset(config)
-    written["train"][0]["MACBETH_MACBETH"]["y"][3] = "a"
+    config = ExperimentConfig.create(dataset="shakespeare", model="char_lstm")
+    data = load_dataset(config)
+
+    assert data.y_train[5 + 3 + 3] == LAST_CLASS == 79 == ALL_LETTERS.index("}")  # LEAF: vec[ALL_LETTERS.find('~')] = vec[-1]
+    assert data.y_test[2 + 1] == 79 and int(data.y_train.max()) < data.info.num_classes
+    (record,) = [r for r in caplog.records if "not among LEAF's 80 characters" in r.getMessage()]  # once, for config and load
+    assert record.getMessage().startswith("next characters ('y') not among LEAF's 80 characters: 2 in Shakespeare's files (first: '~' in ")
+    assert "user 'MACBETH_MACBETH', sample 3); each counts as its last class, '}', as LEAF's letter_to_vec makes it" in record.getMessage()
+
+
+def test_test_files_whose_num_samples_exceed_their_samples_are_read_as_leafs_split_data_writes_them(tmp_path, caplog):
+    """LEAF's split_data.py records a test user's num_samples before it moves samples to training:
+    Shakespeare's test files then claim 79 more samples than they hold."""
+    written = write_shakespeare(tmp_path)
     write_leaf(tmp_path, "shakespeare", written)
+    path = next((tmp_path / "shakespeare" / "test").glob("*.json"))
+    blob = json.loads(path.read_text())
+    blob["num_samples"][0] += 79
+    path.write_text(json.dumps(blob))
+
+    out = tmp_path / "out"
+    args = ["run", "--dataset", "shakespeare", "--model", "char_lstm", "--partition", "natural", "--rounds", "1", "--local-epochs", "1"]
+    assert main([*args, "--data-dir", str(tmp_path), "--no-store", "--quiet", "--out", str(out)]) == 0
+    assert load_dataset(ExperimentConfig.create(dataset="shakespeare", model="char_lstm")).x_test.shape == (6, 80)
+    (record,) = [r for r in caplog.records if "num_samples" in r.getMessage()]
+    assert record.getMessage() == (
+        "'num_samples' differs from the samples in 'user_data' for 1 of Shakespeare's users (first: "
+        f"{path}, user 'THE_TEMPEST_PROSPERO': 'num_samples' says 81, 'user_data' holds 2), as LEAF's split_data.py may write it; "
+        "the samples present are used"
+    )
+
+
+def test_invalid_json_is_explained(tmp_path):
+    write_shakespeare(tmp_path)
+    config = ExperimentConfig.create(dataset="shakespeare", model="char_lstm")
 
     path = next((tmp_path / "shakespeare" / "test").glob("*.json"))
     path.write_text('{"users": ["a"],\n "user_data": {')
