@@ -161,10 +161,10 @@ def data_file_widget(value: Any) -> str:
 
     settings = server_settings.current()
     fresh = st.file_uploader(
-        f"Upload a CSV, NPZ or zipped image folder (at most {settings.max_upload_mb} MB)",
+        f"Upload a CSV or TSV, NPZ or zipped image folder (at most {settings.max_upload_mb} MB)",
         type=[s.lstrip(".") for s in uploads.SUFFIXES], key="upload_data_file",
-        help="A CSV: numeric feature columns, a label column, optionally a client column. An NPZ: arrays x, y (and client). "
-        "A ZIP: one folder of images per class.",
+        help="A CSV or TSV (any separator): feature columns of numbers, words or dates, a label column, optionally a client "
+        "column. An NPZ: arrays x, y (and client). A ZIP: one folder of images per class. A file that cannot be read is not kept.",
     )  # fmt: skip
     if fresh is not None and st.session_state.get("uploaded_id") != fresh.file_id:
         try:

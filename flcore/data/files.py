@@ -185,7 +185,8 @@ def check_readable(path: str, name: str) -> None:
     kind at all (columns and labels are checked against a config later, by `read`)."""
     suffix = os.path.splitext(name)[1].lower()
     if suffix in (".csv", ".tsv"):
-        _frame(path, name, separator(path))
+        if _frame(path, name, separator(path, name)).isna().all(axis=1).all():
+            raise DataFileError(f"{name!r} has a header line but no samples")
     elif suffix == ".npz":
         _read_npz(path, name)
     elif suffix == ".zip":
@@ -194,10 +195,11 @@ def check_readable(path: str, name: str) -> None:
         raise DataFileError(f"data_file {name!r} is not a kind flcore reads: give {KINDS}")
 
 
-def separator(path: str) -> str:
-    """The separator of a CSV or TSV: tab for `.tsv`; else the one of `SEPARATORS` Python's
-    csv.Sniffer finds in its first 64 KB (commas when it finds none, e.g. a single column)."""
-    if path.lower().endswith(".tsv"):
+def separator(path: str, name: str = "") -> str:
+    """The separator of a CSV or TSV: tab for `.tsv` (by `name`, else the path's own name); else
+    the one of `SEPARATORS` Python's csv.Sniffer finds in its first 64 KB (commas when it finds
+    none, e.g. a single column)."""
+    if (name or path).lower().endswith(".tsv"):
         return "\t"
     with open(path, "rb") as f:
         sample = f.read(2**16).decode("utf-8", errors="ignore")
@@ -216,7 +218,7 @@ def check_decoded_size(path: str, name: str, limit_mb: int) -> int:
     suffix = os.path.splitext(name)[1].lower()
     limit = limit_mb * 2**20
     if suffix in (".csv", ".tsv"):
-        size, what = _csv_size(path, separator(path))
+        size, what = _csv_size(path, separator(path, name))
     elif suffix == ".npz":
         size, what = _npz_size(path, name, limit)
     elif suffix == ".zip":
@@ -737,8 +739,11 @@ def _file_info(config: "ExperimentConfig", settings: "Settings") -> DatasetInfo:
 
 
 def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
+    from flcore.data import uploads  # it reads files with this module
+
     options = Options(column_names(config.drop_columns), config.missing_values, config.allow_many_classes)
-    table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb, options)
+    name = uploads.original_name(config.data_file, settings)  # an upload by the name it was sent with, not its hash
+    table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb, options, name)
     info = DatasetInfo(
         tuple(table.x_train.shape[1:]),
         len(table.class_names),

@@ -1,9 +1,12 @@
 """Files people upload to a server: kept in its data folder under their content hash.
 
-An upload (a CSV, an NPZ or a zipped image folder for the `file` dataset) is written to
+An upload (a CSV or TSV, an NPZ or a zipped image folder for the `file` dataset) is written to
 `<data folder>/uploads/<sha256>.<ext>`, so the same file uploaded twice is stored once and a run
 names its data by content. `uploads/index.json` remembers each file's original name, size, who
-uploaded it and when, for the list the form offers. Nothing is ever written outside the data
+uploaded it and when, for the list the form offers and for the sentences that name it
+(`original_name`: a user reads 'cars.csv', never its hash). A file is kept only once the real
+reader has read it (`flcore.data.files.check_readable`): one that cannot be read is deleted and
+refused in a sentence naming it as it was sent. Nothing is ever written outside the data
 folder, and a run submitted to the server may only read a file from `uploads/` (`problem`): a
 path typed into a form cannot make the server read its other files. The size limits are the
 server settings `max_upload_mb` (the file) and `max_decoded_mb` (what it takes once read, worked
@@ -24,7 +27,7 @@ from flcore.data.errors import DataFileError
 from flcore.problems import Problem
 from flcore.settings import Settings
 
-SUFFIXES = (".csv", ".npz", ".zip")
+SUFFIXES = (".csv", ".tsv", ".npz", ".zip")
 FOLDER = "uploads"
 
 
@@ -50,10 +53,11 @@ def folder(settings: Settings) -> Path:
 
 
 def save(data: bytes, filename: str, settings: Settings, user: str | None = None) -> Upload:
-    """Store an uploaded file (checked: its kind and size) and return it."""
+    """Store an uploaded file (checked: its kind, its size, what it takes once read, and that the
+    reader reads it) and return it."""
     suffix = Path(filename).suffix.lower()
     if suffix not in SUFFIXES:
-        raise UploadError(f"{filename!r} is not a CSV, NPZ or ZIP file; upload one of: {', '.join(SUFFIXES)}")
+        raise UploadError(f"{filename!r} is not a CSV, TSV, NPZ or ZIP file; upload one of: {', '.join(SUFFIXES)}")
     limit = settings.max_upload_mb * 2**20
     if len(data) > limit:
         raise UploadError(f"{filename!r} is {_size(len(data))}; this server takes uploads of at most {settings.max_upload_mb} MB")
@@ -64,8 +68,9 @@ def save(data: bytes, filename: str, settings: Settings, user: str | None = None
     written = target if target.exists() else target.with_name(target.name + ".part")
     if written != target:
         _write_private(written, data)
-    try:  # what it takes once read, from its headers: a small file may decode to gigabytes
+    try:  # what it takes once read, from its headers (a small file may decode to gigabytes), then read
         files.check_decoded_size(str(written), Path(filename).name, settings.max_decoded_mb)
+        files.check_readable(str(written), Path(filename).name)
     except DataFileError as err:
         if written != target:
             written.unlink(missing_ok=True)
@@ -83,6 +88,16 @@ def listing(settings: Settings) -> list[Upload]:
     index = _index(settings)
     found = [_upload(folder(settings) / name, entry) for name, entry in index.items() if (folder(settings) / name).is_file()]
     return sorted(found, key=lambda u: u.uploaded_at, reverse=True)
+
+
+def original_name(data_file: str, settings: Settings) -> str | None:
+    """The name an uploaded `data_file` was sent with (None: not an upload of this server)."""
+    if not data_file:
+        return None
+    path = Path(data_file).expanduser().resolve()
+    if path.parent != folder(settings).resolve():
+        return None
+    return _index(settings).get(path.name, {}).get("name")
 
 
 def problem(data_file: str, settings: Settings) -> Problem | None:
