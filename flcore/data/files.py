@@ -506,6 +506,8 @@ def _feature(column: pd.Series, name: str, title: str, sep: str, notes: list[str
     present = column.dropna().astype(str).str.strip()
     if present.empty:
         return column.astype(np.float64)  # every cell empty: missing_values decides
+    if present.str.lower().isin(("true", "false")).all():  # true/false with an empty cell: pandas keeps them as text
+        return (present.str.lower() == "true").astype(np.float64).reindex(column.index)
     for pattern, thousands, decimal in (_COMMA_THOUSANDS, _DECIMAL_COMMA) if sep == "," else (_DECIMAL_COMMA, _COMMA_THOUSANDS):
         if present.str.fullmatch(pattern).all():
             notes.append(

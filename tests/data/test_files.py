@@ -4,6 +4,9 @@ loader from small files the tests write, and every kind of bad file refused with
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -501,3 +504,23 @@ def test_a_continuous_label_is_refused_unless_many_classes_are_allowed(tmp_path)
     assert problem.message.startswith("label_column of 'prices.csv' hold 94 different values over 300 samples (3.2 per class)")
     assert "set allow_many_classes=true" in problem.message
     assert dataset_info(file_config(path, label_column="price", allow_many_classes=True)).num_classes == 94
+
+
+def test_the_cli_prints_what_reading_changed(tmp_path):
+    """The notes are logged; `python -m flcore run` shows them on stderr (a separate process, as a user runs it)."""
+    path = tmp_path / "cars.csv"
+    write_cars(path)
+    flags = ["--dataset", "file", "--data-file", str(path), "--label-column", "sold", "--drop-columns", "name", "--model", "logistic"]
+    flags += ["--num-clients", "2", "--rounds", "1", "--no-store", "--quiet", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "FLCORE_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "flcore", "run", *flags], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "'cars.csv' is read as separated by semicolons (found in its first lines)" in done.stderr
+    assert done.stderr.count("'cars.csv': 1 of 40 rows have an empty cell, filled with its column's mean") == 1  # once per file
+
+
+def test_true_and_false_with_an_empty_cell_stay_one_and_zero(tmp_path):
+    path = tmp_path / "flags.csv"
+    path.write_text("flag,label\ntrue,x\nFalse,y\n,x\nTRUE,y\n")
+    raw = files._read_csv(str(path), "flags.csv", "label", "", ",", files.Options(missing_values="drop_rows"), [])
+    assert raw.x[:, 0].tolist() == [1, 0, 1]
