@@ -263,6 +263,11 @@ def _shown(field: str, value: Any) -> str:
         return registry.entry(value).label
     if value is None:
         return "automatic"
+    if field == "data_file" and value:  # an upload by the name it was sent with, not its storage name
+        from flcore import settings
+        from flcore.data import uploads
+
+        return uploads.original_name(value, settings.current()) or str(value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -13,5 +13,5 @@ import_modules(
     __name__,
     __path__,
     first=("digits", "synthetic", "vision", "leaf", "files"),
-    skip=("datasets", "partition", "errors", "unpickle", "uploads"),
+    skip=("datasets", "partition", "errors", "unpickle", "uploads", "upload_index"),
 )

@@ -741,10 +741,10 @@ def _file_info(config: "ExperimentConfig", settings: "Settings") -> DatasetInfo:
 
 
 def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
-    from flcore.data import uploads  # it reads files with this module
+    from flcore.data.upload_index import original_name
 
     options = Options(column_names(config.drop_columns), config.missing_values, config.allow_many_classes)
-    name = uploads.original_name(config.data_file, settings)  # an upload by the name it was sent with, not its hash
+    name = original_name(config.data_file, settings)  # an upload by the name it was sent with, not its hash
     table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb, options, name)
     info = DatasetInfo(
         tuple(table.x_train.shape[1:]),

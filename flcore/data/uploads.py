@@ -24,11 +24,13 @@ from pathlib import Path
 
 from flcore.data import files
 from flcore.data.errors import DataFileError
+from flcore.data.upload_index import FOLDER, folder, original_name, read_index
+
+__all__ = ["FOLDER", "SUFFIXES", "Upload", "UploadError", "folder", "listing", "original_name", "problem", "save"]
 from flcore.problems import Problem
 from flcore.settings import Settings
 
 SUFFIXES = (".csv", ".tsv", ".npz", ".zip")
-FOLDER = "uploads"
 
 
 class UploadError(ValueError):
@@ -46,10 +48,6 @@ class Upload:
     @property
     def label(self) -> str:
         return f"{self.name} ({_size(self.size)})"
-
-
-def folder(settings: Settings) -> Path:
-    return settings.data_dir / FOLDER
 
 
 def save(data: bytes, filename: str, settings: Settings, user: str | None = None) -> Upload:
@@ -77,7 +75,7 @@ def save(data: bytes, filename: str, settings: Settings, user: str | None = None
         raise UploadError(str(err)) from None
     if written != target:
         os.replace(written, target)
-    index = _index(settings)
+    index = read_index(settings)
     index[target.name] = {"name": Path(filename).name, "size": len(data), "uploaded_by": user, "uploaded_at": time.time()}
     _write_index(settings, index)
     return _upload(target, index[target.name])
@@ -85,19 +83,9 @@ def save(data: bytes, filename: str, settings: Settings, user: str | None = None
 
 def listing(settings: Settings) -> list[Upload]:
     """The uploaded files still on the server, newest first."""
-    index = _index(settings)
+    index = read_index(settings)
     found = [_upload(folder(settings) / name, entry) for name, entry in index.items() if (folder(settings) / name).is_file()]
     return sorted(found, key=lambda u: u.uploaded_at, reverse=True)
-
-
-def original_name(data_file: str, settings: Settings) -> str | None:
-    """The name an uploaded `data_file` was sent with (None: not an upload of this server)."""
-    if not data_file:
-        return None
-    path = Path(data_file).expanduser().resolve()
-    if path.parent != folder(settings).resolve():
-        return None
-    return _index(settings).get(path.name, {}).get("name")
 
 
 def problem(data_file: str, settings: Settings) -> Problem | None:
@@ -114,13 +102,6 @@ def _upload(path: Path, entry: dict) -> Upload:
     return Upload(
         path, entry.get("name", path.name), int(entry.get("size", 0)), entry.get("uploaded_by"), float(entry.get("uploaded_at", 0))
     )
-
-
-def _index(settings: Settings) -> dict[str, dict]:
-    try:
-        return json.loads((folder(settings) / "index.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _write_index(settings: Settings, index: dict[str, dict]) -> None:
