@@ -117,10 +117,9 @@ def test_two_people_own_their_runs_and_see_each_others(team_server, chromium, sc
     assert bob.locator(".st-key-delete_button button").first.is_disabled()
     assert bob.locator('a[href^="http://evil"], img[src^="http://evil"]').count() == 0
 
-    alice.goto(team_server.url + "/")  # a second run is over alice's quota of one
-    wait_for_text(alice, "Ready:")
-    alice.locator(".st-key-run_button button").first.click()
+    alice.goto(team_server.url + "/")  # a second run is over alice's quota of one: said before Run is pressed
     wait_for_text(alice, "the most one person may have on this server (1)")
+    alice.locator(".st-key-run_button button").first.click()  # and pressing Run queues nothing
     shoot(alice, screenshots / "13-team-over-quota.png")
     runs = RunStore(team_server.store).list_runs()
     assert [(r.owner, r.name) for r in runs] == [("alice", MARKDOWN_NAME)]
