@@ -211,6 +211,25 @@ class VmapExecutor(VectorizedExecutor):
         return params - global_params, zeros, zeros
 
 
+def interleaved_medians(methods: dict, reps: int) -> dict[str, float]:
+    """Each method's median seconds over `reps` runs, interleaved so that a noisy neighbour hits
+    every method alike."""
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    for _ in range(reps):
+        for k, fn in methods.items():
+            times[k].append(fn())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def executor_difference(wl: Workload, rounds: int) -> float:
+    """The largest parameter difference between the sequential and vectorized executors after
+    `rounds` rounds: the two must agree, a benchmark of a wrong answer is worth nothing."""
+    check = Workload(**{**wl.__dict__, "rounds": rounds})
+    _, seq = run_federated(check, SequentialExecutor, wl.fresh_model())
+    _, vec = run_federated(check, VectorizedExecutor, wl.fresh_model())
+    return float((seq - vec).abs().max())
+
+
 def bench(wl: Workload, reps: int, vmap: bool) -> dict:
     same, floor = wl.settings.batch_size, wl.per_round * wl.settings.batch_size
     methods = {
@@ -225,19 +244,11 @@ def bench(wl: Workload, reps: int, vmap: bool) -> dict:
         methods["central_cl_floor_s"] = lambda: run_central(wl, wl.fresh_model(), floor, channels_last=True)
     if vmap:
         methods["vmap_s"] = lambda: run_federated(wl, VmapExecutor, wl.fresh_model())[0]
-    times: dict[str, list[float]] = {k: [] for k in methods}
-    for _ in range(reps):  # interleaved, so that a noisy neighbour hits every method alike
-        for k, fn in methods.items():
-            times[k].append(fn())
-    out = {k: statistics.median(v) for k, v in times.items()}
+    out = interleaved_medians(methods, reps)
     # Central training's figure is its faster memory format (NCHW or channels-last).
     out["central_same_batch_s"] = min(v for k, v in out.items() if k.startswith("central") and k.endswith("same_s"))
     out["floor_s"] = min(v for k, v in out.items() if k.startswith("central") and k.endswith("floor_s"))
-    # The two executors must agree; a benchmark of a wrong answer is worth nothing.
-    check = Workload(**{**wl.__dict__, "rounds": min(2, wl.rounds)})
-    _, seq = run_federated(check, SequentialExecutor, wl.fresh_model())
-    _, vec = run_federated(check, VectorizedExecutor, wl.fresh_model())
-    out["max_param_diff"] = float((seq - vec).abs().max())
+    out["max_param_diff"] = executor_difference(wl, min(2, wl.rounds))
     out["ratio_to_central"] = out["vectorized_s"] / out["central_same_batch_s"]
     out["ratio_to_floor"] = out["vectorized_s"] / out["floor_s"]
     out["speedup_over_sequential"] = out["sequential_s"] / out["vectorized_s"]
@@ -252,15 +263,8 @@ def bench_uneven(wl: Workload, reps: int) -> dict:
         "central_same_batch_s": lambda: run_central(wl, wl.fresh_model(), same),
         "floor_s": lambda: run_central(wl, wl.fresh_model(), floor),
     }
-    times: dict[str, list[float]] = {k: [] for k in methods}
-    for _ in range(reps):
-        for k, fn in methods.items():
-            times[k].append(fn())
-    out = {k: statistics.median(v) for k, v in times.items()}
-    check = Workload(**{**wl.__dict__, "rounds": 1})
-    _, seq = run_federated(check, SequentialExecutor, wl.fresh_model())
-    _, vec = run_federated(check, VectorizedExecutor, wl.fresh_model())
-    out["max_param_diff"] = float((seq - vec).abs().max())
+    out = interleaved_medians(methods, reps)
+    out["max_param_diff"] = executor_difference(wl, 1)
     out["uneven_over_even"] = out["uneven_s"] / out["even_s"]
     out["ratio_to_central"] = out["uneven_s"] / out["central_same_batch_s"]
     out["ratio_to_floor"] = out["uneven_s"] / out["floor_s"]
