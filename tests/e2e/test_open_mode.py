@@ -82,7 +82,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _get(host: str, port: int, path: str = "/", source: str | None = None, host_header: str | None = None):
-    """(status, body) of one GET, or 'refused' when nothing listens there."""
+    """(status, body) of one GET; 'refused' when nothing listens there, 'reset' when a closing server drops it."""
     conn = http.client.HTTPConnection(host, port, timeout=10, source_address=(source, 0) if source else None)
     try:
         conn.request("GET", path, headers={"Host": host_header} if host_header else {})
@@ -90,6 +90,8 @@ def _get(host: str, port: int, path: str = "/", source: str | None = None, host_
         return response.status, response.read().decode(errors="replace")
     except ConnectionRefusedError:
         return "refused", ""
+    except (ConnectionResetError, http.client.RemoteDisconnected):  # a server that is shutting down mid-request
+        return "reset", ""
     finally:
         conn.close()
 
