@@ -1,7 +1,8 @@
 """The New run form, built from the engine rather than written by hand.
 
-Each `ExperimentConfig` field becomes one widget whose kind, bounds and help text come from the
-field itself (`model_fields`: its type, its ge/gt/le/lt constraints, its description); the
+Each `ExperimentConfig` field becomes one widget whose kind, bounds, label, step and help text come
+from the field itself (`model_fields`: its type, its ge/gt/le/lt constraints, its description;
+`field_label` and `field_step` for its label and a number's step); the
 choices of dataset, split, model, aggregation, attack and executor come from the engine's registries,
 and under each choice only the fields that entry reads (`Entry.params`) are shown. Choosing a
 dataset split by its own clients by default (synthetic) moves the split and the number of
@@ -22,9 +23,8 @@ import annotated_types as at
 import streamlit as st
 from pydantic.fields import FieldInfo
 
-from dashboard.tables import field_label
 from flcore import settings as server_settings
-from flcore.config import ExperimentConfig, Problem, natural_defaults, registries
+from flcore.config import ExperimentConfig, Problem, field_label, field_step, natural_defaults, registries
 from flcore.data import uploads
 from flcore.data.datasets import AVAILABILITY, availability
 from flcore.registry import Registry
@@ -65,34 +65,6 @@ PLACEHOLDERS = {
     "round_deadline_s": "none: wait for every client",
     "ray_actors": "one per free CPU or GPU",
     "dp_target_epsilon": "no budget: every round",
-}
-STEPS = {
-    "alpha": 0.1,
-    "quantity_sigma": 0.1,
-    "synthetic_alpha": 0.1,
-    "synthetic_beta": 0.1,
-    "client_fraction": 0.05,
-    "lr": 0.01,
-    "momentum": 0.05,
-    "weight_decay": 0.0001,
-    "prox_mu": 0.01,
-    "server_lr": 0.1,
-    "server_momentum": 0.05,
-    "beta1": 0.01,
-    "beta2": 0.001,
-    "tau": 0.001,
-    "trim_beta": 0.05,
-    "attack_fraction": 0.05,
-    "attack_scale": 0.5,
-    "dp_clip": 0.1,
-    "dp_noise_multiplier": 0.1,
-    "dp_delta": 1e-6,
-    "dp_target_epsilon": 0.5,
-    "compression_ratio": 0.01,
-    "availability": 0.05,
-    "dropout": 0.05,
-    "stragglers": 0.05,
-    "round_deadline_s": 1.0,
 }
 # A value the widget starts at when it appears and the form still holds the config default,
 # because the config default alone is refused (an attack needs some malicious clients).
@@ -146,7 +118,7 @@ def _number(name: str, info: FieldInfo, kind: type, optional: bool, value: Any, 
         min_value=None if low is None else float(low),
         max_value=None if high is None else float(high),
         value=None if value is None else float(value),
-        step=STEPS.get(name, 0.01),
+        step=field_step(name) or 0.01,
         format="%g",
         key=key,
         help=info.description,

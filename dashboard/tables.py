@@ -2,8 +2,8 @@
 
 `runs_table` is the Runs page's table, `final_metrics` and `config_differences` the Compare
 page's, `sweep_curves` and `sweep_summary` its view of a sweep, `time_left` the Run page's
-estimate, `results_json` its full download. Names for the
-audience (who does not read code) live here too: `field_label` turns a config field into words.
+estimate, `results_json` its full download. A config field's name for the audience (who does
+not read code) is the engine's `field_label`, kept on the field itself and re-exported here.
 What the engine knows (registries, how a split is described, the best round, what a run's
 status allows) is asked of the engine, never written again here.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flcore.config import ExperimentConfig, registries
+from flcore.config import ExperimentConfig, field_label, registries
 from flcore.data.partition import describe_split
 from flcore.describe import describe_config
 from flcore.federation.privacy import EPSILON_KINDS, epsilon_label
@@ -28,75 +28,7 @@ from flcore.records import best_round
 if TYPE_CHECKING:
     from flcore.store import RunInfo
 
-__all__ = ["describe_config", "describe_split", "registries"]  # re-exported for the pages
-
-# How a config field is named on screen; fields not listed get their name in words.
-FIELD_LABELS = {
-    "name": "Run name",
-    "dataset": "Dataset",
-    "data_file": "Data file (CSV, NPZ or ZIP)",
-    "label_column": "Label column",
-    "client_column": "Client column (natural split)",
-    "emnist_split": "EMNIST split",
-    "synthetic_alpha": "Synthetic alpha (model heterogeneity)",
-    "synthetic_beta": "Synthetic beta (feature heterogeneity)",
-    "synthetic_sizes": "Synthetic device sizes",
-    "synthetic_generator": "Synthetic generator",
-    "partition": "Split",
-    "alpha": "Dirichlet alpha",
-    "shards_per_client": "Shards per client",
-    "quantity_distribution": "Client size distribution",
-    "quantity_sigma": "Size spread (sigma)",
-    "min_samples_per_client": "Minimum samples per client",
-    "num_clients": "Number of clients",
-    "clients_per_round": "Clients per round",
-    "client_fraction": "Fraction of clients per round",
-    "rounds": "Rounds",
-    "availability": "Chance a client is online",
-    "availability_model": "Online chance per client",
-    "dropout": "Chance a client drops out",
-    "stragglers": "Fraction of stragglers",
-    "straggler_policy": "Stragglers",
-    "round_deadline_s": "Round deadline (simulated s)",
-    "model": "Model",
-    "local_epochs": "Local epochs",
-    "batch_size": "Batch size",
-    "lr": "Client learning rate",
-    "momentum": "Client momentum",
-    "weight_decay": "Weight decay",
-    "prox_mu": "FedProx mu",
-    "executor": "Client training",
-    "chunk_size": "Clients per batched chunk",
-    "ray_actors": "Ray actors",
-    "strategy": "Aggregation",
-    "server_lr": "Server learning rate",
-    "server_momentum": "Server momentum",
-    "beta1": "Server beta1",
-    "beta2": "Server beta2",
-    "tau": "Server tau (adaptivity)",
-    "trim_beta": "Trimmed fraction (each end)",
-    "krum_byzantine": "Assumed attackers per round",
-    "multi_krum_m": "Updates averaged (Multi-Krum)",
-    "attack": "Attack",
-    "attack_fraction": "Fraction of malicious clients",
-    "attack_scale": "Attack strength",
-    "dp": "Differential privacy",
-    "dp_clip": "Clipping norm (L2)",
-    "dp_noise_multiplier": "Noise multiplier",
-    "dp_delta": "Delta",
-    "dp_target_epsilon": "Privacy budget (epsilon)",
-    "compression": "Update compression",
-    "compression_ratio": "Fraction of coordinates sent",
-    "compression_bits": "Bits per coordinate",
-    "error_feedback": "Error feedback",
-    "seed": "Seed",
-    "data_seed": "Data split seed",
-    "device": "Device",
-}
-
-
-def field_label(name: str) -> str:
-    return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
+__all__ = ["describe_config", "describe_split", "field_label", "registries"]  # re-exported for the pages
 
 
 def format_duration(seconds: float | None) -> str:

@@ -5,9 +5,9 @@
 
 Four pages, each read from the module that defines what it documents:
 
-- config.md: every `ExperimentConfig` field (flcore/config.py), its type, default, allowed range
-  or choices and description, read from the pydantic model; the section headings are the
-  comments that group the fields in the source.
+- config.md: every `ExperimentConfig` field (flcore/config.py), its label on the dashboard, type,
+  default, allowed range or choices and description, read from the pydantic model; the section
+  headings are the comments that group the fields in the source.
 - registries.md: every registry's names, labels, descriptions and the config fields each entry
   reads, as `python -m flcore list` shows them (flcore/config.py `registries()` and the client
   metrics of flcore/federation/metrics.py).
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flcore.config import ExperimentConfig, registries  # noqa: E402
+from flcore.config import ExperimentConfig, field_label, registries  # noqa: E402
 from flcore.federation.metrics import CLIENT_METRICS  # noqa: E402
 from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, TIMING_COLUMNS, names  # noqa: E402
 
@@ -109,7 +109,7 @@ def config_page() -> str:
         HEADER + "# Configuration reference\n",
         "Every setting of one simulation: a field of `ExperimentConfig` (`flcore/config.py`), a key of a config JSON "
         "(`python -m flcore run --config FILE`), a command-line flag (the field's name with dashes: `num_clients` is "
-        "`--num-clients`; `--clients-per-round` also takes a fraction of all clients, `0.5`) and a widget on the dashboard's New run page. A value outside its range is refused with a "
+        "`--num-clients`; `--clients-per-round` also takes a fraction of all clients, `0.5`) and a widget on the dashboard's New run page, named by its label. A value outside its range is refused with a "
         "sentence naming the field and what is allowed. `null` means the field is left to the engine, as its "
         "description says; on the command line it is written `none`.\n",
     ]
@@ -118,10 +118,17 @@ def config_page() -> str:
         section = sections.get(field, "General")
         if section != current:
             current = section
-            lines += [f"\n## {section}\n", "| field | flag | type | default | allowed | description |", "|---|---|---|---|---|---|"]
+            lines += [f"\n## {section}\n", "| field | label | flag | type | default | allowed | description |", "|" + "---|" * 7]
         flag = "--" + field.replace("_", "-")
         flag = f"{flag}`, `--no-{flag[2:]}" if info.annotation is bool else flag
-        row = [f"`{field}`", f"`{flag}`", _type_name(info.annotation), _default(info.default), _allowed(field, info, choices)]
+        row = [
+            f"`{field}`",
+            field_label(field),
+            f"`{flag}`",
+            _type_name(info.annotation),
+            _default(info.default),
+            _allowed(field, info, choices),
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in [*row, info.description or ""]) + " |")
     return "\n".join(lines) + "\n"
 

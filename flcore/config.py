@@ -3,7 +3,8 @@
 `ExperimentConfig` holds every setting of a simulation. Names of datasets, partitioners,
 models, strategies, attacks and executors are checked against their registries (the
 `REGISTRY_FIELDS` below); numeric settings carry their allowed ranges as field constraints,
-which the dashboard also reads to bound its widgets. Any invalid value raises `ConfigError`,
+which the dashboard also reads to bound its widgets, and their on-screen words: each field's
+`label` (and a number widget's `step`), read with `field_label` and `field_step`. Any invalid value raises `ConfigError`,
 whose `problems` are (field, sentence) pairs; each sentence names the field, the value and what
 is allowed, e.g. ``clients_per_round=50 exceeds num_clients=10``.
 """
@@ -14,7 +15,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import pydantic
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from flcore.problems import ConfigError, Problem, shown
@@ -33,7 +35,15 @@ EARLIER_MEANING = {"synthetic_sizes": "equal", "synthetic_generator": "flcore-v1
 # marks): not allowed in a run name, which people read to tell runs apart.
 BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
 
-__all__ = ["ConfigError", "ExperimentConfig", "Problem", "natural_defaults", "registries"]
+__all__ = ["ConfigError", "ExperimentConfig", "Problem", "field_label", "field_step", "natural_defaults", "registries"]
+
+
+def Field(default: Any, *, label: str | None = None, step: float | None = None, **kwargs: Any) -> Any:
+    """pydantic's `Field`, with what the dashboard shows of the field kept on it (in its
+    `json_schema_extra`): `label`, the words that name it on screen, and `step`, the step of its
+    number widget. Every field has a label (tests/test_config.py checks)."""
+    extra = {key: value for key, value in (("label", label), ("step", step)) if value is not None}
+    return pydantic.Field(default, json_schema_extra=extra or None, **kwargs)
 
 
 class ExperimentConfig(BaseModel):
@@ -41,70 +51,131 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    name: str = Field("", max_length=200, description="A label for the run (optional).")
+    name: str = Field("", max_length=200, label="Run name", description="A label for the run (optional).")
 
     # Data
-    dataset: str = Field("digits", description="Dataset name (see `python -m flcore list`).")
-    data_file: str = Field("", max_length=4096, description="dataset='file': the path of a CSV, NPZ or zipped image folder of your own.")
-    label_column: str = Field("label", max_length=200, description="dataset='file', CSV: the column that holds the labels.")
+    dataset: str = Field("digits", label="Dataset", description="Dataset name (see `python -m flcore list`).")
+    data_file: str = Field(
+        "",
+        max_length=4096,
+        label="Data file (CSV, NPZ or ZIP)",
+        description="dataset='file': the path of a CSV, NPZ or zipped image folder of your own.",
+    )
+    label_column: str = Field(
+        "label", max_length=200, label="Label column", description="dataset='file', CSV: the column that holds the labels."
+    )
     client_column: str = Field(
-        "", max_length=200, description="dataset='file', CSV: a column naming each row's client, for the natural split (empty: none)."
+        "",
+        max_length=200,
+        label="Client column (natural split)",
+        description="dataset='file', CSV: a column naming each row's client, for the natural split (empty: none).",
     )
     drop_columns: str = Field(
-        "", max_length=4096, description="dataset='file', CSV: columns to leave out, comma-separated (e.g. 'id, name'; empty: none)."
+        "",
+        max_length=4096,
+        label="Drop columns",
+        description="dataset='file', CSV: columns to leave out, comma-separated (e.g. 'id, name'; empty: none).",
     )
     missing_values: Literal["impute", "drop_rows", "refuse"] = Field(
         "impute",
+        label="Missing values",
         description="dataset='file', CSV: an empty cell is 'impute'd (its column's mean, or most frequent word), its row "
         "left out ('drop_rows'), or the file refused naming the line ('refuse').",
     )
     allow_many_classes: bool = Field(
         False,
+        label="Allow many classes",
         description="dataset='file': accept a label with more than 50 classes and under 20 samples per class on average "
         "(refused otherwise, as it looks like a number to predict).",
     )
     emnist_split: Literal["balanced", "byclass"] = Field(
-        "balanced", description="EMNIST: 'balanced' (47 classes, 131,600 images) or 'byclass' (62 classes, 814,255 images)."
+        "balanced",
+        label="EMNIST split",
+        description="EMNIST: 'balanced' (47 classes, 131,600 images) or 'byclass' (62 classes, 814,255 images).",
     )
-    synthetic_alpha: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): model heterogeneity.")
-    synthetic_beta: float = Field(1.0, ge=0, le=10, description="Synthetic(alpha, beta): feature heterogeneity.")
+    synthetic_alpha: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        label="Synthetic alpha (model heterogeneity)",
+        step=0.1,
+        description="Synthetic(alpha, beta): model heterogeneity.",
+    )
+    synthetic_beta: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        label="Synthetic beta (feature heterogeneity)",
+        step=0.1,
+        description="Synthetic(alpha, beta): feature heterogeneity.",
+    )
     synthetic_sizes: Literal["powerlaw", "equal"] = Field(
         "powerlaw",
+        label="Synthetic device sizes",
         description="Synthetic: samples per device, 'powerlaw' (as in Li et al. 2020) or 'equal' (400 each, flcore's first release).",
     )
     synthetic_generator: Literal["fedprox", "flcore-v1"] = Field(
         "fedprox",
+        label="Synthetic generator",
         description="Synthetic: 'fedprox' generates as the FedProx authors' code does; 'flcore-v1' as flcore's earlier releases "
         "did (variances for alpha and beta, standardised features, a pooled test set), to reproduce their runs.",
     )
 
     # Partition
-    partition: str = Field("dirichlet", description="How the training data is split over clients.")
-    alpha: float = Field(0.5, gt=0, le=1000, description="Dirichlet concentration: small = skewed labels.")
-    shards_per_client: int = Field(2, ge=1, le=100, description="Shards partition: labels per client.")
-    quantity_distribution: Literal["lognormal", "powerlaw"] = Field("lognormal", description="Quantity skew: distribution of client sizes.")
-    quantity_sigma: float = Field(1.0, gt=0, le=5, description="Quantity skew: log-normal sigma or power-law exponent.")
-    min_samples_per_client: int = Field(2, ge=1, le=10_000, description="Smallest number of training samples a client may get.")
+    partition: str = Field("dirichlet", label="Split", description="How the training data is split over clients.")
+    alpha: float = Field(
+        0.5, gt=0, le=1000, label="Dirichlet alpha", step=0.1, description="Dirichlet concentration: small = skewed labels."
+    )
+    shards_per_client: int = Field(2, ge=1, le=100, label="Shards per client", description="Shards partition: labels per client.")
+    quantity_distribution: Literal["lognormal", "powerlaw"] = Field(
+        "lognormal", label="Client size distribution", description="Quantity skew: distribution of client sizes."
+    )
+    quantity_sigma: float = Field(
+        1.0, gt=0, le=5, label="Size spread (sigma)", step=0.1, description="Quantity skew: log-normal sigma or power-law exponent."
+    )
+    min_samples_per_client: int = Field(
+        2, ge=1, le=10_000, label="Minimum samples per client", description="Smallest number of training samples a client may get."
+    )
 
     # Federation
-    num_clients: int = Field(10, ge=1, le=100_000, description="Number of clients.")
-    clients_per_round: int | None = Field(None, ge=1, le=100_000, description="Clients sampled per round (overrides client_fraction).")
-    client_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
-    rounds: int = Field(20, ge=1, le=10_000, description="Communication rounds.")
+    num_clients: int = Field(10, ge=1, le=100_000, label="Number of clients", description="Number of clients.")
+    clients_per_round: int | None = Field(
+        None, ge=1, le=100_000, label="Clients per round", description="Clients sampled per round (overrides client_fraction)."
+    )
+    client_fraction: float = Field(
+        1.0, gt=0, le=1, label="Fraction of clients per round", step=0.05, description="Fraction of clients sampled per round."
+    )
+    rounds: int = Field(20, ge=1, le=10_000, label="Rounds", description="Communication rounds.")
 
     # Clients that come and go (flcore.federation.availability, flcore.federation.clock)
-    availability: float = Field(1.0, gt=0, le=1, description="Probability that a client is online in a round (1 = always).")
+    availability: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        label="Chance a client is online",
+        step=0.05,
+        description="Probability that a client is online in a round (1 = always).",
+    )
     availability_model: Literal["uniform", "heterogeneous"] = Field(
         "uniform",
+        label="Online chance per client",
         description="'uniform': every client is online with that probability; 'heterogeneous': each client has its own, "
         "drawn once from a Beta distribution around it.",
     )
     dropout: float = Field(
-        0.0, ge=0, lt=1, description="Probability that a sampled client fails to report in a round (its update never arrives)."
+        0.0,
+        ge=0,
+        lt=1,
+        label="Chance a client drops out",
+        step=0.05,
+        description="Probability that a sampled client fails to report in a round (its update never arrives).",
     )
-    stragglers: float = Field(0.0, ge=0, le=1, description="Fraction of the sampled clients that are slow in a round.")
+    stragglers: float = Field(
+        0.0, ge=0, le=1, label="Fraction of stragglers", step=0.05, description="Fraction of the sampled clients that are slow in a round."
+    )
     straggler_policy: Literal["drop", "partial"] = Field(
         "drop",
+        label="Stragglers",
         description="What the server does with stragglers: 'drop' ignores them; with 'partial' they send what they finished "
         "(a random number of their local steps, as in FedProx).",
     )
@@ -112,58 +183,110 @@ class ExperimentConfig(BaseModel):
         None,
         gt=0,
         le=1e7,
+        label="Round deadline (simulated s)",
+        step=1.0,
         description="Simulated seconds the server waits for updates in a round; later ones are late (None = wait for all).",
     )
 
     # Local training
-    model: str = Field("mlp", description="Model architecture.")
-    local_epochs: int = Field(2, ge=1, le=100, description="Local epochs per round.")
-    batch_size: int = Field(16, ge=1, le=65_536, description="Local mini-batch size.")
-    lr: float = Field(0.1, gt=0, le=10, description="Client learning rate.")
-    momentum: float = Field(0.0, ge=0, lt=1, description="Client SGD momentum.")
-    weight_decay: float = Field(0.0, ge=0, le=1, description="Client SGD weight decay.")
-    prox_mu: float = Field(0.0, ge=0, le=100, description="FedProx proximal weight mu (0 = FedAvg's local loss).")
-    executor: str = Field("auto", description="How clients are trained: one after another, or batched together.")
-    chunk_size: int | None = Field(None, ge=1, le=100_000, description="Vectorized executor: clients per batched chunk (None = automatic).")
+    model: str = Field("mlp", label="Model", description="Model architecture.")
+    local_epochs: int = Field(2, ge=1, le=100, label="Local epochs", description="Local epochs per round.")
+    batch_size: int = Field(16, ge=1, le=65_536, label="Batch size", description="Local mini-batch size.")
+    lr: float = Field(0.1, gt=0, le=10, label="Client learning rate", step=0.01, description="Client learning rate.")
+    momentum: float = Field(0.0, ge=0, lt=1, label="Client momentum", step=0.05, description="Client SGD momentum.")
+    weight_decay: float = Field(0.0, ge=0, le=1, label="Weight decay", step=0.0001, description="Client SGD weight decay.")
+    prox_mu: float = Field(
+        0.0, ge=0, le=100, label="FedProx mu", step=0.01, description="FedProx proximal weight mu (0 = FedAvg's local loss)."
+    )
+    executor: str = Field("auto", label="Client training", description="How clients are trained: one after another, or batched together.")
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        label="Clients per batched chunk",
+        description="Vectorized executor: clients per batched chunk (None = automatic).",
+    )
     ray_actors: int | None = Field(
-        None, ge=1, le=4096, description="Ray executor: actors a round's clients are split over (None = one per free CPU, or per GPU)."
+        None,
+        ge=1,
+        le=4096,
+        label="Ray actors",
+        description="Ray executor: actors a round's clients are split over (None = one per free CPU, or per GPU).",
     )
 
     # Server
-    strategy: str = Field("fedavg", description="Aggregation method.")
-    server_lr: float | None = Field(None, gt=0, le=100, description="Server learning rate (None = the strategy's default).")
-    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM: server momentum.")
-    beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi: first-moment decay.")
-    beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi: second-moment decay.")
-    tau: float = Field(1e-3, gt=0, le=10, description="FedAdam/FedYogi/FedAdagrad: adaptivity.")
-    trim_beta: float = Field(0.1, ge=0, lt=0.5, description="Trimmed mean: fraction trimmed from each end.")
-    krum_byzantine: int | None = Field(None, ge=0, description="Krum: assumed attackers per round (None = from attack_fraction).")
-    multi_krum_m: int | None = Field(None, ge=1, description="Multi-Krum: updates averaged (None = n - f).")
+    strategy: str = Field("fedavg", label="Aggregation", description="Aggregation method.")
+    server_lr: float | None = Field(
+        None, gt=0, le=100, label="Server learning rate", step=0.1, description="Server learning rate (None = the strategy's default)."
+    )
+    server_momentum: float = Field(0.9, ge=0, lt=1, label="Server momentum", step=0.05, description="FedAvgM: server momentum.")
+    beta1: float = Field(0.9, ge=0, lt=1, label="Server beta1", step=0.01, description="FedAdam/FedYogi: first-moment decay.")
+    beta2: float = Field(0.99, ge=0, lt=1, label="Server beta2", step=0.001, description="FedAdam/FedYogi: second-moment decay.")
+    tau: float = Field(
+        1e-3, gt=0, le=10, label="Server tau (adaptivity)", step=0.001, description="FedAdam/FedYogi/FedAdagrad: adaptivity."
+    )
+    trim_beta: float = Field(
+        0.1, ge=0, lt=0.5, label="Trimmed fraction (each end)", step=0.05, description="Trimmed mean: fraction trimmed from each end."
+    )
+    krum_byzantine: int | None = Field(
+        None, ge=0, label="Assumed attackers per round", description="Krum: assumed attackers per round (None = from attack_fraction)."
+    )
+    multi_krum_m: int | None = Field(
+        None, ge=1, label="Updates averaged (Multi-Krum)", description="Multi-Krum: updates averaged (None = n - f)."
+    )
 
     # Attack
-    attack: str = Field("none", description="What malicious clients do.")
-    attack_fraction: float = Field(0.0, ge=0, lt=1, description="Fraction of clients that are malicious.")
-    attack_scale: float | None = Field(None, gt=0, le=1e4, description="Attack strength (None = the attack's default).")
+    attack: str = Field("none", label="Attack", description="What malicious clients do.")
+    attack_fraction: float = Field(
+        0.0, ge=0, lt=1, label="Fraction of malicious clients", step=0.05, description="Fraction of clients that are malicious."
+    )
+    attack_scale: float | None = Field(
+        None, gt=0, le=1e4, label="Attack strength", step=0.5, description="Attack strength (None = the attack's default)."
+    )
 
     # Privacy (see flcore/federation/privacy.py): read only when dp is not "none"
-    dp: str = Field("none", description="Differential privacy: none, central (DP-FedAvg, server adds noise) or local (clients add it).")
-    dp_clip: float = Field(1.0, gt=0, le=1e6, description="DP: the L2 norm each client's update is clipped to.")
-    dp_noise_multiplier: float = Field(1.0, ge=0, le=100, description="DP: Gaussian noise standard deviation as a multiple of dp_clip.")
-    dp_delta: float = Field(1e-5, gt=0, lt=1, description="DP: the delta at which epsilon is reported.")
+    dp: str = Field(
+        "none",
+        label="Differential privacy",
+        description="Differential privacy: none, central (DP-FedAvg, server adds noise) or local (clients add it).",
+    )
+    dp_clip: float = Field(
+        1.0, gt=0, le=1e6, label="Clipping norm (L2)", step=0.1, description="DP: the L2 norm each client's update is clipped to."
+    )
+    dp_noise_multiplier: float = Field(
+        1.0, ge=0, le=100, label="Noise multiplier", step=0.1, description="DP: Gaussian noise standard deviation as a multiple of dp_clip."
+    )
+    dp_delta: float = Field(1e-5, gt=0, lt=1, label="Delta", step=1e-06, description="DP: the delta at which epsilon is reported.")
     dp_target_epsilon: float | None = Field(
-        None, gt=0, le=1e6, description="DP: the privacy budget; the run stops before a round that would spend more (None = no budget)."
+        None,
+        gt=0,
+        le=1e6,
+        label="Privacy budget (epsilon)",
+        step=0.5,
+        description="DP: the privacy budget; the run stops before a round that would spend more (None = no budget).",
     )
 
     # Communication (see flcore/federation/compression.py): what clients send back
-    compression: str = Field("none", description="How clients compress their updates: none, topk or quantize.")
-    compression_ratio: float = Field(0.1, gt=0, le=1, description="Top-k: the fraction of coordinates each client sends.")
-    compression_bits: int = Field(8, ge=1, le=16, description="Quantize: bits per coordinate (stochastic, unbiased).")
-    error_feedback: bool = Field(False, description="Top-k/quantize: each client adds what it could not send to its next update.")
+    compression: str = Field("none", label="Update compression", description="How clients compress their updates: none, topk or quantize.")
+    compression_ratio: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        label="Fraction of coordinates sent",
+        step=0.01,
+        description="Top-k: the fraction of coordinates each client sends.",
+    )
+    compression_bits: int = Field(
+        8, ge=1, le=16, label="Bits per coordinate", description="Quantize: bits per coordinate (stochastic, unbiased)."
+    )
+    error_feedback: bool = Field(
+        False, label="Error feedback", description="Top-k/quantize: each client adds what it could not send to its next update."
+    )
 
     # Reproducibility and hardware
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Root seed for model init, sampling and shuffling.")
-    data_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the data split (None = seed).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, label="Seed", description="Root seed for model init, sampling and shuffling.")
+    data_seed: int | None = Field(None, ge=0, le=2**31 - 1, label="Data split seed", description="Seed of the data split (None = seed).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", label="Device", description="Where to train.")
 
     @field_validator("drop_columns", mode="before")
     @classmethod
@@ -250,6 +373,22 @@ class ExperimentConfig(BaseModel):
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")
+
+
+def _shown_as(name: str) -> dict[str, Any]:
+    info = ExperimentConfig.model_fields.get(name)
+    extra = None if info is None else info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def field_label(name: str) -> str:
+    """How config field `name` is named on screen: its `label`, or else its name in words."""
+    return _shown_as(name).get("label") or name.replace("_", " ").capitalize()
+
+
+def field_step(name: str) -> float | None:
+    """The step of field `name`'s number widget, or None where the field gives none."""
+    return _shown_as(name).get("step")
 
 
 def format_validation_error(err: ValidationError) -> list[Problem]:

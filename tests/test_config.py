@@ -6,7 +6,7 @@ import pytest
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import ValidationError
 
-from flcore.config import ConfigError, ExperimentConfig, registries
+from flcore.config import ConfigError, ExperimentConfig, field_label, field_step, registries
 
 
 def test_defaults_are_valid_and_frozen():
@@ -126,3 +126,22 @@ def test_a_run_name_may_not_reorder_how_it_reads(control):
     assert ExperimentConfig.create(name="résumé · 名前 ✓").name == "résumé · 名前 ✓"  # any other text is a name
     stored = ExperimentConfig.from_json(f'{{"name": "report{control}exe.pdf"}}', stored=True)  # a run stored before still reads
     assert stored.name == "reportexe.pdf"
+
+
+def test_every_field_the_form_shows_has_a_label_on_the_field():
+    """The New run form names each widget by the field's `label` (flcore.config.field_label): a
+    field added to the form without one fails here instead of showing its bare name."""
+    from dashboard import form
+
+    shown = form.placed_fields() | set(form.leftover_fields())
+    extras = {name: ExperimentConfig.model_fields[name].json_schema_extra for name in shown}
+    assert sorted(name for name, extra in extras.items() if not (isinstance(extra, dict) and extra.get("label"))) == []
+
+
+def test_labels_and_steps_are_read_from_the_field():
+    assert field_label("lr") == "Client learning rate" and field_step("lr") == 0.01
+    assert field_label("dp_delta") == "Delta" and field_step("dp_delta") == 1e-6
+    assert field_step("rounds") is None  # an int steps by 1
+    assert field_label("some_new_field") == "Some new field" and field_step("some_new_field") is None
+    stepped = [name for name in ExperimentConfig.model_fields if field_step(name) is not None]
+    assert all("float" in str(ExperimentConfig.model_fields[name].annotation) for name in stepped)  # the form steps floats only
