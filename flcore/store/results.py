@@ -7,39 +7,50 @@ strategy's metrics, registered client metrics) are kept as JSON and read back as
 columns. Which clients were offline in a round is kept in a bounded form (`records.Offline`,
 `offline_frame`). Frames can be read from a round on (`after=`) and from one snapshot
 (`results`), which is how a live page reads only what is new.
+
+The `Results` part owns the rounds, client_rounds, partitions and checkpoints tables. A run's own
+record is the `Runs` part's: a stored round asks it to advance the run (`Runs.advance`), and
+deleting a run asks this part to delete its rows (`Runs.on_delete`), each inside the same
+transaction.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
 import numpy as np
 import pandas as pd
 
 from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, Offline, RoundResult, names, typed_frame
 from flcore.store.database import Database
-from flcore.store.runs import RunNotRunning
+from flcore.store.runs import RunNotRunning, Runs
 
 PARTITION_COLUMNS = ("client_id", "label", "count")
 _ROUND_NAMES = names(ROUND_COLUMNS)
 _CLIENT_NAMES = names(CLIENT_COLUMNS)
 
 
-class RunResults(Database):
-    """Per-round results, the split and the checkpoint of each run."""
+class Results:
+    """The tables of what runs produced: per-round results, the split and the checkpoint of each
+    run. A run's own record (its status, its rounds done) is `Runs`', which this part asks."""
+
+    TABLES = ("rounds", "client_rounds", "partitions", "checkpoints")
+
+    def __init__(self, db: Database, runs: Runs) -> None:
+        self.db, self.runs = db, runs
+        runs.on_delete(self._delete_rows)
 
     def save_partition(self, run_id: str, counts: np.ndarray) -> None:
         """The clients x classes label-count matrix of the run's split."""
         matrix = np.asarray(counts, dtype=np.int64)
         if matrix.ndim != 2:
             raise ValueError(f"label counts must be a clients x classes matrix, got shape {matrix.shape}")
-        with self._write() as c:
+        with self.db._write() as c:
             c.execute("INSERT OR REPLACE INTO partitions (run_id, counts_json) VALUES (?, ?)", (run_id, json.dumps(matrix.tolist())))
 
     def label_counts(self, run_id: str) -> np.ndarray | None:
-        rows = self._query("SELECT counts_json FROM partitions WHERE run_id = ?", (run_id,))
+        rows = self.db._query("SELECT counts_json FROM partitions WHERE run_id = ?", (run_id,))
         return np.array(json.loads(rows[0][0]), dtype=np.int64) if rows else None
 
     def partition_frame(self, run_id: str) -> pd.DataFrame:
@@ -59,13 +70,8 @@ class RunResults(Database):
         row = result.row()
         metrics = {k: v for k, v in row.items() if k not in _ROUND_NAMES}
         clients = result.client_rows()
-        now = time.time()
-        with self._write() as c:
-            cur = c.execute(
-                "UPDATE runs SET rounds_done = ?, final_accuracy = ?, heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
-                (result.round, _float(result.test_accuracy), now, run_id),
-            )
-            if cur.rowcount != 1:
+        with self.db._write() as c:
+            if not self.runs.advance(c, run_id, result.round, _float(result.test_accuracy)):
                 raise RunNotRunning(f"run {run_id} is no longer running; round {result.round} was not stored")
             c.execute(
                 f"INSERT INTO rounds ({', '.join(_ROUND_NAMES)}, run_id, metrics_json, offline_json) "
@@ -84,34 +90,41 @@ class RunResults(Database):
                 )
 
     def load_checkpoint(self, run_id: str) -> bytes | None:
-        rows = self._query("SELECT state FROM checkpoints WHERE run_id = ?", (run_id,))
+        rows = self.db._query("SELECT state FROM checkpoints WHERE run_id = ?", (run_id,))
         return bytes(rows[0][0]) if rows else None
+
+    def checkpoint_round(self, run_id: str) -> int:
+        """The round the run's checkpoint was taken after (0 without one): where a resume continues."""
+        rows = self.db._query("SELECT round FROM checkpoints WHERE run_id = ?", (run_id,))
+        return rows[0][0] if rows else 0
+
+    def _delete_rows(self, c, run_id: str, sweep_id: str | None) -> None:
+        """Inside the write deleting run `run_id` (`Runs.delete_run`): delete all its rows here."""
+        for table in self.TABLES:
+            c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
     def discard_rounds_after(self, run_id: str, round_: int) -> None:
         """Drop stored rounds past `round_` (those a resumed run will compute again)."""
-        with self._write() as c:
+        with self.db._write() as c:
             c.execute("DELETE FROM rounds WHERE run_id = ? AND round > ?", (run_id, round_))
             c.execute("DELETE FROM client_rounds WHERE run_id = ? AND round > ?", (run_id, round_))
-            c.execute(
-                "UPDATE runs SET rounds_done = ?, final_accuracy = "
-                "(SELECT test_accuracy FROM rounds WHERE run_id = ? AND round = ?) WHERE run_id = ?",
-                (round_, run_id, round_, run_id),
-            )
+            row = c.execute("SELECT test_accuracy FROM rounds WHERE run_id = ? AND round = ?", (run_id, round_)).fetchone()
+            self.runs.rewind(c, run_id, round_, row[0] if row else None)
 
     def results(self, run_id: str, after: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
         """`rounds_frame` and `clients_frame` of the rounds past `after`, from one snapshot."""
-        with self._snapshot():
+        with self.db._snapshot():
             return self.rounds_frame(run_id, after), self.clients_frame(run_id, after)
 
     def round_wall_time(self, run_id: str, round_: int) -> float | None:
         """The stored wall time of one round (None if it is not stored): a cheap fingerprint that
         changes when a resumed run stores that round again."""
-        rows = self._query("SELECT wall_time_s FROM rounds WHERE run_id = ? AND round = ?", (run_id, round_))
+        rows = self.db._query("SELECT wall_time_s FROM rounds WHERE run_id = ? AND round = ?", (run_id, round_))
         return rows[0][0] if rows else None
 
     def rounds_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
         """One row per round (those past round `after`): ROUND_COLUMNS, then the metrics."""
-        rows = self._query(
+        rows = self.db._query(
             f"SELECT {', '.join(_ROUND_NAMES)}, metrics_json FROM rounds WHERE run_id = ? AND round > ? ORDER BY round",
             (run_id, after),
         )
@@ -120,9 +133,9 @@ class RunResults(Database):
     def clients_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
         """One row per sampled client per round (of the rounds past `after`): CLIENT_COLUMNS, then
         the client metrics."""
-        metrics = self.column("client_rounds", "metrics_json", default="'{}'")  # a read-only store may predate it
-        columns = ", ".join(self.column("client_rounds", n, default="'trained'") if n == "status" else n for n in _CLIENT_NAMES)
-        rows = self._query(
+        metrics = self.db.column("client_rounds", "metrics_json", default="'{}'")  # a read-only store may predate it
+        columns = ", ".join(self.db.column("client_rounds", n, default="'trained'") if n == "status" else n for n in _CLIENT_NAMES)
+        rows = self.db._query(
             f"SELECT {columns}, {metrics} FROM client_rounds WHERE run_id = ? AND round > ? ORDER BY round, client_id",
             (run_id, after),
         )
@@ -132,8 +145,8 @@ class RunResults(Database):
         """The rounds past `after` in which some clients were offline: round, group (consecutive
         client ids per count) and counts (a list: how many of each group were offline)."""
         rows = []
-        if self.column("rounds", "offline_json") == "offline_json":  # else a read-only store of an earlier release
-            rows = self._query(
+        if self.db.column("rounds", "offline_json") == "offline_json":  # else a read-only store of an earlier release
+            rows = self.db._query(
                 "SELECT round, offline_json FROM rounds WHERE run_id = ? AND round > ? AND offline_json IS NOT NULL ORDER BY round",
                 (run_id, after),
             )

@@ -10,6 +10,10 @@ the pid and host of its worker and beats a heartbeat (and, through a long round,
 the round's clients have trained: `RoundProgress`); a run whose worker is gone (no such
 process on this host, or no heartbeat for STALE_AFTER_S) is marked interrupted. `actions` says
 what a user may do with a run in its status; the dashboard asks it rather than knowing.
+
+The `Runs` part owns the runs table and no other: the parts that keep rows per run (`Results`,
+`Sweeps`) ask it about runs inside their own transactions, and are asked, through `on_delete`,
+to delete their rows of a run in the transaction that deletes it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 import secrets
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,24 +143,43 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class RunLifecycle(Database):
-    """Runs and their statuses (see the module docstring for the transitions)."""
+# What another part does inside the write that deletes a run: delete its own rows of the run, on
+# the open connection, given the run's id and the sweep it was one run of (None: none).
+OnDelete = Callable[[sqlite3.Connection, str, str | None], None]
+
+
+class Runs:
+    """The runs table: runs and their statuses (see the module docstring for the transitions).
+
+    The other parts keep rows per run and ask this one about runs: `insert`, `advance`, `rewind`
+    and `in_sweep` work inside the caller's write transaction (`c`), and `on_delete` lets a part
+    delete its rows of a run in the same transaction as the run's record."""
+
+    TABLES = ("runs",)
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._on_delete: list[OnDelete] = []
+
+    def on_delete(self, delete_rows: OnDelete) -> None:
+        """Have `delete_rows` called inside every `delete_run`, after the run's record is gone."""
+        self._on_delete.append(delete_rows)
 
     def create_run(self, config: ExperimentConfig, source: str = "dashboard", owner: str | None = None, admit: Admit | None = None) -> str:
         """Store `config` as a queued run started by `owner`; return its id. `admit`, when given,
         is called inside the write transaction with the number of runs `owner` has queued or
         running, and refuses the run by raising (`flcore.service.quotas.admission`): no other
         writer can queue a run between that count and this insert."""
-        with self._write() as c:
+        with self.db._write() as c:
             if admit is not None:
                 admit(self._active_count(c, owner))
-            return self._insert_run(c, config, source, owner)
+            return self.insert(c, config, source, owner)
 
     def _active_count(self, c, owner: str | None) -> int:
         """How many runs `owner` has queued or running, read inside the caller's transaction."""
         return c.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running') AND owner IS ?", (owner,)).fetchone()[0]
 
-    def _insert_run(self, c, config: ExperimentConfig, source: str, owner: str | None, sweep_id: str | None = None) -> str:
+    def insert(self, c, config: ExperimentConfig, source: str, owner: str | None, sweep_id: str | None = None) -> str:
         """Insert a queued run inside the caller's write transaction; return its id."""
         while True:
             run_id = secrets.token_hex(4)
@@ -168,37 +192,59 @@ class RunLifecycle(Database):
         )
         return run_id
 
+    def advance(self, c, run_id: str, round_: int, accuracy: float | None) -> bool:
+        """A round of a running run was stored (inside the caller's write): record it as the run's
+        last round, with its accuracy and a heartbeat. False, writing nothing, if it is not running."""
+        cur = c.execute(
+            "UPDATE runs SET rounds_done = ?, final_accuracy = ?, heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
+            (round_, accuracy, time.time(), run_id),
+        )
+        return cur.rowcount == 1
+
+    def rewind(self, c, run_id: str, round_: int, accuracy: float | None) -> None:
+        """The run's rounds past `round_` were dropped (inside the caller's write): `round_` is its last."""
+        c.execute("UPDATE runs SET rounds_done = ?, final_accuracy = ? WHERE run_id = ?", (round_, accuracy, run_id))
+
+    def in_sweep(self, c, sweep_id: str) -> int:
+        """How many runs sweep `sweep_id` has, read inside the caller's transaction."""
+        return c.execute("SELECT COUNT(*) FROM runs WHERE sweep_id = ?", (sweep_id,)).fetchone()[0]
+
+    def of_sweeps(self) -> list[tuple[str, str, str]]:
+        """(sweep id, run id, status) of every run of a sweep, oldest first."""
+        return self.db._query("SELECT sweep_id, run_id, status FROM runs WHERE sweep_id IS NOT NULL ORDER BY created_at, rowid")
+
     def _run_fields(self) -> str:
-        return ", ".join([_RUN_FIELDS] + [self.column("runs", name) for name in ("worker_json", "owner", "sweep_id", "progress_json")])
+        return ", ".join([_RUN_FIELDS] + [self.db.column("runs", name) for name in ("worker_json", "owner", "sweep_id", "progress_json")])
 
     def get_run(self, run_id: str) -> RunInfo | None:
-        rows = self._query(f"SELECT {self._run_fields()} FROM runs WHERE run_id = ?", (run_id,))
+        rows = self.db._query(f"SELECT {self._run_fields()} FROM runs WHERE run_id = ?", (run_id,))
         return _info(rows[0]) if rows else None
 
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""
-        return [_info(r) for r in self._query(f"SELECT {self._run_fields()} FROM runs ORDER BY created_at DESC, rowid DESC")]
+        return [_info(r) for r in self.db._query(f"SELECT {self._run_fields()} FROM runs ORDER BY created_at DESC, rowid DESC")]
 
     def delete_run(self, run_id: str) -> None:
-        """Remove the run with all its rows (and its sweep, when it was the sweep's last run); a
-        worker still running it stops at its next round."""
-        with self._write() as c:
-            for table in ("client_rounds", "rounds", "partitions", "checkpoints", "runs"):
-                c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            c.execute("DELETE FROM sweeps WHERE sweep_id NOT IN (SELECT sweep_id FROM runs WHERE sweep_id IS NOT NULL)")
+        """Remove the run's record and, in the same transaction, every other part's rows of it (see
+        `on_delete`); a worker still running it stops at its next round."""
+        with self.db._write() as c:
+            row = c.execute("SELECT sweep_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            for delete_rows in self._on_delete:
+                delete_rows(c, run_id, row[0] if row else None)
 
     def queued(self) -> list[str]:
         """Ids of the queued runs, oldest first."""
-        return [r[0] for r in self._query("SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")]
+        return [r[0] for r in self.db._query("SELECT run_id FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")]
 
     def queue(self) -> list[tuple[str, str | None]]:
         """(run id, owner) of the queued runs, oldest first."""
-        return self._query("SELECT run_id, owner FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")
+        return self.db._query("SELECT run_id, owner FROM runs WHERE status = 'queued' ORDER BY created_at, rowid")
 
     def active_by_owner(self) -> dict[str | None, tuple[int, int]]:
         """owner -> (queued, running) counts of their active runs."""
         out: dict[str | None, list[int]] = {}
-        for owner, status, count in self._query(
+        for owner, status, count in self.db._query(
             "SELECT owner, status, COUNT(*) FROM runs WHERE status IN ('queued', 'running') GROUP BY owner, status"
         ):
             out.setdefault(owner, [0, 0])[status == "running"] += count
@@ -206,12 +252,12 @@ class RunLifecycle(Database):
 
     def last_trained(self) -> dict[str | None, float]:
         """owner -> when a run of theirs last trained (its latest heartbeat), for owners who ever had one train."""
-        return dict(self._query("SELECT owner, MAX(heartbeat_at) FROM runs WHERE heartbeat_at IS NOT NULL GROUP BY owner"))
+        return dict(self.db._query("SELECT owner, MAX(heartbeat_at) FROM runs WHERE heartbeat_at IS NOT NULL GROUP BY owner"))
 
     def claim(self, run_id: str) -> bool:
         """Atomically move a queued run to running; False if it is not queued (someone else took it)."""
         now = time.time()
-        with self._write() as c:
+        with self.db._write() as c:
             cur = c.execute(
                 "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL, "
                 "heartbeat_at = ?, pid = ?, host = ?, progress_json = NULL WHERE run_id = ? AND status = 'queued'",
@@ -222,7 +268,7 @@ class RunLifecycle(Database):
     def mark_running(self, run_id: str, pid: int, worker: dict | None = None) -> None:
         """Record the process working on a claimed run (and, from a worker, what it was given);
         raise RunNotRunning if the run is not running."""
-        with self._write() as c:
+        with self.db._write() as c:
             cur = c.execute(
                 "UPDATE runs SET pid = ?, host = ?, heartbeat_at = ?, worker_json = COALESCE(?, worker_json) "
                 "WHERE run_id = ? AND status = 'running'",
@@ -232,13 +278,13 @@ class RunLifecycle(Database):
                 raise RunNotRunning(f"run {run_id} is not running")
 
     def heartbeat(self, run_id: str) -> None:
-        with self._write() as c:
+        with self.db._write() as c:
             c.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", (time.time(), run_id))
 
     def set_round_progress(self, run_id: str, round_: int, done: int, total: int) -> None:
         """Say that `done` of round `round_`'s `total` clients have trained (a heartbeat too)."""
         progress = json.dumps({"round": round_, "done": done, "total": total})
-        with self._write() as c:
+        with self.db._write() as c:
             c.execute(
                 "UPDATE runs SET progress_json = ?, heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
                 (progress, time.time(), run_id),
@@ -246,7 +292,7 @@ class RunLifecycle(Database):
 
     def request_cancel(self, run_id: str) -> None:
         """A queued run becomes cancelled at once; a running one is flagged for its worker to stop."""
-        with self._write() as c:
+        with self.db._write() as c:
             c.execute(
                 "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE run_id = ? AND status = 'queued'",
                 (time.time(), run_id),
@@ -254,14 +300,14 @@ class RunLifecycle(Database):
             c.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ? AND status = 'running'", (run_id,))
 
     def cancel_requested(self, run_id: str) -> bool:
-        rows = self._query("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
+        rows = self.db._query("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
         return bool(rows and rows[0][0])
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         """End a run with one of FINISHED and, when it failed or stopped, a sentence saying why."""
         if status not in FINISHED:
             raise ValueError(f"status={status!r} does not end a run; choose one of: {', '.join(FINISHED)}")
-        with self._write() as c:
+        with self.db._write() as c:
             c.execute(
                 "UPDATE runs SET status = ?, error = ?, finished_at = ?, pid = NULL WHERE run_id = ?",
                 (status, error, time.time(), run_id),
@@ -274,23 +320,25 @@ class RunLifecycle(Database):
         if pids is not None:
             sql += f" AND pid IN ({', '.join('?' * len(pids))})"
             params += tuple(pids)
-        with self._write() as c:
+        with self.db._write() as c:
             return c.execute(sql, params).rowcount == 1
 
-    def mark_stale_interrupted(self) -> list[str]:
+    def mark_stale_interrupted(self, resume_round: Callable[[str], int]) -> list[str]:
         """Running runs whose worker is gone -> interrupted; returns their ids.
 
         A worker is gone when its process no longer exists on this host, or when its heartbeat
         is older than STALE_AFTER_S (workers beat every few seconds, so this also covers another
         host or a reused pid). Live workers of another server on the same store are left alone.
+        `resume_round(run_id)` says after which round a resume would continue (its checkpoint's),
+        for the sentence the run is marked with.
         """
         host, now = socket.gethostname(), time.time()
         stale = []
-        for run_id, pid, run_host, beat in self._query("SELECT run_id, pid, host, heartbeat_at FROM runs WHERE status = 'running'"):
+        for run_id, pid, run_host, beat in self.db._query("SELECT run_id, pid, host, heartbeat_at FROM runs WHERE status = 'running'"):
             gone = run_host == host and pid is not None and not pid_alive(pid)
             if gone or beat is None or now - beat > STALE_AFTER_S:
                 reason = "its worker process is gone" if gone else f"its worker sent no heartbeat for {STALE_AFTER_S:.0f} s"
-                error = f"The run stopped unexpectedly ({reason}); resume it to continue from round {self.checkpoint_round(run_id) + 1}."
+                error = f"The run stopped unexpectedly ({reason}); resume it to continue from round {resume_round(run_id) + 1}."
                 if self.mark_interrupted(run_id, error, None if pid is None else (pid,)):
                     stale.append(run_id)
         return stale
@@ -301,7 +349,7 @@ class RunLifecycle(Database):
         Its worker continues from the last checkpoint. Any other status is left as it is.
         `admit`, as for `create_run`, may refuse it inside the same transaction.
         """
-        with self._write() as c:
+        with self.db._write() as c:
             row = c.execute("SELECT owner, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None or row[1] not in RESUMABLE:
                 return
@@ -312,11 +360,6 @@ class RunLifecycle(Database):
                 f"WHERE run_id = ? AND status IN ({', '.join(repr(s) for s in RESUMABLE)})",
                 (run_id,),
             )
-
-    def checkpoint_round(self, run_id: str) -> int:
-        """The round the run's checkpoint was taken after (0 without one): where a resume continues."""
-        rows = self._query("SELECT round FROM checkpoints WHERE run_id = ?", (run_id,))
-        return rows[0][0] if rows else 0
 
 
 def _info(row: tuple) -> RunInfo:

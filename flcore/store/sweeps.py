@@ -2,8 +2,10 @@
 
 A sweep row keeps the sweep's name and its grid (`flcore.service.sweep` reads and expands grids); each
 of its runs is an ordinary run (queued, trained, cancelled and resumed like any other) that
-carries the sweep's id. The sweep and all its runs are written in one transaction, so a sweep
-is queued whole or not at all. Deleting a sweep's last run deletes the sweep.
+carries the sweep's id. The `Sweeps` part owns the sweeps table only: it asks `Runs` to insert a
+sweep's runs and to list them. The sweep and all its runs are written in one transaction, so a
+sweep is queued whole or not at all. Deleting a sweep's last run deletes the sweep, in the same
+transaction (`Runs.on_delete`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from flcore.config import ExperimentConfig
-from flcore.store.runs import ACTIVE, RunLifecycle
+from flcore.store.database import Database
+from flcore.store.runs import ACTIVE, Runs
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,14 @@ class SweepInfo:
         return any(self.statuses.get(s, 0) for s in ACTIVE)
 
 
-class Sweeps(RunLifecycle):
-    """Sweeps and the runs they queued."""
+class Sweeps:
+    """The sweeps table: sweeps, and (asked of `Runs`) the runs they queued."""
+
+    TABLES = ("sweeps",)
+
+    def __init__(self, db: Database, runs: Runs) -> None:
+        self.db, self.runs = db, runs
+        runs.on_delete(self._delete_if_empty)
 
     def create_sweep(
         self, name: str, grid: dict, configs: list[ExperimentConfig], source: str = "cli", owner: str | None = None
@@ -50,7 +59,7 @@ class Sweeps(RunLifecycle):
         sweep's id and its runs' ids, in the order of `configs`."""
         if not configs:
             raise ValueError("a sweep needs at least one run")
-        with self._write() as c:
+        with self.db._write() as c:
             while True:
                 sweep_id = secrets.token_hex(4)
                 if not c.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", (sweep_id,)).fetchone():
@@ -59,16 +68,20 @@ class Sweeps(RunLifecycle):
                 "INSERT INTO sweeps (sweep_id, name, grid_json, created_at) VALUES (?, ?, ?, ?)",
                 (sweep_id, name, json.dumps(grid), time.time()),
             )
-            run_ids = [self._insert_run(c, config, source, owner, sweep_id) for config in configs]
+            run_ids = [self.runs.insert(c, config, source, owner, sweep_id) for config in configs]
         return sweep_id, run_ids
+
+    def _delete_if_empty(self, c, run_id: str, sweep_id: str | None) -> None:
+        """Inside the write deleting run `run_id`: delete its sweep when that was the sweep's last run."""
+        if sweep_id is not None and not self.runs.in_sweep(c, sweep_id):
+            c.execute("DELETE FROM sweeps WHERE sweep_id = ?", (sweep_id,))
 
     def list_sweeps(self) -> list[SweepInfo]:
         """Every sweep, newest first, with its runs' ids (oldest first) and statuses."""
-        sweeps = self._query("SELECT sweep_id, name, grid_json, created_at FROM sweeps ORDER BY created_at DESC, rowid DESC")
-        runs = self._query("SELECT sweep_id, run_id, status FROM runs WHERE sweep_id IS NOT NULL ORDER BY created_at, rowid")
+        sweeps = self.db._query("SELECT sweep_id, name, grid_json, created_at FROM sweeps ORDER BY created_at DESC, rowid DESC")
         ids: dict[str, list[str]] = {}
         statuses: dict[str, Counter] = {}
-        for sweep_id, run_id, status in runs:
+        for sweep_id, run_id, status in self.runs.of_sweeps():
             ids.setdefault(sweep_id, []).append(run_id)
             statuses.setdefault(sweep_id, Counter())[status] += 1
         return [
