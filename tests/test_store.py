@@ -219,6 +219,42 @@ def test_delete_removes_every_row(store, config):
         store.append_round(run_id, make_round(2))
 
 
+def test_each_part_owns_its_tables_and_a_deletion_spans_them_in_one_transaction(store, config):
+    import inspect
+    import pickle
+    import re
+
+    from flcore.store import Results, Runs, Sweeps
+
+    parts = {store.runs: Runs, store.sweeps: Sweeps, store.run_results: Results}
+    tables = {r[0] for r in store._query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert sorted(t for cls in parts.values() for t in cls.TABLES) == sorted(tables)  # every table has one owner
+    for part, cls in parts.items():
+        assert part.db is store.db  # one file, one Database
+        sql = inspect.getsource(inspect.getmodule(cls))
+        named = set(re.findall(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+([a-z_]+)", sql)) | set(re.findall(r"column\(\"([a-z_]+)\"", sql))
+        assert named <= set(cls.TABLES), f"{cls.__name__} names another part's tables: {sorted(named - set(cls.TABLES))}"
+
+    sweep_id, (run_id,) = store.create_sweep("one", {"lr": [0.1]}, [config])
+    store.claim(run_id)
+    store.save_partition(run_id, np.ones((3, 2)))
+    store.append_round(run_id, make_round(1), checkpoint=b"s")
+
+    def fail(c, run_id, sweep_id):  # a part that fails to delete its rows ...
+        raise RuntimeError("disk on fire")
+
+    store.runs.on_delete(fail)
+    with pytest.raises(RuntimeError, match="on fire"):
+        store.delete_run(run_id)
+    assert store.get_run(run_id) is not None and store.get_sweep(sweep_id) is not None  # ... deletes nothing
+    assert len(store.rounds_frame(run_id)) == 1 and store.load_checkpoint(run_id) == b"s"
+
+    again = pickle.loads(pickle.dumps(store))  # rebuilt over the same file, with its parts
+    again.delete_run(run_id)
+    assert again.get_run(run_id) is None and again.get_sweep(sweep_id) is None and again.list_sweeps() == []
+    assert again.rounds_frame(run_id).empty and again.partition_frame(run_id).empty and again.load_checkpoint(run_id) is None
+
+
 def test_stale_runs_are_interrupted_but_live_ones_are_not(store, config, monkeypatch):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
