@@ -153,9 +153,15 @@ class Executor(Protocol):
         round_: int,
         corrections: torch.Tensor | None = None,
         on_clients: ClientsDone | None = None,
+        starts: torch.Tensor | None = None,
+        trainable: torch.Tensor | None = None,
     ) -> TrainedClients:
         """Train each task's client from `global_params`; SCAFFOLD's `corrections` are [n, P];
-        `on_clients(done, total)` hears of finished clients (see the module doc)."""
+        `on_clients(done, total)` hears of finished clients (see the module doc). A personalized
+        method (an executor whose spec declares `personalizes`) may give `starts`, [n, P]: each
+        client then starts from its own parameters, its delta is measured from them, and FedProx's
+        pull stays toward `global_params`; and `trainable`, a [P] 0/1 mask: the coordinates at 0
+        are frozen (their step is zeroed after the objective's terms are added)."""
         ...
 
     def close(self) -> None:
@@ -177,6 +183,7 @@ class ExecutorSpec:
     build: ExecutorFactory
     config_problems: Callable[["ExperimentConfig"], list["Problem"]] = _no_problems
     batched: bool = False  # trains with batched layers: the model must be batchable (ModelSpec.batchable)
+    personalizes: bool = True  # takes `starts` and `trainable`, which personalized methods need (see `Executor.train`)
 
     def problems(self, config: "ExperimentConfig") -> list["Problem"]:
         """What this executor refuses in `config`: its own checks, and a model it cannot batch."""
@@ -184,6 +191,14 @@ class ExecutorSpec:
         from flcore.problems import Problem
 
         found = list(self.config_problems(config))
+        if not self.personalizes and config.personalization != "none":
+            found.append(
+                Problem(
+                    "personalization",
+                    f"executor={config.executor!r} cannot train personalization={config.personalization!r} (clients that start from "
+                    "their own parameters); choose executor='auto', 'vectorized' or 'sequential'",
+                )
+            )
         if self.batched and config.model in MODELS and not MODELS.get(config.model).batchable:
             found.append(
                 Problem(

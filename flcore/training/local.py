@@ -84,27 +84,32 @@ class SequentialExecutor:
         round_: int,
         corrections: torch.Tensor | None = None,
         on_clients: ClientsDone | None = None,
+        starts: torch.Tensor | None = None,
+        trainable: torch.Tensor | None = None,
     ) -> TrainedClients:
         x, y = data.tensors()
         report, rows = throttled(on_clients), []
         for i, t in enumerate(tasks):
-            rows.append(self._train_one(global_params, t, x, y, round_, None if corrections is None else corrections[i]))
+            correction = None if corrections is None else corrections[i]
+            rows.append(self._train_one(global_params, t, x, y, round_, correction, None if starts is None else starts[i], trainable))
             report(i + 1, len(tasks))
         deltas, samples, steps, losses, accs = zip(*rows)
         as_t = lambda v: torch.tensor(v, dtype=torch.float32)
         return TrainedClients(self.objective.finish(torch.stack(deltas)), as_t(samples), as_t(steps), as_t(losses), as_t(accs))
 
-    def _train_one(self, global_params, task, x, y, round_, correction):
+    def _train_one(self, global_params, task, x, y, round_, correction, start=None, trainable=None):
         s, model = self.settings, self.model
-        load_flat(model, global_params)
+        start = global_params if start is None else start
+        load_flat(model, start)
         params = list(model.parameters())
         opt = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)  # weight decay: in the objective
         xs, ys = x[task.indices], y[task.indices]
         if task.flip_labels:
             ys = flip(ys, self.num_classes)
         batches = batch_order(len(task.indices), s, self.seed, round_, task.client_id)[: task.max_steps]
-        anchors = self.objective.anchors([p.detach().clone() for p in params])
+        anchors = self.objective.anchors(_split_like(global_params, params))  # FedProx's (and Ditto's) pull is toward the global model
         corr = _split_like(correction, params) if correction is not None else None
+        masks = _split_like(trainable, params) if trainable is not None else None
         loss_sum = correct = seen = 0.0
         model.train()
         for b in batches:
@@ -115,11 +120,14 @@ class SequentialExecutor:
             loss.backward()
             with torch.no_grad():
                 self.objective.direction([p.grad for p in params], list(params), anchors, corr)
+                if masks is not None:  # frozen coordinates take no step (their momentum stays 0)
+                    for p, m in zip(params, masks):
+                        p.grad.mul_(m)
             opt.step()
             loss_sum += loss.item() * len(b)
             correct += (logits.argmax(1) == ys[b]).sum().item()
             seen += len(b)
-        delta = parameters_to_vector(params).detach() - global_params
+        delta = parameters_to_vector(params).detach() - start
         return delta, len(task.indices), len(batches), loss_sum / seen, correct / seen
 
 

@@ -248,4 +248,4 @@ EXECUTORS.register(
     description="A round's clients are split over Ray actors (one per CPU or GPU, on one machine or a cluster), "
     "each training its share all at once: same numbers, more machines. Needs Ray (requirements-ray.txt).",
     params=("ray_actors", "chunk_size"),
-)(ExecutorSpec(ray_executor, config_problems=config_problems))
+)(ExecutorSpec(ray_executor, config_problems=config_problems, personalizes=False))

@@ -311,6 +311,8 @@ class VectorizedExecutor:
         round_: int,
         corrections: torch.Tensor | None = None,
         on_clients: ClientsDone | None = None,
+        starts: torch.Tensor | None = None,
+        trainable: torch.Tensor | None = None,
     ) -> TrainedClients:
         x, y = data.tensors()
         report = throttled(on_clients)
@@ -329,7 +331,8 @@ class VectorizedExecutor:
             rows = order[start : start + chunk]
             part = [tasks[i] for i in rows]
             corr = None if corrections is None else corrections[torch.as_tensor(rows, device=corrections.device)]
-            d, chunk_loss, c = self._train_chunk(net, global_params, part, x, y, round_, corr)
+            begin = None if starts is None else starts[torch.as_tensor(rows, device=starts.device)]
+            d, chunk_loss, c = self._train_chunk(net, global_params, part, x, y, round_, corr, begin, trainable)
             where = torch.as_tensor(rows, device=device)
             deltas[where], loss_sum[where], correct[where] = d, chunk_loss, c
             report(start + len(rows), n)
@@ -372,7 +375,7 @@ class VectorizedExecutor:
         active = (counts[:, :, 0] > 0).sum(1)  # clients still training at each step
         return pos, valid, weights.astype(np.float32), active.tolist()
 
-    def _train_chunk(self, net, global_params, tasks, x, y, round_, corr):
+    def _train_chunk(self, net, global_params, tasks, x, y, round_, corr, starts=None, trainable=None):
         s, device, classes = self.settings, global_params.device, self.num_classes
         pos, valid, weights, active = self._layout(tasks, round_)
         num_steps, width, batch = pos.shape
@@ -394,10 +397,15 @@ class VectorizedExecutor:
         # One stacked tensor per parameter, [clients, *shape]; row c is client c's copy.
         cuts = np.cumsum([0] + [math.prod(shape) for shape in net.shapes]).tolist()
         global_w = [global_params[i:j].view(shape) for i, j, shape in zip(cuts, cuts[1:], net.shapes)]
-        params = [w.expand(width, *w.shape).clone() for w in global_w]
+        spans = list(zip(cuts, cuts[1:], net.shapes))
+        if starts is None:
+            begin = [w.expand(width, *w.shape) for w in global_w]
+        else:  # each client from its own parameters (a personalized method); the proximal anchor stays global
+            begin = [starts[:, i:j].view(width, *shape) for i, j, shape in spans]
+        params = [w.clone() for w in begin]
+        masks = None if trainable is None else [trainable[i:j].view(shape) for i, j, shape in spans]
         grads = [torch.empty_like(w) for w in params]
         momentum = [torch.zeros_like(w) for w in params] if s.momentum else None
-        spans = list(zip(cuts, cuts[1:], net.shapes))
         corrections = None if corr is None else [corr[:, i:j].view(width, *shape) for i, j, shape in spans]
         anchors = self.objective.anchors(global_w)
 
@@ -422,11 +430,14 @@ class VectorizedExecutor:
                 g = net.layers[i].backward([ps[k] for k in slots], saved[i], g, need_input_grad, [gs[k] for k in slots])
             # d = grad + the objective's terms; PyTorch SGD: buf = m buf + d; w -= lr buf
             self.objective.direction(gs, ps, anchors, None if corrections is None else [cut(c) for c in corrections])
+            if masks is not None:  # frozen coordinates take no step (their momentum stays 0)
+                for d, m in zip(gs, masks):
+                    d.mul_(m)
             for k, (w, d) in enumerate(zip(ps, gs)):
                 if momentum is not None:
                     d = cut(momentum[k]).mul_(s.momentum).add_(d)
                 w.sub_(d, alpha=s.lr)
-        deltas = torch.cat([w.sub_(w0).view(width, -1) for w, w0 in zip(params, global_w)], 1)
+        deltas = torch.cat([w.sub_(w0).view(width, -1) for w, w0 in zip(params, begin)], 1)
 
         log_p = torch.log_softmax(logits_all, 3)
         nll = -log_p.gather(3, labels.unsqueeze(3)).squeeze(3)
