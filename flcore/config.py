@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 RETIRED_FIELDS = ("data_dir", "download")
 # Fields added later whose default is not what earlier configs meant: a stored config written
 # before one existed (a full dump that lacks it) is read with the value it was run with.
-EARLIER_MEANING = {"synthetic_sizes": "equal", "synthetic_generator": "flcore-v1"}
+EARLIER_MEANING = {"synthetic_sizes": "equal", "synthetic_generator": "flcore-v1", "client_test_fraction": 0.0}
 
 # Characters that change the direction of the text around them (embeddings, overrides, isolates,
 # marks): not allowed in a run name, which people read to tell runs apart.
@@ -233,6 +233,67 @@ class ExperimentConfig(BaseModel):
     )
     multi_krum_m: int | None = Field(
         None, ge=1, label="Updates averaged (Multi-Krum)", description="Multi-Krum: updates averaged (None = n - f)."
+    )
+
+    # Every client's own model (flcore.federation.personalization): per-client evaluation and fairness
+    personalization: str = Field(
+        "none",
+        label="Personalization",
+        description="A personalized method: each client also keeps a model of its own, evaluated on its own data.",
+    )
+    client_test_fraction: float = Field(
+        0.2,
+        ge=0,
+        le=0.9,
+        label="Client test fraction",
+        step=0.05,
+        description="The part of each client's samples it keeps as its own test data, held out from training "
+        "(0 = none: no per-client evaluation).",
+    )
+    eval_every: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        label="Evaluate clients every (rounds)",
+        description="Evaluate every client on its own test data every this many rounds (and in the last).",
+    )
+    fairness_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        label="Poorly served below (accuracy)",
+        step=0.05,
+        description="Fairness: the accuracy below which a client counts as poorly served.",
+    )
+    finetune_steps: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        label="Fine-tuning steps",
+        description="Fine-tuning: local steps from the global model before each client's evaluation.",
+    )
+    head_layers: int = Field(
+        1,
+        ge=1,
+        le=100,
+        label="Personal head (last layers)",
+        description="FedPer/FedRep: the last layers with weights that stay on each client (its head).",
+    )
+    ditto_lambda: float = Field(
+        0.1,
+        ge=0,
+        le=100,
+        label="Ditto lambda",
+        step=0.05,
+        description="Ditto: how strongly each client's own model is pulled toward the global one.",
+    )
+    qffl_q: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        label="q-FFL q",
+        step=0.1,
+        description="q-FFL: fairness; 0 is FedAvg, larger weighs clients with a high loss more.",
     )
 
     # Attack
@@ -456,6 +517,7 @@ def registries() -> dict[str, "Registry"]:
     from flcore.data.partition import PARTITIONERS
     from flcore.federation.attacks import ATTACKS
     from flcore.federation.compression import COMPRESSORS
+    from flcore.federation.personalization import PERSONALIZATION
     from flcore.federation.privacy import PRIVACY
     from flcore.models import MODELS
     from flcore.strategies import STRATEGIES
@@ -463,7 +525,7 @@ def registries() -> dict[str, "Registry"]:
 
     return {
         "dataset": DATASETS, "partition": PARTITIONERS, "model": MODELS, "strategy": STRATEGIES,
-        "attack": ATTACKS, "dp": PRIVACY, "compression": COMPRESSORS, "executor": EXECUTORS,
+        "attack": ATTACKS, "dp": PRIVACY, "compression": COMPRESSORS, "executor": EXECUTORS, "personalization": PERSONALIZATION,
     }  # fmt: skip
 
 
@@ -488,6 +550,8 @@ def _cross_field_problems(c: ExperimentConfig) -> list[Problem]:
         problems.extend(_data_problems(c))
     if c.strategy in strategies:
         problems.extend(strategies.get(c.strategy).config_problems(c))
+    if c.personalization in choices["personalization"]:
+        problems.extend(choices["personalization"].get(c.personalization).config_problems(c))
     if c.executor in choices["executor"]:  # e.g. the ray executor without Ray, a batched executor and an LSTM
         problems.extend(choices["executor"].get(c.executor).problems(c))
     if not problems:

@@ -37,6 +37,8 @@ def describe_config(config: ExperimentConfig) -> str:
         parts.append(f"updates: top {config.compression_ratio:.0%} of coordinates{feedback}")
     elif config.compression == "quantize":
         parts.append(f"updates: {config.compression_bits}-bit quantized{feedback}")
+    if config.personalization != "none":
+        parts.append("personalized: " + choices["personalization"].entry(config.personalization).summary(config))
     parts.extend(uneven_parts(config))
     return " · ".join(parts)
 
@@ -91,5 +93,27 @@ def summary_lines(config: ExperimentConfig, rounds: pd.DataFrame) -> list[str]:
             f"client drift in the last round: cosine with the global update {last['drift_cosine_mean']:.3f} "
             f"± {last['drift_cosine_std']:.3f}, distance from the global model {last['drift_distance_mean']:.3g} "
             f"± {last['drift_distance_std']:.3g}"
+        )
+    lines.extend(fairness_lines(config, rounds))
+    return lines
+
+
+def fairness_lines(config: ExperimentConfig, rounds: pd.DataFrame) -> list[str]:
+    """Every client on its own test data at the last round that evaluated them: the global model's
+    and (under a personalized method) its own model's mean, worst and best 10% accuracy, and the
+    share of clients below `fairness_threshold`."""
+    from flcore.federation.personalization import FAIRNESS_PREFIXES
+
+    lines = []
+    for kind, prefix in FAIRNESS_PREFIXES.items():
+        column = f"{prefix}_mean"
+        if column not in rounds or rounds[column].isna().all():
+            continue
+        row = rounds.loc[rounds[column].last_valid_index()]
+        model = "the global model" if kind == "global" else "each client's own model"
+        lines.append(
+            f"clients' accuracy with {model} (round {int(row['round'])}, own test data): mean {row[column]:.4f}, "
+            f"worst 10% {row[f'{prefix}_worst10']:.4f}, best 10% {row[f'{prefix}_best10']:.4f}, "
+            f"{row[f'{prefix}_below']:.0%} of clients below {config.fairness_threshold:g}"
         )
     return lines

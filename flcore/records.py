@@ -50,6 +50,19 @@ class ClientResult:
 
 
 @dataclass(frozen=True)
+class ClientEvaluation:
+    """One client on its own test data after a round (flcore.federation.personalization): every
+    client, sampled or not, every `eval_every` rounds."""
+
+    client_id: int
+    test_samples: int  # its held-out samples (0: none; its numbers are then NaN)
+    test_loss: float  # the global model's
+    test_accuracy: float
+    personal_loss: float  # its own model's, under a personalized method (NaN without one)
+    personal_accuracy: float
+
+
+@dataclass(frozen=True)
 class Offline:
     """The clients offline in a round, in a bounded form: how many of each `group` consecutive
     client ids were offline (group 1: exactly which), whatever the number of clients."""
@@ -76,6 +89,7 @@ class RoundResult:
     bytes_received: int  # clients -> server
     metrics: dict[str, float] = field(default_factory=dict)  # the strategy's (and the engine's) extra numbers
     offline: Offline | None = None  # who was offline (None: everyone was online)
+    evaluations: tuple[ClientEvaluation, ...] = ()  # every client on its own test data (a round that evaluates them)
     state: ServerState | None = field(default=None, repr=False, compare=False)  # the server state after the round
 
     def row(self) -> dict[str, Any]:
@@ -95,6 +109,10 @@ class RoundResult:
     def client_rows(self) -> list[dict[str, Any]]:
         """One flat row per sampled client: CLIENT_COLUMNS, then its metrics."""
         return [{"round": self.round, **_typed_fields(c), **c.metrics} for c in self.clients]
+
+    def evaluation_rows(self) -> list[dict[str, Any]]:
+        """One flat row per evaluated client: EVALUATION_COLUMNS."""
+        return [{"round": self.round, **dataclasses.asdict(e)} for e in self.evaluations]
 
 
 _DTYPES = {int: "int64", float: "float64", bool: "bool", str: "object", "int": "int64", "float": "float64", "bool": "bool", "str": "object"}
@@ -121,6 +139,9 @@ ROUND_COLUMNS: tuple[Column, ...] = (
 )  # the keys of RoundResult.row() before its metrics; tests/test_records.py checks they agree
 CLIENT_COLUMNS: tuple[Column, ...] = (Column("round", "int64"),) + tuple(
     Column(f.name, _DTYPES[f.type]) for f in dataclasses.fields(ClientResult) if f.name != "metrics"
+)
+EVALUATION_COLUMNS: tuple[Column, ...] = (Column("round", "int64"),) + tuple(
+    Column(f.name, _DTYPES[f.type]) for f in dataclasses.fields(ClientEvaluation)
 )
 TIMING_COLUMNS = ("wall_time_s",)  # machine-dependent: kept out of rounds.csv so one seed gives identical files
 

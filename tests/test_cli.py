@@ -18,7 +18,14 @@ SMALL = ["--num-clients", "4", "--rounds", "2", "--partition", "iid", "--model",
 def test_run_writes_every_result_file(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", *SMALL, "--out", str(out), "--no-store"]) == 0
-    assert {p.name for p in out.iterdir()} == {"config.json", "rounds.csv", "clients.csv", "partition.csv", "timings.csv"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "rounds.csv",
+        "clients.csv",
+        "partition.csv",
+        "timings.csv",
+        "evaluations.csv",
+    }
     rounds = pd.read_csv(out / "rounds.csv")
     assert rounds.columns[:3].tolist() == ["round", "test_loss", "test_accuracy"] and rounds["round"].tolist() == [1, 2]
     clients = pd.read_csv(out / "clients.csv")
@@ -27,7 +34,13 @@ def test_run_writes_every_result_file(tmp_path, capsys):
     partition = pd.read_csv(out / "partition.csv")
     assert partition.columns.tolist() == ["client_id", "label", "count"] and partition["count"].sum() == 1438
     assert json.loads((out / "config.json").read_text())["num_clients"] == 4
-    assert "final test accuracy" in capsys.readouterr().out
+    evaluations = pd.read_csv(out / "evaluations.csv")  # every client on its own test data, every round (eval_every=1)
+    assert evaluations[["round", "client_id"]].values.tolist() == [[r, c] for r in (1, 2) for c in range(4)]
+    assert (evaluations["test_samples"] > 0).all() and evaluations["personal_accuracy"].isna().all()
+    printed = capsys.readouterr().out
+    assert "final test accuracy" in printed
+    last = evaluations[evaluations["round"] == 2]["test_accuracy"]
+    assert f"clients' accuracy with the global model (round 2, own test data): mean {last.mean():.4f}" in printed
 
 
 def test_the_bar_shows_how_many_of_a_rounds_clients_trained(tmp_path, capsys, monkeypatch):

@@ -76,7 +76,7 @@ def test_round_result_accounting():
     sim = Simulation(ExperimentConfig.create(**BASE, rounds=1, clients_per_round=4))
     result = next(sim.run())
     assert result.bytes_sent == result.bytes_received == 4 * sim.num_params * 4  # float32 model each way
-    assert sum(c.num_samples for c in result.clients) == sum(len(sim.parts[c]) for c in result.sampled_clients)
+    assert sum(c.num_samples for c in result.clients) == sum(len(sim.train_parts[c]) for c in result.sampled_clients)  # what each trains on
     assert all(0 <= c.train_accuracy <= 1 and c.num_steps > 0 for c in result.clients)
     assert result.row()["num_sampled"] == 4 and len(result.client_rows()) == 4
 

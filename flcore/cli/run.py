@@ -82,13 +82,16 @@ def postfix(last, done: int | None = None, total: int | None = None) -> dict[str
 
 def _write_results(out: Path, results: list, counts: pd.DataFrame, config: ExperimentConfig) -> None:
     from flcore.federation.privacy import label_epsilon_columns
-    from flcore.records import TIMING_COLUMNS
+    from flcore.records import EVALUATION_COLUMNS, TIMING_COLUMNS, names
 
     rounds = label_epsilon_columns(config, pd.DataFrame([r.row() for r in results]))
     if len(rounds):
         rounds.drop(columns=list(TIMING_COLUMNS)).to_csv(out / "rounds.csv", index=False)
         rounds[["round", *TIMING_COLUMNS]].to_csv(out / "timings.csv", index=False)
     pd.DataFrame([row for r in results for row in r.client_rows()]).to_csv(out / "clients.csv", index=False)
+    evaluations = [row for r in results for row in r.evaluation_rows()]
+    if evaluations:  # every client on its own test data, in the rounds that evaluated them
+        pd.DataFrame(evaluations, columns=names(EVALUATION_COLUMNS)).to_csv(out / "evaluations.csv", index=False)
     counts.to_csv(out / "partition.csv", index=False)
 
 

@@ -11,7 +11,9 @@ the strategy. `run()` then repeats, top to bottom:
      send                 local DP noise, then compression with error feedback: what travels
   5. aggregate            the strategy turns the updates into the next global model
                           (under central DP, DP-FedAvg's noised mean and the strategy's step)
-  6. evaluate             the global model on the held-out test set
+  6. evaluate             the global model on the held-out test set; every `eval_every` rounds
+                          every client on its own test data, with the global model and its own
+                          (flcore.federation.personalization)
   7. emit                 a RoundResult with global and per-client numbers
 
 Storage, progress bars, cancellation and checkpoints hang off this loop as consumers of the
@@ -42,9 +44,18 @@ from flcore.federation.attacks import ATTACKS, malicious_clients
 from flcore.federation.availability import Availability, client_clock, round_clock, sample_clients
 from flcore.federation.compression import Channel, Sent
 from flcore.federation.metrics import ClientRound, compute_client_metrics, round_summaries
+from flcore.federation.personalization import (
+    FAIRNESS_PREFIXES,
+    PERSONAL,
+    PERSONALIZATION,
+    client_test_parts,
+    fairness,
+    score_clients,
+    score_own_models,
+)
 from flcore.federation.privacy import Privacy
 from flcore.models import build_model
-from flcore.records import ClientResult, RoundResult
+from flcore.records import ClientEvaluation, ClientResult, RoundResult
 from flcore.settings import Settings
 from flcore.settings import current as current_settings
 from flcore.strategies import ClientUpdates, ServerState, build_strategy
@@ -79,9 +90,12 @@ class Simulation:
         self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
 
         labels = data.y_train.numpy()
-        self.parts = split_dataset(data, config)
+        self.parts = split_dataset(data, config)  # each client's samples
         self.label_counts = label_counts(labels, self.parts, data.info.num_classes)
-        self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.parts]
+        # each client's training samples, and the part it keeps as its own test data
+        self.train_parts, self.test_parts = client_test_parts(self.parts, config.client_test_fraction, config.data_seed_resolved)
+        self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.train_parts]
+        self._test_tensors = [torch.from_numpy(p).to(self.device) for p in self.test_parts]
 
         with torch.random.fork_rng(devices=[]):  # model init must not touch the caller's RNG
             torch.manual_seed(seeding.derive_seed(config.seed, "init"))
@@ -96,7 +110,9 @@ class Simulation:
         self.executor = make_executor(config, self.model, data.info.num_classes)
         self.vector_bytes = self.num_params * flat_params(self.model).element_size()
         self.per_client = 2 if self.strategy.sends_corrections else 1  # SCAFFOLD sends control variates both ways
-        sizes = [len(p) for p in self.parts]
+        self.personal = PERSONALIZATION.get(config.personalization)(config, self.model, data.info.num_classes)
+        self.personal.check_memory()
+        sizes = [len(p) for p in self.train_parts]
         self.availability = Availability(config, sizes, LocalSettings.from_config(config), self.vector_bytes * self.per_client)
         self.privacy = Privacy(config)  # noise, epsilon and the rounds a budget allows (clipping: in the executors)
         self.channel = Channel(config, self.num_params)  # what clients really send back
@@ -160,10 +176,13 @@ class Simulation:
         # 2. broadcast (SCAFFOLD also sends each client its correction)
         corrections = self.strategy.client_corrections(state, ids)
 
-        # 3. local training
+        # 3. local training (a personalized method also trains what each client keeps)
         progress = {"on_clients": on_clients} if on_clients is not None and _reports_progress(self.executor) else {}
-        trained = (
-            self.executor.train(state.params, tasks, self.data, round_, corrections, **progress) if tasks else _no_training(state.params)
+        start_loss = self._start_loss(state, ids) if self.strategy.needs_start_loss else None
+        trained, kept = (
+            self.personal.train(self.executor, state, tasks, self.data, round_, corrections, progress)
+            if tasks
+            else (_no_training(state.params), {})
         )
 
         # 4. attack: malicious clients poison what they send
@@ -182,11 +201,13 @@ class Simulation:
         before = state
         aggregated = len(ids) >= self.strategy.min_updates or self.privacy.aggregates_every_round
         if aggregated:
-            updates = ClientUpdates(ids, deltas, trained.num_samples, trained.num_steps)
+            updates = ClientUpdates(ids, deltas, trained.num_samples, trained.num_steps, start_loss)
             state, metrics = self.privacy.aggregate(self.strategy, state, updates, round_)
         else:
             state, metrics = state.evolve(round=round_), {}
         state = self.channel.keep(state, sent).evolve(clock_s=before.clock_s + plan.duration_s)
+        if self.personal.keeps:  # what each client keeps: every trained client's new entry (strategies rebuild `extra`)
+            state = state.evolve(extra={**state.extra, PERSONAL: {**before.extra.get(PERSONAL, {}), **kept}})
         if not torch.isfinite(state.params).all():
             raise DivergedError(
                 f"the global model diverged in round {round_} (its weights are no longer finite numbers); "
@@ -195,6 +216,7 @@ class Simulation:
 
         # 6. evaluate
         test_loss, test_accuracy = evaluate(self.model, state.params, self.x_test, self.y_test)
+        evaluations, fair = self._evaluate_clients(state, round_)
 
         # 7. emit
         norms = deltas.norm(dim=1).tolist()
@@ -203,7 +225,7 @@ class Simulation:
         clients = tuple(
             ClientResult(
                 client_id=c,
-                num_samples=len(self.parts[c]),
+                num_samples=len(self.train_parts[c]),
                 num_steps=int(trained.num_steps[row[c]]) if c in row else 0,
                 train_loss=float(trained.train_loss[row[c]]) if c in row else math.nan,
                 train_accuracy=float(trained.train_accuracy[row[c]]) if c in row else math.nan,
@@ -233,10 +255,52 @@ class Simulation:
                 **self.privacy.round_metrics(round_),
                 **self._uncompressed(len(ids)),
                 **round_clock(self.config, plan, state.clock_s, aggregated),
+                **fair,
             },
             offline=plan.offline,
+            evaluations=evaluations,
             state=state,
         )
+
+    def _start_loss(self, state: ServerState, ids: list[int]) -> torch.Tensor:
+        """Each client's loss on its training samples with the global model, before it trains (q-FFL's F_k)."""
+        x, y = self.data.tensors()
+        scores = score_clients(self.model, state.params, x, y, [self._part_tensors[c] for c in ids])
+        return torch.as_tensor(scores.loss, dtype=torch.float32)
+
+    def evaluates_clients(self, round_: int) -> bool:
+        """Whether every client is evaluated on its own test data after `round_`: every `eval_every`
+        rounds and in the last, when clients keep test data."""
+        c = self.config
+        return c.client_test_fraction > 0 and (round_ % c.eval_every == 0 or round_ == self.privacy.last_round)
+
+    def _evaluate_clients(self, state: ServerState, round_: int) -> tuple[tuple[ClientEvaluation, ...], dict[str, float]]:
+        """Every client on its own test data: with the global model, and with its own where the
+        method has one; and the round's fairness summaries of both."""
+        if not self.evaluates_clients(round_):
+            return (), {}
+        x, y = self.data.tensors()
+        shared = score_clients(self.model, state.params, x, y, self._test_tensors)
+        everyone = [ClientTask(c, t) for c, t in enumerate(self._part_tensors)]
+        models = self.personal.models(state, everyone, self.data, round_)
+        own = score_own_models(self.model, models, x, y, self._test_tensors) if models is not None else None
+        nan = math.nan
+        evaluations = tuple(
+            ClientEvaluation(
+                client_id=c,
+                test_samples=len(self.test_parts[c]),
+                test_loss=float(shared.loss[c]),
+                test_accuracy=float(shared.accuracy[c]),
+                personal_loss=float(own.loss[c]) if own is not None else nan,
+                personal_accuracy=float(own.accuracy[c]) if own is not None else nan,
+            )
+            for c in range(self.config.num_clients)
+        )
+        threshold = self.config.fairness_threshold
+        summaries = fairness(shared.accuracy, threshold, FAIRNESS_PREFIXES["global"])
+        if own is not None:
+            summaries |= fairness(own.accuracy, threshold, FAIRNESS_PREFIXES["personal"])
+        return evaluations, summaries
 
 
 def _reports_progress(executor) -> bool:

@@ -52,6 +52,7 @@ class ClientUpdates:
     deltas: torch.Tensor  # [n, P] local params minus global params, as the clients sent them
     num_samples: torch.Tensor  # [n] float, training samples of each client
     num_steps: torch.Tensor  # [n] float, local SGD steps each client took
+    start_loss: torch.Tensor | None = None  # [n] each client's training loss with the global model before it trained (q-FFL)
 
 
 class Strategy:
@@ -63,6 +64,7 @@ class Strategy:
     # What a strategy declares about itself, read by the simulation and the config checks:
     sends_corrections: bool = False  # broadcasts a per-client correction with the model (SCAFFOLD), so twice the bytes
     averages: bool = True  # combines updates by their mean, so DP-FedAvg's noised mean can stand in (central DP)
+    needs_start_loss: bool = False  # reads each client's loss with the global model before training (ClientUpdates.start_loss)
 
     def __init__(self, config: "ExperimentConfig") -> None:
         self.config = config

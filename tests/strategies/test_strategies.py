@@ -26,6 +26,7 @@ def updates(deltas, samples=None, steps=None, ids=None):
         deltas=deltas,
         num_samples=t([1.0] * n if samples is None else samples),
         num_steps=t([1.0] * n if steps is None else steps),
+        start_loss=t([0.5 + 0.25 * i for i in range(n)]),  # q-FFL reads it; the others must not care
     )
 
 
@@ -86,7 +87,7 @@ def test_one_round_returns_new_state_and_float_metrics_without_touching_the_old(
     ids = [0, 2, 3, 5, 6, 7]
     if s.client_corrections(state, ids) is not None:
         assert s.client_corrections(state, ids).shape == (6, 11)
-    u = ClientUpdates(ids, torch.randn(6, 11, generator=g), t([5, 1, 2, 8, 3, 3]), t([2, 1, 1, 4, 2, 2]))
+    u = ClientUpdates(ids, torch.randn(6, 11, generator=g), t([5, 1, 2, 8, 3, 3]), t([2, 1, 1, 4, 2, 2]), t([1, 2, 1, 3, 1, 2]))
     state1, metrics = s.aggregate(state, u)
     before = snapshot(state1)
     state2, _ = s.aggregate(state1, u)
