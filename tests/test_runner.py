@@ -73,7 +73,11 @@ def test_a_small_run_completes_with_every_round_stored(store, make_runner):
     assert clients.groupby("round")["client_id"].apply(list).tolist() == [[0, 1, 2, 3]] * 3
     partition = store.partition_frame(run_id)
     assert sorted(partition["client_id"].unique()) == [0, 1, 2, 3]
-    assert partition["count"].sum() == clients[clients["round"] == 1]["num_samples"].sum()
+    evaluations = store.evaluations_frame(run_id)  # every client on its own test data, every round
+    assert evaluations[["round", "client_id"]].values.tolist() == [[r, c] for r in (1, 2, 3) for c in range(4)]
+    first = evaluations["round"] == 1
+    # a client's samples: those it trains on and those it keeps as its own test data
+    assert partition["count"].sum() == clients[clients["round"] == 1]["num_samples"].sum() + evaluations[first]["test_samples"].sum()
     assert state_from_bytes(store.load_checkpoint(run_id)).round == 3
 
 

@@ -196,6 +196,28 @@ def test_discarding_rounds_past_a_checkpoint(store, config):
     assert (store.get_run(run_id).rounds_done, store.get_run(run_id).final_accuracy) == (1, 0.1)
 
 
+def test_every_clients_evaluation_is_stored_with_its_round_and_rewound_with_it(store, config):
+    from flcore.records import EVALUATION_COLUMNS, ClientEvaluation
+
+    run_id = store.create_run(config)
+    store.claim(run_id)
+    nan = float("nan")
+    for r in (1, 2, 3):
+        evaluations = (ClientEvaluation(0, 4, 0.5, 0.25 * r, nan, nan), ClientEvaluation(1, 0, nan, nan, nan, nan))
+        if r == 2:  # a round that did not evaluate the clients
+            evaluations = ()
+        store.append_round(run_id, dataclasses.replace(make_round(r), evaluations=evaluations))
+    frame = store.evaluations_frame(run_id)
+    assert list(frame.columns) == names(EVALUATION_COLUMNS) and frame["round"].tolist() == [1, 1, 3, 3]
+    assert frame["test_accuracy"].tolist()[::2] == [0.25, 0.75] and frame["personal_accuracy"].isna().all()
+    assert frame.dtypes["test_samples"] == "int64" and frame.dtypes["personal_loss"] == "float64"
+    assert store.evaluations_frame(run_id, after=1)["round"].tolist() == [3, 3]
+    store.discard_rounds_after(run_id, 1)
+    assert store.evaluations_frame(run_id)["round"].tolist() == [1, 1]
+    store.delete_run(run_id)
+    assert store.evaluations_frame(run_id).empty
+
+
 def test_partition_frame(store, config):
     run_id = store.create_run(config)
     empty = store.partition_frame(run_id)

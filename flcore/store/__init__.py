@@ -147,6 +147,7 @@ class RunStore:
     rounds_frame = _delegate("run_results", Results.rounds_frame)
     clients_frame = _delegate("run_results", Results.clients_frame)
     offline_frame = _delegate("run_results", Results.offline_frame)
+    evaluations_frame = _delegate("run_results", Results.evaluations_frame)
 
 
 __all__ = [

@@ -100,6 +100,21 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE client_rounds ADD COLUMN status TEXT NOT NULL DEFAULT 'trained';\nALTER TABLE rounds ADD COLUMN offline_json TEXT;",
     # 7: how far the round a worker is training has come, as JSON {"round", "done", "total"} (clients)
     "ALTER TABLE runs ADD COLUMN progress_json TEXT;",
+    # 8: every client on its own test data, in the rounds that evaluated them (records.ClientEvaluation;
+    # NULL: no number, e.g. no personal model)
+    """
+    CREATE TABLE IF NOT EXISTS client_evals (
+        run_id            TEXT NOT NULL,
+        round             INTEGER NOT NULL,
+        client_id         INTEGER NOT NULL,
+        test_samples      INTEGER NOT NULL,
+        test_loss         REAL,
+        test_accuracy     REAL,
+        personal_loss     REAL,
+        personal_accuracy REAL,
+        PRIMARY KEY (run_id, round, client_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

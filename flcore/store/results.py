@@ -1,4 +1,5 @@
-"""What runs produced: each round's global and per-client numbers, the split, the checkpoint.
+"""What runs produced: each round's global and per-client numbers, every client's evaluation on
+its own test data, the split, the checkpoint.
 
 A round's global row, client rows, the run's progress and the checkpoint are written in one
 transaction (`append_round`), so the store never holds half a round and the checkpoint always
@@ -8,7 +9,7 @@ columns. Which clients were offline in a round is kept in a bounded form (`recor
 `offline_frame`). Frames can be read from a round on (`after=`) and from one snapshot
 (`results`), which is how a live page reads only what is new.
 
-The `Results` part owns the rounds, client_rounds, partitions and checkpoints tables. A run's own
+The `Results` part owns the rounds, client_rounds, client_evals, partitions and checkpoints tables. A run's own
 record is the `Runs` part's: a stored round asks it to advance the run (`Runs.advance`), and
 deleting a run asks this part to delete its rows (`Runs.on_delete`), each inside the same
 transaction.
@@ -22,20 +23,21 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
-from flcore.records import CLIENT_COLUMNS, ROUND_COLUMNS, Offline, RoundResult, names, typed_frame
+from flcore.records import CLIENT_COLUMNS, EVALUATION_COLUMNS, ROUND_COLUMNS, Offline, RoundResult, names, typed_frame
 from flcore.store.database import Database
 from flcore.store.runs import RunNotRunning, Runs
 
 PARTITION_COLUMNS = ("client_id", "label", "count")
 _ROUND_NAMES = names(ROUND_COLUMNS)
 _CLIENT_NAMES = names(CLIENT_COLUMNS)
+_EVALUATION_NAMES = names(EVALUATION_COLUMNS)
 
 
 class Results:
     """The tables of what runs produced: per-round results, the split and the checkpoint of each
     run. A run's own record (its status, its rounds done) is `Runs`', which this part asks."""
 
-    TABLES = ("rounds", "client_rounds", "partitions", "checkpoints")
+    TABLES = ("rounds", "client_rounds", "client_evals", "partitions", "checkpoints")
 
     def __init__(self, db: Database, runs: Runs) -> None:
         self.db, self.runs = db, runs
@@ -83,6 +85,10 @@ class Results:
                 f"VALUES ({', '.join('?' * (len(_CLIENT_NAMES) + 2))})",
                 [(run_id, *(r[k] for k in _CLIENT_NAMES), _extra_json(r, _CLIENT_NAMES)) for r in clients],
             )
+            c.executemany(
+                f"INSERT INTO client_evals (run_id, {', '.join(_EVALUATION_NAMES)}) VALUES ({', '.join('?' * (len(_EVALUATION_NAMES) + 1))})",
+                [(run_id, *(r[k] for k in _EVALUATION_NAMES)) for r in result.evaluation_rows()],
+            )
             if checkpoint is not None:
                 c.execute(
                     "INSERT OR REPLACE INTO checkpoints (run_id, round, state) VALUES (?, ?, ?)",
@@ -108,6 +114,7 @@ class Results:
         with self.db._write() as c:
             c.execute("DELETE FROM rounds WHERE run_id = ? AND round > ?", (run_id, round_))
             c.execute("DELETE FROM client_rounds WHERE run_id = ? AND round > ?", (run_id, round_))
+            c.execute("DELETE FROM client_evals WHERE run_id = ? AND round > ?", (run_id, round_))
             row = c.execute("SELECT test_accuracy FROM rounds WHERE run_id = ? AND round = ?", (run_id, round_)).fetchone()
             self.runs.rewind(c, run_id, round_, row[0] if row else None)
 
@@ -140,6 +147,18 @@ class Results:
             (run_id, after),
         )
         return typed_frame([r[:-1] for r in rows], CLIENT_COLUMNS, [json.loads(r[-1]) for r in rows])
+
+    def evaluations_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
+        """One row per client per round that evaluated every client on its own test data (of the
+        rounds past `after`): EVALUATION_COLUMNS (empty for a run that kept no client test data)."""
+        rows = []
+        if self.db.column("client_evals", "round") == "round":  # else a read-only store of an earlier release
+            rows = self.db._query(
+                f"SELECT {', '.join(_EVALUATION_NAMES)} FROM client_evals WHERE run_id = ? AND round > ? ORDER BY round, client_id",
+                (run_id, after),
+            )
+        frame = pd.DataFrame(rows, columns=_EVALUATION_NAMES)
+        return frame.astype({c.name: c.dtype for c in EVALUATION_COLUMNS})
 
     def offline_frame(self, run_id: str, after: int = 0) -> pd.DataFrame:
         """The rounds past `after` in which some clients were offline: round, group (consecutive
