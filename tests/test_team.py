@@ -232,7 +232,10 @@ def test_a_run_that_would_compute_too_much_is_refused_with_its_estimate(tmp_path
     assert store.list_runs() == []
     cost = run_cost(big, Settings())
     assert cost.train_samples == 1438 and cost.parameters == 188_810
-    assert cost.samples_trained == 10_000 * 25 * 20 * 1438 / 25  # rounds x clients x epochs x samples a client
+    # rounds x clients x epochs x samples a client trains on (each keeps a fifth as its own test data)
+    assert cost.samples_trained == pytest.approx(10_000 * 25 * 20 * 1438 * 0.8 / 25)
+    ditto = run_cost(big.replace(personalization="ditto"), Settings())
+    assert ditto.samples_trained == pytest.approx(2 * cost.samples_trained) and ditto.flop > 1.9 * cost.flop  # two models a client
     half = run_cost(big.replace(local_epochs=10), Settings())
     assert half.flop < cost.flop / 1.9  # half the local work is about half the cost
     assert runner.submit(big.replace(local_epochs=1), user=User("alice"))  # about 90 TFLOP: accepted

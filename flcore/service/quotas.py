@@ -64,9 +64,9 @@ class RunCost:
     train_samples: int  # the dataset's training samples (split over num_clients)
     forward_flop: int  # one sample's forward pass through the model
     parameters: int
-    samples_trained: float  # rounds x clients per round x local epochs x mean samples per client
+    samples_trained: float  # rounds x clients per round x local epochs x mean training samples per client (x2: Ditto, FedRep)
     steps: float  # mini-batch steps, each with a fixed cost as well
-    flop: float  # training (TRAIN_PASSES forward passes a sample), evaluation every round, and STEP_FLOP a step
+    flop: float  # training (TRAIN_PASSES forward passes a sample), evaluation every round (and of every client), and STEP_FLOP a step
 
     @property
     def tflop(self) -> float:
@@ -85,12 +85,24 @@ def run_cost(config: ExperimentConfig, settings: Settings) -> RunCost | None:
         return None
     train, test, shape, classes, vocab = sizes
     forward, parameters = _forward_flop(config.model, shape, classes, vocab)
-    per_client = train / config.num_clients
-    passes = config.rounds * config.clients_per_round_resolved * config.local_epochs  # a client's pass over its samples
+    held = train * config.client_test_fraction  # the clients' own test samples, out of training
+    per_client = (train - held) / config.num_clients
+    trains = 2 if config.personalization in TRAINS_TWICE else 1  # Ditto's own model, FedRep's head then body
+    passes = config.rounds * config.clients_per_round_resolved * config.local_epochs * trains  # a client's pass over its samples
     samples = passes * per_client
     steps = passes * math.ceil(per_client / config.batch_size)
-    flop = TRAIN_PASSES * forward * samples + forward * test * config.rounds + STEP_FLOP * steps
+    # every client on its own test data, each evaluation round, with the global model and its own
+    evaluations = math.ceil(config.rounds / config.eval_every) if held else 0
+    own = config.personalization != "none"
+    tuned = evaluations * config.num_clients * config.finetune_steps if config.personalization == "finetune" else 0  # FedAvg+FT's steps
+    samples += tuned * config.batch_size
+    steps += tuned
+    evaluated = forward * held * evaluations * (2 if own else 1)
+    flop = TRAIN_PASSES * forward * samples + forward * test * config.rounds + evaluated + STEP_FLOP * steps
     return RunCost(train, forward, parameters, samples, steps, flop)
+
+
+TRAINS_TWICE = ("ditto", "fedrep")  # personalized methods whose clients train two models, or two phases, a round
 
 
 def run_cost_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
