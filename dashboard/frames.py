@@ -33,6 +33,7 @@ class RunFrames:
     clients: pd.DataFrame  # RunStore.clients_frame
     partition: pd.DataFrame  # RunStore.partition_frame (empty until the worker stored the split)
     offline: pd.DataFrame  # RunStore.offline_frame: the rounds with offline clients
+    evaluations: pd.DataFrame  # RunStore.evaluations_frame: every client on its own test data (empty without any)
 
     @property
     def last_round(self) -> int:
@@ -56,16 +57,23 @@ def run_frames(store: RunStore, run_id: str) -> RunFrames:
         cached = None  # the rounds we hold are no longer the ones stored
     after = cached.last_round if cached is not None else 0
     rounds, clients = store.results(run_id, after)
-    offline = store.offline_frame(run_id, after)
-    if len(rounds):  # a round stored between the two reads is read with the next ones
+    offline, evaluations = store.offline_frame(run_id, after), store.evaluations_frame(run_id, after)
+    if len(rounds):  # a round stored between the reads is read with the next ones
         offline = offline[offline["round"] <= rounds["round"].iloc[-1]]
+        evaluations = evaluations[evaluations["round"] <= rounds["round"].iloc[-1]]
     else:
-        offline = offline.iloc[:0]
+        offline, evaluations = offline.iloc[:0], evaluations.iloc[:0]
     if cached is None:
-        frames = RunFrames(rounds, clients, store.partition_frame(run_id), offline)
+        frames = RunFrames(rounds, clients, store.partition_frame(run_id), offline, evaluations)
     else:
         partition = cached.partition if len(cached.partition) else store.partition_frame(run_id)
-        frames = RunFrames(_append(cached.rounds, rounds), _append(cached.clients, clients), partition, _append(cached.offline, offline))
+        frames = RunFrames(
+            _append(cached.rounds, rounds),
+            _append(cached.clients, clients),
+            partition,
+            _append(cached.offline, offline),
+            _append(cached.evaluations, evaluations),
+        )
     with _lock:
         _cache[key] = frames
         _cache.move_to_end(key)

@@ -11,7 +11,8 @@ imports Streamlit, so the charts are tested on their own.
     time_and_communication.py  Time and communication,
     clients.py                 Clients,
     drift.py                   Drift,
-    data.py                    Data (and New run's preview of the split)
+    data.py                    Data (and New run's preview of the split),
+    fairness.py                Every client (each client on its own test data, global and own model)
     compare.py                 the Compare page: runs overlaid, sweeps
 
 `CAPTIONS` (chart name -> the one line the page shows under it, saying what to look for) is read
@@ -46,9 +47,17 @@ from dashboard.charts.clients import (
     registered_client_chart,
     update_norm_chart,
 )
-from dashboard.charts.compare import compare_chart, compare_tradeoff_chart, sweep_bands, sweep_chart
+from dashboard.charts.compare import (
+    compare_chart,
+    compare_client_accuracy_chart,
+    compare_tradeoff_chart,
+    final_client_accuracies,
+    sweep_bands,
+    sweep_chart,
+)
 from dashboard.charts.data import partition_bars, partition_heatmap, sampled_labels_chart
 from dashboard.charts.drift import drift_chart, drift_spread_chart
+from dashboard.charts.fairness import client_accuracy_distribution_chart, fairness_lines_chart
 from dashboard.charts.global_model import accuracy_chart, epsilon_chart, loss_chart
 from dashboard.charts.registry import CHARTS, Chart, Sample, chart, made_up, warm_up
 from dashboard.charts.time_and_communication import accuracy_bytes_chart, round_time_chart, time_accuracy_chart
@@ -75,15 +84,19 @@ __all__ = [
     "accuracy_chart",
     "bin_width",
     "chart",
+    "client_accuracy_distribution_chart",
     "client_color",
     "client_loss_chart",
     "client_metric_chart",
     "client_timeline_chart",
     "compare_chart",
+    "compare_client_accuracy_chart",
     "compare_tradeoff_chart",
     "drift_chart",
     "drift_spread_chart",
     "epsilon_chart",
+    "fairness_lines_chart",
+    "final_client_accuracies",
     "label_color",
     "loss_chart",
     "made_up",

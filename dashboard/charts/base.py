@@ -90,6 +90,12 @@ def run_color(index: int) -> str:
     return _RUN_PALETTE[index % len(_RUN_PALETTE)]
 
 
+def _fill(color: str, alpha: float = 0.18) -> str:
+    """`color` (#RRGGBB) as a translucent fill."""
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
 # Shared layout -------------------------------------------------------------------------------
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, legend_title: str | None = None, height: int = 380) -> go.Figure:
     fig.update_layout(

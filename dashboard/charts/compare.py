@@ -1,6 +1,6 @@
 """The Compare page: several runs' curves overlaid, accuracy against what each run's clients
-sent or the privacy it spent, and a sweep's mean curve over seeds with a band of one standard
-deviation.
+sent or the privacy it spent, the final accuracy of every client of each run, and a sweep's mean
+curve over seeds with a band of one standard deviation.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from dashboard.charts.base import (
     _RUN_DASHES,
     _cumulative_bytes,
+    _fill,
     _layout,
     _round_axis,
     _waiting,
@@ -19,6 +20,7 @@ from dashboard.charts.base import (
     run_color,
     thin,
 )
+from dashboard.charts.fairness import MODELS, _threshold_line
 from dashboard.charts.registry import chart
 
 
@@ -75,11 +77,6 @@ def sweep_bands(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
     bands = bands.sort_values(["setting", "round"], key=lambda c: c.map(order) if c.name == "setting" else c, kind="stable")
     bands["low"], bands["high"] = bands["mean"] - bands["std"], bands["mean"] + bands["std"]
     return bands[columns].reset_index(drop=True)
-
-
-def _fill(color: str, alpha: float = 0.18) -> str:
-    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 @chart(
@@ -202,4 +199,47 @@ def compare_tradeoff_chart(curves: pd.DataFrame, x: str, epsilon_kinds: dict[str
     if not drawn:
         return _waiting(fig, "Pick runs with differential privacy on: these have no epsilon…")
     fig.update_layout(showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})  # named even when alone
+    return fig
+
+
+# Every client of each run ----------------------------------------------------------------------
+def final_client_accuracies(evaluations: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each run's clients at its last evaluated round: columns run, client_id, test_accuracy,
+    personal_accuracy (`evaluations`: run label -> its evaluations frame; runs without any left out)."""
+    columns = ["run", "client_id", "test_accuracy", "personal_accuracy"]
+    parts = [
+        frame.loc[frame["round"] == frame["round"].max(), columns[1:]].assign(run=run) for run, frame in evaluations.items() if len(frame)
+    ]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+@chart(
+    "compare_client_accuracy",
+    caption="Each run's clients at its last evaluated round, each on its own test data, with the global model and with its own "
+    "model: higher and tighter boxes serve every client better; a low whisker is a client left behind.",
+    example=lambda s: (final_client_accuracies({"a": s.evaluations, "b": s.evaluations.assign(personal_accuracy=np.nan)}),),
+)
+def compare_client_accuracy_chart(finals: pd.DataFrame, threshold: float | None = None) -> go.Figure:
+    """One box of final client accuracies per run (and one for the clients' own models where the
+    run has them), every client a point: `finals` as `final_client_accuracies` returns it."""
+    fig = go.Figure()
+    _layout(fig, "Final accuracy of every client, by run", "Run", "Client test accuracy", legend_title="Model")
+    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    if finals.empty:
+        return _waiting(fig, "Pick runs that evaluated every client on its own test data (client test fraction above 0)")
+    order = list(dict.fromkeys(finals["run"]))
+    for column, _, name, color in MODELS:
+        rows = finals[np.isfinite(finals[column].to_numpy(dtype=np.float64))]
+        if rows.empty:
+            continue
+        fig.add_trace(
+            go.Box(
+                x=[plain(r) for r in rows["run"]], y=rows[column], name=name, offsetgroup=name, boxpoints="all", jitter=0.4,
+                pointpos=0, line={"color": color}, fillcolor=_fill(color, 0.25), marker={"size": 4, "opacity": 0.7},
+                customdata=rows["client_id"], hovertemplate=f"%{{x}}<br>client %{{customdata}}, {name}<br>%{{y:.1%}}<extra></extra>",
+            )
+        )  # fmt: skip
+    _threshold_line(fig, threshold)
+    fig.update_layout(boxmode="group", showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[plain(r) for r in order])
     return fig

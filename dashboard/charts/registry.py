@@ -12,19 +12,21 @@ charts (accuracy and loss of compared runs) is registered once per chart.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from flcore.records import EVALUATION_COLUMNS, typed_frame
 from flcore.registry import Registry
 
 
 @dataclass(frozen=True)
 class Sample:
     """A run as the charts receive it: the store's frames (`RunStore.rounds_frame`,
-    `clients_frame`, `partition_frame`, `offline_frame`) and what the pages know about it."""
+    `clients_frame`, `partition_frame`, `offline_frame`, `evaluations_frame`) and what the pages
+    know about it."""
 
     rounds: pd.DataFrame
     clients: pd.DataFrame
@@ -33,10 +35,11 @@ class Sample:
     num_clients: int
     total_rounds: int | None = None
     class_names: Sequence[str] | None = None
+    evaluations: pd.DataFrame = field(default_factory=lambda: typed_frame([], EVALUATION_COLUMNS))
 
     def empty(self) -> Sample:
         """The same run before its first round: every frame with its columns and no rows."""
-        frames = {name: getattr(self, name).iloc[0:0] for name in ("rounds", "clients", "partition", "offline")}
+        frames = {name: getattr(self, name).iloc[0:0] for name in ("rounds", "clients", "partition", "offline", "evaluations")}
         return replace(self, **frames)
 
     @property
@@ -93,6 +96,8 @@ def made_up() -> Sample:
         "round": [1, 2], "test_loss": [1.0, 0.5], "test_accuracy": [0.5, 0.7], "wall_time_s": [0.1, 0.1],
         "bytes_received": [10, 10], "epsilon": [1.0, 2.0], "drift_cosine_mean": [0.5, 0.4], "drift_cosine_std": [0.1, 0.2],
         "sim_round_s": [2.0, 3.0], "sim_clock_s": [2.0, 5.0],
+        "client_accuracy_mean": [0.45, 0.65], "client_accuracy_worst10": [0.4, 0.6], "client_accuracy_below": [1.0, 0.0],
+        "personal_accuracy_mean": [0.7, 0.85], "personal_accuracy_worst10": [0.6, 0.8], "personal_accuracy_below": [0.0, 0.0],
     })  # fmt: skip
     clients = pd.DataFrame({
         "round": [1, 1, 2, 2], "client_id": [0, 1, 0, 1], "train_loss": [1.0, 2.0, 0.5, 1.5],
@@ -101,7 +106,13 @@ def made_up() -> Sample:
         "drift_distance": [1.0, 3.0, 0.9, 3.2],
     })  # fmt: skip
     offline = pd.DataFrame({"round": [2], "group": [1], "counts": [[0, 1]]})
-    return Sample(rounds, clients, counts_frame(np.array([[3, 1], [0, 4]])), offline, num_clients=2, total_rounds=2)
+    evaluations = pd.DataFrame({
+        "round": [1, 1, 2, 2], "client_id": [0, 1, 0, 1], "test_samples": [2, 2, 2, 2], "test_loss": [1.0, 1.2, 0.6, 0.8],
+        "test_accuracy": [0.5, 0.4, 0.7, 0.6], "personal_loss": [0.5, 0.9, 0.3, 0.5], "personal_accuracy": [0.8, 0.6, 0.9, 0.8],
+    })  # fmt: skip
+    return Sample(
+        rounds, clients, counts_frame(np.array([[3, 1], [0, 4]])), offline, num_clients=2, total_rounds=2, evaluations=evaluations
+    )
 
 
 def warm_up() -> None:

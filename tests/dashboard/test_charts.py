@@ -4,6 +4,7 @@ everywhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 from dashboard_helpers import stored_frames
 
 from dashboard import charts
-from flcore.records import ClientResult, Offline, RoundResult
+from flcore.federation.personalization import fairness
+from flcore.records import ClientEvaluation, ClientResult, Offline, RoundResult
 
 
 def client(cid: int, loss: float, norm: float, cosine: float, distance: float, malicious: bool = False) -> ClientResult:
@@ -34,11 +36,26 @@ RESULTS = [
                 metrics={"epsilon": 2.75, "drift_cosine_mean": 0.1, "drift_cosine_std": 0.7, "sim_round_s": 5.0, "sim_clock_s": 15.0},
                 offline=Offline(group=1, counts=(0, 1, 0))),
 ]  # fmt: skip
+
+
+def evaluated(result: RoundResult, accuracy: list[float], own: list[float]) -> RoundResult:
+    """`result` with every client evaluated on its own 4 test samples (the global model's and its
+    own model's accuracy) and the round's fairness summaries, as the engine stores them."""
+    evaluations = tuple(ClientEvaluation(c, 4, 1.0 - a, a, 1.0 - o, o) for c, (a, o) in enumerate(zip(accuracy, own)))
+    summaries = {**fairness(np.array(accuracy), 0.5, "client_accuracy"), **fairness(np.array(own), 0.5, "personal_accuracy")}
+    return dataclasses.replace(result, evaluations=evaluations, metrics={**result.metrics, **summaries})
+
+
+# Every client is evaluated after rounds 2 and 3 (eval_every=2 would skip round 1 likewise).
+RESULTS[1:] = [evaluated(RESULTS[1], [0.25, 0.5, 0.75], [0.5, 0.75, 1.0]), evaluated(RESULTS[2], [0.5, 0.5, 0.75], [0.75, 1.0, 1.0])]
 # client 0 holds labels 0 and 1, client 1 label 1, client 2 label 2 (3 labels).
 COUNTS = np.array([[4, 1, 0], [0, 6, 0], [0, 0, 5]])
 STORED = stored_frames(RESULTS, COUNTS)
 ROUNDS, CLIENTS, PARTITION, OFFLINE = STORED.rounds, STORED.clients, STORED.partition, STORED.offline
-SAMPLE = charts.Sample(ROUNDS, CLIENTS, PARTITION, OFFLINE, num_clients=3, total_rounds=5, class_names=("zero", "one", "two"))
+EVALUATIONS = STORED.evaluations
+SAMPLE = charts.Sample(
+    ROUNDS, CLIENTS, PARTITION, OFFLINE, num_clients=3, total_rounds=5, class_names=("zero", "one", "two"), evaluations=EVALUATIONS
+)
 
 
 def test_the_stored_run_is_the_one_written():
@@ -46,6 +63,10 @@ def test_the_stored_run_is_the_one_written():
     assert list(zip(CLIENTS["round"], CLIENTS["client_id"])) == [(1, 0), (1, 1), (2, 1), (2, 2), (3, 0), (3, 2)]
     assert CLIENTS["malicious"].tolist() == [False, False, False, True, False, True]
     assert OFFLINE[["round", "group"]].values.tolist() == [[3, 1]] and list(OFFLINE["counts"].iloc[0]) == [0, 1, 0]
+    assert list(zip(EVALUATIONS["round"], EVALUATIONS["client_id"])) == [(2, 0), (2, 1), (2, 2), (3, 0), (3, 1), (3, 2)]
+    assert ROUNDS["client_accuracy_mean"].iloc[1:].tolist() == [0.5, 0.5833333333333334] and np.isnan(
+        ROUNDS["client_accuracy_mean"].iloc[0]
+    )
 
 
 # The registry: each chart declared once, drawn from its example -------------------------------
@@ -78,7 +99,16 @@ def test_every_chart_function_is_registered():
     draw it); the one exception is the general per-client builder the registered ones call."""
     registered = {entry.obj.draw for entry in charts.CHARTS.entries()}
     general = {charts.client_metric_chart}
-    for module in (charts.global_model, charts.time_and_communication, charts.clients, charts.drift, charts.data, charts.compare):
+    modules = (
+        charts.global_model,
+        charts.time_and_communication,
+        charts.clients,
+        charts.drift,
+        charts.data,
+        charts.fairness,
+        charts.compare,
+    )
+    for module in modules:
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if (
                 function.__module__ == module.__name__
@@ -321,3 +351,41 @@ def test_compare_tradeoffs_overlay_runs_on_bytes_and_leave_out_runs_without_priv
     assert [t.name for t in on_epsilon.data] == ["private"] and list(on_epsilon.data[0].x) == [1.5, 2.25, 2.75]
     none = charts.compare_tradeoff_chart(curves[curves["run"] == "plain"], "epsilon")
     assert not none.data and "no epsilon" in none.layout.annotations[0].text
+
+
+# Every client on its own test data ------------------------------------------------------------
+def test_client_accuracy_distribution_boxes_each_evaluated_round_and_shows_each_client_in_its_colour():
+    fig = charts.client_accuracy_distribution_chart(EVALUATIONS, 5, 0.5)
+    boxes = {t.name: t for t in fig.data if isinstance(t, go.Box)}
+    assert set(boxes) == {"global model", "own model"}
+    assert list(boxes["global model"].median) == [0.5, 0.5] and list(boxes["own model"].lowerfence) == [0.5, 0.75]
+    assert all(g < o for g, o in zip(boxes["global model"].x, boxes["own model"].x))  # global left of own, per round
+    points = {t.name: t for t in fig.data if isinstance(t, go.Scatter)}
+    assert set(points) == {"client 0", "client 1", "client 2"}
+    assert points["client 1"].marker.color == charts.client_color(1)
+    assert sorted(points["client 0"].y) == [0.25, 0.5, 0.5, 0.75]  # both rounds, both models
+    assert [s.y0 for s in fig.layout.shapes] == [0.5]  # the threshold
+
+
+def test_client_accuracy_distribution_without_own_models_draws_the_global_model_alone():
+    fig = charts.client_accuracy_distribution_chart(EVALUATIONS.assign(personal_accuracy=np.nan), 5)
+    assert [t.name for t in fig.data if isinstance(t, go.Box)] == ["global model"]
+
+
+def test_fairness_lines_are_mean_and_worst_tenth_of_each_model_with_the_threshold():
+    fig = charts.fairness_lines_chart(ROUNDS, 5, 0.6)
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"global model: mean", "global model: worst 10%", "own model: mean", "own model: worst 10%"}
+    assert list(by_name["global model: worst 10%"].x) == [2, 3] and list(by_name["global model: worst 10%"].y) == [0.25, 0.5]
+    assert by_name["own model: worst 10%"].line.dash == "dash" and by_name["own model: mean"].line.dash == "solid"
+    assert by_name["own model: mean"].line.color != by_name["global model: mean"].line.color
+    assert [s.y0 for s in fig.layout.shapes] == [0.6]
+
+
+def test_compare_client_accuracy_takes_each_runs_last_evaluated_round():
+    finals = charts.final_client_accuracies({"a": EVALUATIONS, "b": EVALUATIONS.iloc[0:0], "c": EVALUATIONS[EVALUATIONS["round"] == 2]})
+    assert finals["run"].tolist() == ["a"] * 3 + ["c"] * 3
+    assert finals["test_accuracy"].tolist() == [0.5, 0.5, 0.75, 0.25, 0.5, 0.75]
+    fig = charts.compare_client_accuracy_chart(finals)
+    boxes = {t.name: t for t in fig.data}
+    assert set(boxes) == {"global model", "own model"} and list(boxes["own model"].x) == ["a"] * 3 + ["c"] * 3
