@@ -257,3 +257,18 @@ def test_a_run_whose_personal_state_would_not_fit_is_refused_with_what_it_costs(
     with pytest.raises(ValueError, match=r"personalization='ditto' keeps [\d,]+ bytes per client.*use fewer clients"):
         Simulation(ExperimentConfig.create(**SHARDS, personalization="ditto"))
     Simulation(ExperimentConfig.create(**SHARDS, personalization="fedper"))  # a head is small enough
+
+
+def test_data_that_ships_each_clients_test_samples_evaluates_each_client_on_its_own():
+    """Synthetic (the FedProx authors' split) keeps each device's last 10% as test samples: under
+    the natural split those are the device's test data, and it trains on all its training samples."""
+    from flcore.data.datasets import load_dataset
+
+    config = ExperimentConfig.create(dataset="synthetic", rounds=1, model="logistic")
+    data = load_dataset(config)
+    sim = Simulation(config)
+    assert sim.natural_tests and [len(p) for p in sim.train_parts] == [len(p) for p in sim.parts]
+    assert [len(p) for p in sim.test_parts] == np.bincount(data.test_clients, minlength=config.num_clients).tolist()
+    assert all((data.test_clients[p] == c).all() for c, p in enumerate(sim.test_parts))
+    other = Simulation(config.replace(partition="iid"))  # another split: clients keep a part of their samples
+    assert not other.natural_tests and sum(map(len, other.train_parts)) < len(data.y_train)

@@ -63,6 +63,9 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     train_clients: np.ndarray | None = None  # int64 [n]: each training sample's natural client, 0..K-1 (K = info.natural_clients)
+    # int64 [n_test]: each test sample's natural client (-1: a user with no training samples), where the data ships
+    # per-client test samples (LEAF's test files, Synthetic's devices); the natural split's clients are evaluated on them
+    test_clients: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         c = self.train_clients
@@ -70,6 +73,11 @@ class Dataset:
             raise ValueError("a dataset has train_clients exactly when its info counts natural_clients")
         if c is not None and (len(c) != len(self.y_train) or not np.array_equal(np.unique(c), np.arange(self.info.natural_clients))):
             raise ValueError("train_clients must give every training sample a client id, the ids 0..natural_clients-1 each used")
+        t = self.test_clients
+        if t is not None and (
+            c is None or len(t) != len(self.y_test) or (len(t) and (t.min() < -1 or t.max() >= self.info.natural_clients))
+        ):
+            raise ValueError("test_clients must give every test sample a natural client id (or -1), and only with train_clients")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class LeafData:
     train_users: tuple[str, ...]  # LEAF's user id of each natural client
     x_test: np.ndarray
     y_test: np.ndarray
+    test_clients: np.ndarray  # int64 [n_test]: the natural client of each test sample's user (-1: a user with no training samples)
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,10 @@ def _read(name: str, train_files: tuple[str, ...], test_files: tuple[str, ...], 
                 clients.append(np.full(len(y), users.setdefault(user, len(users)), dtype=np.int64))
     if not users:
         raise DatasetUnavailable(f"the training files of {bench.title} ({', '.join(train_files)}) hold no samples")
-    tests = [(x, y) for path in test_files for _, x, y in _users(path, bench, notes)]
-    x_test = np.concatenate([x for x, _ in tests]) if tests else np.zeros((0, *bench.input_shape), xs[0].dtype)
-    y_test = np.concatenate([y for _, y in tests]) if tests else np.zeros(0, np.int64)
+    tests = [(user, x, y) for path in test_files for user, x, y in _users(path, bench, notes)]
+    x_test = np.concatenate([x for _, x, _ in tests]) if tests else np.zeros((0, *bench.input_shape), xs[0].dtype)
+    y_test = np.concatenate([y for _, _, y in tests]) if tests else np.zeros(0, np.int64)
+    test_clients = np.concatenate([np.full(len(y), users.get(user, -1), dtype=np.int64) for user, _, y in tests] or [np.zeros(0, np.int64)])
     if not len(y_test):
         raise DatasetUnavailable(f"the test files of {bench.title} ({', '.join(test_files)}) hold no samples")
     if notes["num_samples"]:
@@ -138,7 +140,7 @@ def _read(name: str, train_files: tuple[str, ...], test_files: tuple[str, ...], 
             f"next characters ('y') not among LEAF's {len(ALL_LETTERS)} characters: {len(found):,} in {bench.title}'s files "
             f"(first: {found[0]}); each counts as its last class, {ALL_LETTERS[LAST_CLASS]!r}, as LEAF's letter_to_vec makes it"
         )
-    return LeafData(np.concatenate(xs), np.concatenate(ys), np.concatenate(clients), tuple(users), x_test, y_test)
+    return LeafData(np.concatenate(xs), np.concatenate(ys), np.concatenate(clients), tuple(users), x_test, y_test, test_clients)
 
 
 def _users(path: str, bench: Benchmark, notes: dict[str, list[str]]):
@@ -257,6 +259,7 @@ def _leaf(name: str) -> DatasetSpec:
             x_test,
             torch.from_numpy(data.y_test),
             train_clients=data.train_clients,
+            test_clients=data.test_clients,
         )
 
     def availability(settings: "Settings") -> str:

@@ -108,7 +108,11 @@ def _load_synthetic(config: "ExperimentConfig", settings: "Settings") -> Dataset
         train, test = np.concatenate(train), np.concatenate(test)
         xt = torch.tensor(x, dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.int64)
-    return Dataset("synthetic", SYNTHETIC_INFO, xt[train], yt[train], xt[test], yt[test], train_clients=device[train])
+    per_device = generator != "flcore-v1"  # the authors' split keeps each device's test samples: its own test data
+    return Dataset(
+        "synthetic", SYNTHETIC_INFO, xt[train], yt[train], xt[test], yt[test], train_clients=device[train],
+        test_clients=device[test] if per_device else None,
+    )  # fmt: skip
 
 
 DATASETS.register(

@@ -6,6 +6,10 @@ data seed; `client_test_parts`), and every `eval_every` rounds every client, sam
 evaluated on it with the global model and, under a personalized method, with its own model
 (`PersonalMethod.models`). The round's fairness summaries (`fairness`) follow from those numbers.
 
+Data that ships each client's test samples (LEAF's per-user test files, the FedProx authors'
+Synthetic devices) keeps them: under its natural split, a client's test data are its rows of the
+test set (`natural_test_parts`) and it trains on all its training samples.
+
 The methods, each registered in `PERSONALIZATION` (the config's `personalization` field):
 
 - ``none``: every client is served the global model.
@@ -80,6 +84,14 @@ def client_test_parts(parts: list[np.ndarray], fraction: float, seed: int) -> tu
         train.append(part[~held])
         test.append(part[held])
     return train, test
+
+
+def natural_test_parts(test_clients: np.ndarray, num_clients: int) -> list[np.ndarray]:
+    """Each natural client's rows of the test set, from the client of each test sample (-1: none of them)."""
+    order = np.argsort(test_clients, kind="stable")
+    counts = np.bincount(test_clients[test_clients >= 0], minlength=num_clients)
+    skipped = int((test_clients < 0).sum())
+    return np.split(order[skipped:], np.cumsum(counts)[:-1])
 
 
 # Evaluating clients on their own data ---------------------------------------------------------

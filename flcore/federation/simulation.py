@@ -50,6 +50,7 @@ from flcore.federation.personalization import (
     PERSONALIZATION,
     client_test_parts,
     fairness,
+    natural_test_parts,
     score_clients,
     score_own_models,
 )
@@ -92,8 +93,13 @@ class Simulation:
         labels = data.y_train.numpy()
         self.parts = split_dataset(data, config)  # each client's samples
         self.label_counts = label_counts(labels, self.parts, data.info.num_classes)
-        # each client's training samples, and the part it keeps as its own test data
-        self.train_parts, self.test_parts = client_test_parts(self.parts, config.client_test_fraction, config.data_seed_resolved)
+        # each client's training samples, and its own test data: the part it keeps of its samples, or, for a
+        # natural split of data that ships each client's test samples (LEAF, Synthetic), those (rows of the test set)
+        self.natural_tests = config.partition == "natural" and data.test_clients is not None and config.client_test_fraction > 0
+        if self.natural_tests:
+            self.train_parts, self.test_parts = list(self.parts), natural_test_parts(data.test_clients, config.num_clients)
+        else:
+            self.train_parts, self.test_parts = client_test_parts(self.parts, config.client_test_fraction, config.data_seed_resolved)
         self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.train_parts]
         self._test_tensors = [torch.from_numpy(p).to(self.device) for p in self.test_parts]
 
@@ -279,7 +285,7 @@ class Simulation:
         method has one; and the round's fairness summaries of both."""
         if not self.evaluates_clients(round_):
             return (), {}
-        x, y = self.data.tensors()
+        x, y = (self.x_test, self.y_test) if self.natural_tests else self.data.tensors()  # where the clients' test rows are
         shared = score_clients(self.model, state.params, x, y, self._test_tensors)
         everyone = [ClientTask(c, t) for c, t in enumerate(self._part_tensors)]
         models = self.personal.models(state, everyone, self.data, round_)

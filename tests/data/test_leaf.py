@@ -22,6 +22,7 @@ from flcore.data.leaf import ALL_LETTERS, LAST_CLASS, OTHER_CHARACTER
 from flcore.federation.simulation import Simulation
 from flcore.settings import Settings
 from flcore.training import SequentialExecutor
+from flcore.training.local import load_flat
 
 FILES = {"femnist": "all_data_{i}_niid_05_keep_0_{part}_9.json", "shakespeare": "all_data_{i}_niid_2_keep_0_{part}_8.json"}  # LEAF's names
 FEMNIST_FILES = FILES["femnist"]
@@ -244,7 +245,23 @@ def test_a_short_femnist_run_with_leafs_cnn_on_the_natural_split(tmp_path):
     results = list(sim.run())
     assert [r.round for r in results] == [1, 2]
     assert all(np.isfinite(r.test_loss) and 0 <= r.test_accuracy <= 1 for r in results)
-    assert {c.num_samples for r in results for c in r.clients} <= {5, 4, 6}
+    assert {c.num_samples for r in results for c in r.clients} <= {5, 4, 6}  # each trains on all its samples
+    # each writer is evaluated on its own test file samples (2, 1 and 2), not on a part of its training samples
+    assert [e.test_samples for e in results[-1].evaluations] == [2, 1, 2]
+    load_flat(sim.model, results[-1].state.params)
+    with torch.no_grad():
+        right = (sim.model(sim.x_test).argmax(1) == sim.y_test).tolist()  # the test files' samples in order: f0003, f0001, f0002
+    assert [e.test_accuracy for e in results[-1].evaluations] == [np.mean(right[0:2]), np.mean(right[2:3]), np.mean(right[3:5])]
+
+
+def test_a_test_user_without_training_samples_is_nobodys_client(tmp_path):
+    rng = np.random.default_rng(0)
+    train = [{"f0003_12": femnist_user(rng, 5, 60), "f0001_40": femnist_user(rng, 4, 0)}]
+    test = [{"f0009_99": femnist_user(rng, 3, 1), "f0001_40": femnist_user(rng, 2, 2)}]
+    write_leaf(tmp_path, "femnist", {"train": train, "test": test})
+    config = ExperimentConfig.create(dataset="femnist", model="femnist_cnn", partition="natural", num_clients=2)
+    assert load_dataset(config).test_clients.tolist() == [-1, -1, -1, 1, 1]
+    assert [len(p) for p in Simulation(config).test_parts] == [0, 2]
 
 
 def test_a_short_shakespeare_run_trains_the_lstm_one_client_at_a_time(tmp_path):
