@@ -186,8 +186,11 @@ class VmapExecutor(VectorizedExecutor):
     """Ablation (--vmap): the vectorized executor with gradients from torch.func instead of the
     hand-written batched backward; same layout, same update."""
 
-    def _train_chunk(self, net, global_params, tasks, x, y, round_, corr):
+    def _train_chunk(self, net, global_params, tasks, x, y, round_, corr, starts=None, trainable=None):
         from torch.func import functional_call, grad, vmap
+
+        if starts is not None or trainable is not None:
+            raise NotImplementedError("the vmap ablation trains every client from the global model, with nothing frozen")
 
         s = self.settings
         pos, valid, weights, active = self._layout(tasks, round_)
