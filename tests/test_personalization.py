@@ -272,3 +272,21 @@ def test_data_that_ships_each_clients_test_samples_evaluates_each_client_on_its_
     assert all((data.test_clients[p] == c).all() for c, p in enumerate(sim.test_parts))
     other = Simulation(config.replace(partition="iid"))  # another split: clients keep a part of their samples
     assert not other.natural_tests and sum(map(len, other.train_parts)) < len(data.y_train)
+
+
+def test_the_command_line_says_what_each_client_keeps_and_how_every_client_fared(tmp_path, capsys):
+    import pandas as pd
+
+    from flcore.cli import main
+
+    args = ["run", "--no-store", "--quiet", "--dataset", "digits", "--partition", "shards", "--num-clients", "6", "--rounds", "2"]
+    assert main([*args, "--out", str(tmp_path / "fedper"), "--personalization", "fedper"]) == 0
+    printed = capsys.readouterr().out
+    head = (200 * 10 + 10) * 4  # the MLP's last layer, float32
+    assert f"personal state: each client keeps its head, {head:,} bytes" in printed
+    evaluations = pd.read_csv(tmp_path / "fedper" / "evaluations.csv")
+    last = evaluations[evaluations["round"] == 2]
+    assert f"each client's own model (round 2, own test data): mean {last['personal_accuracy'].mean():.4f}" in printed
+    assert main([*args, "--out", str(tmp_path / "ditto"), "--personalization", "ditto"]) == 0
+    model = sum(p.numel() for p in build_model("mlp", (1, 8, 8), 10).parameters()) * 4
+    assert f"each client keeps its model, {model:,} bytes" in capsys.readouterr().out

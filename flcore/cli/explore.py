@@ -14,7 +14,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     titles = {"dataset": "datasets", "partition": "partitions", "model": "models", "strategy": "strategies",
               "attack": "attacks", "dp": "differential privacy (--dp)", "compression": "update compression (--compression)",
-              "executor": "executors"}  # fmt: skip
+              "executor": "executors", "personalization": "personalized methods (--personalization)"}  # fmt: skip
     for field, registry in [*registries().items(), ("client metric", CLIENT_METRICS)]:
         title = titles.get(field, "per-client metrics (clients.csv)")
         print(f"{title}:")

@@ -95,6 +95,19 @@ def _write_results(out: Path, results: list, counts: pd.DataFrame, config: Exper
     counts.to_csv(out / "partition.csv", index=False)
 
 
+def _personal_state(config: ExperimentConfig) -> list[str]:
+    """What a personalized method kept per client (its head, or its own model), in bytes."""
+    if config.personalization == "none":
+        return []
+    from flcore.data.datasets import dataset_info
+    from flcore.federation.personalization import state_line
+    from flcore.models import build_model
+
+    info = dataset_info(config)
+    line = state_line(config, build_model(config.model, info.input_shape, info.num_classes, info.vocab_size), info.num_classes)
+    return [line] if line else []
+
+
 def _print_summary(config: ExperimentConfig, results: list, seconds: float, out: Path, run_id, store) -> None:
     from flcore.federation.availability import summary
     from flcore.records import best_round
@@ -107,6 +120,7 @@ def _print_summary(config: ExperimentConfig, results: list, seconds: float, out:
         f"best {best['test_accuracy']:.4f} at round {int(best['round'])}\n"
         f"{summary(config, results)}\n"
         + "".join(line + "\n" for line in summary_lines(config, pd.DataFrame([r.row() for r in results])))
+        + "".join(line + "\n" for line in _personal_state(config))
         + f"results written to {out}/"
         + (f"\nrecorded as run {run_id} in {store.path}" if run_id else "")
     )

@@ -341,6 +341,18 @@ class Ditto(PersonalMethod):
             yield ids, self._own(state, ids)
 
 
+def state_line(config: "ExperimentConfig", model: nn.Module, num_classes: int) -> str | None:
+    """What the configured method keeps per client, in words (None: nothing kept between rounds)."""
+    method = PERSONALIZATION.get(config.personalization)(config, model, num_classes)
+    if not method.keeps:
+        return None
+    each = method.bytes_per_client()
+    return (
+        f"personal state: each client keeps its {method.keeps}, {each:,} bytes, once it has trained "
+        f"(at most {each * config.num_clients / 1e6:,.3g} MB for num_clients={config.num_clients})"
+    )
+
+
 def _replace_deltas(trained: "TrainedClients", deltas: torch.Tensor) -> "TrainedClients":
     from dataclasses import replace
 
