@@ -464,3 +464,18 @@ def test_the_run_store_and_the_uploads_are_the_servers_accounts_alone(tmp_path):
         }
     finally:
         os.umask(old_umask)
+
+
+def test_the_runner_refuses_a_run_on_someone_elses_upload_for_all_but_an_admin(tmp_path):
+    from flcore.data import uploads
+
+    settings = Settings(data_dir=tmp_path / "data")
+    upload = uploads.save(b"x,label\n" + b"".join(f"{i},{i % 2}\n".encode() for i in range(30)), "cars.csv", settings, "alice")
+    config = ExperimentConfig.create(dataset="file", data_file=str(upload.path), model="logistic", num_clients=2, rounds=1)
+    runner = Runner(tmp_path / "runs.db", max_workers=1, settings=settings)  # not started: nothing trains
+    with pytest.raises(QuotaError, match="'cars.csv' was uploaded by someone else"):
+        runner.submit(config, user=User("bob"))
+    assert runner.store.list_runs() == []
+    runner.submit(config, user=User("alice"))
+    runner.submit(config, user=User("root", admin=True))
+    assert len(runner.store.list_runs()) == 2

@@ -78,7 +78,7 @@ def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
         config = ExperimentConfig.create(**values)
     except ConfigError as err:
         return None, list(err.problems)
-    return config, admission_problems(state.get_store(), config, access.user().name, server_settings.current())
+    return config, admission_problems(state.get_store(), config, access.user(), server_settings.current())
 
 
 def _preview(values: dict) -> tuple[list[Problem], bool]:

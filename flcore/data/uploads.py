@@ -8,7 +8,10 @@ uploaded it and when, for the list the form offers and for the sentences that na
 reader has read it (`flcore.data.files.check_readable`): one that cannot be read is deleted and
 refused in a sentence naming it as it was sent. Nothing is ever written outside the data
 folder, and a run submitted to the server may only read a file from `uploads/` (`problem`): a
-path typed into a form cannot make the server read its other files. The size limits are the
+path typed into a form cannot make the server read its other files. An upload belongs to whoever
+sent it (everyone who sent the same bytes): `listing` shows a person their own and an admin
+all, `problem` refuses a run on someone else's, and `delete` forgets an owner's copy (the file
+goes once nobody owns it; an admin deletes it outright). The size limits are the
 server settings `max_upload_mb` (the file) and `max_decoded_mb` (what it takes once read, worked
 out from its headers before it is kept: see `flcore.data.files`).
 """
@@ -26,7 +29,8 @@ from flcore.data import files
 from flcore.data.errors import DataFileError
 from flcore.data.upload_index import FOLDER, folder, original_name, read_index
 
-__all__ = ["FOLDER", "SUFFIXES", "Upload", "UploadError", "folder", "listing", "original_name", "problem", "save"]
+__all__ = ["FOLDER", "SUFFIXES", "Upload", "UploadError", "delete", "find", "folder", "listing", "original_name", "problem", "save"]
+from flcore.auth import User
 from flcore.problems import Problem
 from flcore.settings import Settings
 
@@ -44,6 +48,11 @@ class Upload:
     size: int  # bytes
     uploaded_by: str | None
     uploaded_at: float
+    owners: tuple[str, ...] = ()  # everyone who uploaded these bytes
+
+    def belongs_to(self, user: User | None) -> bool:
+        """Whether `user` may see, use and delete this upload (None: the server itself, as the CLI)."""
+        return user is None or user.admin or user.name in self.owners
 
     @property
     def label(self) -> str:
@@ -76,32 +85,77 @@ def save(data: bytes, filename: str, settings: Settings, user: str | None = None
     if written != target:
         os.replace(written, target)
     index = read_index(settings)
-    index[target.name] = {"name": Path(filename).name, "size": len(data), "uploaded_by": user, "uploaded_at": time.time()}
+    owners = _owners(index.get(target.name, {}))
+    owners += [user] if user and user not in owners else []
+    entry = {"name": Path(filename).name, "size": len(data), "uploaded_by": user, "uploaded_at": time.time(), "owners": owners}
+    index[target.name] = entry
     _write_index(settings, index)
     return _upload(target, index[target.name])
 
 
-def listing(settings: Settings) -> list[Upload]:
-    """The uploaded files still on the server, newest first."""
+def listing(settings: Settings, user: User | None = None) -> list[Upload]:
+    """The uploaded files still on the server that `user` may use (an admin, or None: all), newest first."""
     index = read_index(settings)
     found = [_upload(folder(settings) / name, entry) for name, entry in index.items() if (folder(settings) / name).is_file()]
-    return sorted(found, key=lambda u: u.uploaded_at, reverse=True)
+    return sorted([u for u in found if u.belongs_to(user)], key=lambda u: u.uploaded_at, reverse=True)
 
 
-def problem(data_file: str, settings: Settings) -> Problem | None:
-    """Why a run on this server may not read `data_file` (None: it may): only uploaded files."""
+def find(data_file: str, settings: Settings) -> Upload | None:
+    """The upload `data_file` names (None: not an upload of this server, or gone)."""
+    path = Path(data_file).expanduser().resolve() if data_file else None
+    entry = read_index(settings).get(path.name) if path is not None and path.parent == folder(settings).resolve() else None
+    return _upload(folder(settings) / path.name, entry) if entry is not None and path.is_file() else None
+
+
+def delete(data_file: str, settings: Settings, user: User | None = None) -> None:
+    """Forget `user`'s upload `data_file`: the file and its index entry go once nobody else sent
+    the same bytes (an admin, or None, deletes it outright). Raises UploadError (a sentence
+    naming the file as it was sent) for someone else's upload or a file that is not an upload."""
+    upload = find(data_file, settings)
+    if upload is None:
+        raise UploadError(f"{Path(data_file).name!r} is not a file uploaded to this server (it may be deleted already)")
+    if not upload.belongs_to(user):
+        raise UploadError(f"{upload.name!r} was uploaded by someone else: only they or an admin may delete it")
+    index = read_index(settings)
+    owners = [o for o in _owners(index.get(upload.path.name, {})) if user is None or o != user.name]
+    if owners and not (user is None or user.admin):  # someone else sent it too: it stays theirs
+        index[upload.path.name]["owners"] = owners
+    else:
+        index.pop(upload.path.name, None)
+        upload.path.unlink(missing_ok=True)
+    _write_index(settings, index)
+
+
+def problem(data_file: str, settings: Settings, user: User | None = None) -> Problem | None:
+    """Why a run of `user` on this server may not read `data_file` (None: it may): only uploaded
+    files, and of those only their own unless they are an admin (None: the server itself)."""
     if not data_file:
         return Problem("data_file", "data_file is empty: upload a CSV, NPZ or zipped image folder on New run and choose it")
     path = Path(data_file).expanduser().resolve()
     if path.parent != folder(settings).resolve() or not path.is_file():
         return Problem("data_file", "data_file must be a file uploaded to this server (New run, dataset 'A file of your own')")
+    upload = find(data_file, settings)
+    if upload is not None and not upload.belongs_to(user):
+        return Problem("data_file", f"{upload.name!r} was uploaded by someone else: choose one of your own files or upload it yourself")
     return None
 
 
 def _upload(path: Path, entry: dict) -> Upload:
     return Upload(
-        path, entry.get("name", path.name), int(entry.get("size", 0)), entry.get("uploaded_by"), float(entry.get("uploaded_at", 0))
+        path,
+        entry.get("name", path.name),
+        int(entry.get("size", 0)),
+        entry.get("uploaded_by"),
+        float(entry.get("uploaded_at", 0)),
+        tuple(_owners(entry)),
     )
+
+
+def _owners(entry: dict) -> list[str]:
+    """Who sent an upload (an index written before owners were kept: its one uploader)."""
+    if "owners" in entry:
+        return list(entry["owners"])
+    return [entry["uploaded_by"]] if entry.get("uploaded_by") else []
 
 
 def _write_index(settings: Settings, index: dict[str, dict]) -> None:

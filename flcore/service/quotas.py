@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flcore.auth import User
 from flcore.problems import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -169,9 +170,10 @@ def _forward_flop(model: str, shape: tuple[int, ...], classes: int, vocab: int) 
     return max(int(counter.get_total_flops()), 2 * parameters), parameters
 
 
-def run_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
-    """Why this server refuses `config` itself, whoever asks and however full the queue: its
-    size, and whether its data may be read here."""
+def run_problems(config: ExperimentConfig, settings: Settings, user: User | None = None) -> list[Problem]:
+    """Why this server refuses `config` of `user` itself, however full the queue: its size, and
+    whether its data may be read here by them (someone else's upload only by an admin; None:
+    the server itself)."""
     from flcore.data import uploads
     from flcore.data.datasets import AVAILABILITY, DATASETS, availability
 
@@ -180,7 +182,7 @@ def run_problems(config: ExperimentConfig, settings: Settings) -> list[Problem]:
             Problem("dataset", f"dataset={config.dataset!r} is not a dataset of this server; choose one of: {', '.join(DATASETS.names())}")
         ]
     problems = run_size_problems(config, settings)
-    if config.dataset == "file" and (bad := uploads.problem(config.data_file, settings)):
+    if config.dataset == "file" and (bad := uploads.problem(config.data_file, settings, user)):
         problems.append(bad)  # a server reads only files uploaded to it, never a path someone typed
     if availability(config.dataset, settings) == "missing":
         problems.append(Problem("dataset", f"{DATASETS.entry(config.dataset).label} is {AVAILABILITY['missing']}; choose another dataset"))
@@ -202,24 +204,26 @@ def queue_problems(active: int, settings: Settings) -> list[Problem]:
     ]
 
 
-def admission_problems(store: RunStore, config: ExperimentConfig, owner: str | None, settings: Settings) -> list[Problem]:
+def admission_problems(store: RunStore, config: ExperimentConfig, owner: User | str | None, settings: Settings) -> list[Problem]:
     """Why `owner` may not queue `config` on this server now (empty: they may). The one check
     behind the New run page, `Runner.submit` and `Runner.resume`, so each refuses the same
     things in the same sentences; the runner makes it with `admission`, which counts the
-    owner's runs inside the transaction that queues the run."""
-    queued, running = store.active_by_owner().get(owner, (0, 0))
-    return run_problems(config, settings) + queue_problems(queued + running, settings)
+    owner's runs inside the transaction that queues the run. A name alone is an admin when the
+    server's `admins` setting names it."""
+    user = User(owner, admin=owner in settings.admins) if isinstance(owner, str) else owner
+    queued, running = store.active_by_owner().get(user.name if user else None, (0, 0))
+    return run_problems(config, settings, user) + queue_problems(queued + running, settings)
 
 
 submission_problems = admission_problems  # its name from before resumes were checked too
 
 
-def admission(config: ExperimentConfig, settings: Settings) -> Callable[[int], None]:
+def admission(config: ExperimentConfig, settings: Settings, user: User | None = None) -> Callable[[int], None]:
     """`admission_problems` in two halves, for `RunStore.create_run(admit=...)` and
     `RunStore.resume(admit=...)`: the config's own problems now (they may read the data, which
     must not happen while the store is locked), the queue's when the store calls back with the
     owner's count inside its write transaction. The callback raises QuotaError to refuse."""
-    problems = run_problems(config, settings)
+    problems = run_problems(config, settings, user)
 
     def admit(active: int) -> None:
         found = problems + queue_problems(active, settings)

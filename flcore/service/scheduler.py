@@ -146,7 +146,7 @@ class Runner:
         """Queue `config` as a new run of `user` and wake the scheduler; returns the run id.
         Raises QuotaError when it would break one of the server's limits for that user."""
         owner = user.name if user is not None else None
-        run_id = self.store.create_run(config, source, owner, admit=admission(config, self.settings))
+        run_id = self.store.create_run(config, source, owner, admit=admission(config, self.settings, user))
         self._nudge()
         return run_id
 
@@ -161,7 +161,7 @@ class Runner:
         info = self.store.get_run(run_id)
         if info is None:
             return
-        self.store.resume(run_id, admit=admission(info.config, self.settings))
+        self.store.resume(run_id, admit=admission(info.config, self.settings, user))
         self._nudge()
 
     def delete(self, run_id: str, user: User | None = None) -> None:

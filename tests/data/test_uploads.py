@@ -3,8 +3,11 @@ kind and size, and the only files a run submitted to a server may read."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from flcore.auth import User
 from flcore.cli import main
 from flcore.config import ConfigError, ExperimentConfig
 from flcore.data import uploads
@@ -45,7 +48,7 @@ def test_a_run_on_the_server_may_read_only_uploaded_files(server_settings, tmp_p
     config = ExperimentConfig.create(dataset="file", data_file=str(outside), model="logistic", num_clients=3)
     (problem,) = submission_problems(store, config, "alice", server_settings)
     assert problem.field == "data_file" and "uploaded to this server" in problem.message
-    stored = uploads.save(CSV, "mine.csv", server_settings)
+    stored = uploads.save(CSV, "mine.csv", server_settings, "alice")
     assert submission_problems(store, config.replace(data_file=str(stored.path)), "alice", server_settings) == []
 
 
@@ -82,3 +85,48 @@ def test_a_tsv_upload_trains_and_sentences_name_an_upload_as_it_was_sent(server_
     assert problem.message == "label_column='species' is not a column of 'mine.tsv'; its columns are: f1, f2, label"
     assert stored.path.stem not in str(err.value)
     assert uploads.original_name(str(tmp_path / "elsewhere.csv"), server_settings) is None
+
+
+def test_an_upload_belongs_to_whoever_sent_it_and_an_admin_sees_them_all(server_settings):
+    alice = uploads.save(CSV, "alice.csv", server_settings, "alice")
+    bob = uploads.save(CSV.replace(b"f1", b"g1"), "bob.csv", server_settings, "bob")
+    assert [u.name for u in uploads.listing(server_settings, User("alice"))] == ["alice.csv"]
+    assert [u.name for u in uploads.listing(server_settings, User("bob"))] == ["bob.csv"]
+    assert {u.path for u in uploads.listing(server_settings, User("root", admin=True))} == {alice.path, bob.path}
+    assert uploads.listing(server_settings, User("carol")) == []
+    assert len(uploads.listing(server_settings)) == 2  # the server itself (the CLI) sees all
+
+
+def test_someone_elses_upload_is_not_deleted_and_the_sentence_names_it_as_sent(server_settings):
+    stored = uploads.save(CSV, "cars.csv", server_settings, "alice")
+    with pytest.raises(uploads.UploadError, match="'cars.csv' was uploaded by someone else"):
+        uploads.delete(str(stored.path), server_settings, User("bob"))
+    assert stored.path.is_file()
+    uploads.delete(str(stored.path), server_settings, User("alice"))
+    assert not stored.path.exists() and stored.path.name not in json.loads((uploads.folder(server_settings) / "index.json").read_text())
+    with pytest.raises(uploads.UploadError, match="not a file uploaded to this server"):
+        uploads.delete(str(stored.path), server_settings, User("alice"))
+
+
+def test_the_same_bytes_sent_by_two_people_stay_until_both_delete_them_or_an_admin_does(server_settings):
+    stored = uploads.save(CSV, "a.csv", server_settings, "alice")
+    uploads.save(CSV, "b.csv", server_settings, "bob")
+    uploads.delete(str(stored.path), server_settings, User("alice"))
+    assert stored.path.is_file() and uploads.listing(server_settings, User("alice")) == []
+    assert [u.path for u in uploads.listing(server_settings, User("bob"))] == [stored.path]
+    uploads.save(CSV, "a.csv", server_settings, "alice")
+    uploads.delete(str(stored.path), server_settings, User("root", admin=True))
+    assert not stored.path.exists() and uploads.listing(server_settings) == []
+
+
+def test_a_run_on_someone_elses_upload_is_refused_unless_an_admin_submits_it(server_settings, tmp_path):
+    stored = uploads.save(CSV, "cars.csv", server_settings, "alice")
+    store = RunStore(tmp_path / "runs.db")
+    config = ExperimentConfig.create(dataset="file", data_file=str(stored.path), model="logistic", num_clients=3)
+    (problem,) = submission_problems(store, config, User("bob"), server_settings)
+    assert problem.field == "data_file" and problem.message.startswith("'cars.csv' was uploaded by someone else")
+    assert stored.path.stem not in problem.message
+    assert submission_problems(store, config, "bob", server_settings) == [problem]
+    assert submission_problems(store, config, User("alice"), server_settings) == []
+    assert submission_problems(store, config, User("root", admin=True), server_settings) == []
+    assert submission_problems(store, config, "root", server_settings.with_changes(admins=frozenset({"root"}))) == []
