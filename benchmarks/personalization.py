@@ -31,6 +31,7 @@ global numbers on the same split for comparison.
 
     python benchmarks/personalization.py            # 50 rounds, seeds 0-2: a few minutes on 2 cores
     python benchmarks/personalization.py --quick    # 15 rounds, 1 seed, fewer methods: a smoke check
+    python benchmarks/personalization.py --only ditto-l1 qffl-q2 --seeds 5
 
 The last lines are `RESULT split=... method=... key=mean±std ...`, one per split and method
 (std: the population standard deviation over seeds), then a markdown table.
@@ -147,8 +148,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="15 rounds, 1 seed, fewer methods: a smoke check")
     ap.add_argument("--rounds", type=int, help="communication rounds (default 50; 15 with --quick)")
     ap.add_argument("--seeds", type=int, help="seeds per method (0, 1, ...; default 3, 1 with --quick)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: these runs are small, and 2 threads on busy cores wait on each other)",
+    )
     ap.add_argument("--only", nargs="*", choices=list(METHODS), help="these methods only (fedavg always runs)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     rounds = args.rounds or (15 if args.quick else 50)
     seeds = args.seeds or (1 if args.quick else 3)
     methods = args.only or (QUICK_METHODS if args.quick else list(METHODS))
