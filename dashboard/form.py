@@ -47,6 +47,7 @@ SECTIONS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ),
     ("Local training on each client", "model", ("local_epochs", "batch_size", "lr", "momentum", "weight_decay", "prox_mu")),
     ("Aggregation on the server", "strategy", ()),
+    ("Personalization: every client's own model", "personalization", ("client_test_fraction", "eval_every", "fairness_threshold")),
     ("Attack", "attack", ()),
     ("Privacy", "dp", ()),
     ("Communication: what clients send back", "compression", ()),

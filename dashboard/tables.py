@@ -2,10 +2,11 @@
 
 `runs_table` is the Runs page's table, `final_metrics` and `config_differences` the Compare
 page's, `sweep_curves` and `sweep_summary` its view of a sweep, `time_left` the Run page's
-estimate, `results_json` its full download. A config field's name for the audience (who does
-not read code) is the engine's `field_label`, kept on the field itself and re-exported here.
-What the engine knows (registries, how a split is described, the best round, what a run's
-status allows) is asked of the engine, never written again here.
+estimate, `client_evaluations_table` its table of every client, `results_json` its full
+download. A config field's name for the audience (who does not read code) is the engine's
+`field_label`, kept on the field itself and re-exported here. What the engine knows (registries,
+how a split is described, the best round, what a run's status allows) is asked of the engine,
+never written again here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from flcore.config import ExperimentConfig, field_label, registries
 from flcore.data.partition import describe_split
 from flcore.describe import describe_config
+from flcore.federation.personalization import FAIRNESS_PREFIXES
 from flcore.federation.privacy import EPSILON_KINDS, epsilon_label
 from flcore.records import best_round
 
@@ -112,7 +114,8 @@ def runs_table(runs: Sequence["RunInfo"], sweep_names: dict[str, str] | None = N
 
 def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per run: status, rounds, final and best accuracy, final loss, time per round, the epsilon
-    it spent (with differential privacy) and what its clients sent."""
+    it spent (with differential privacy), what its clients sent, and where some run evaluated
+    every client on its own test data, its final fairness summaries (`final_fairness`)."""
     labels = run_labels(runs)
     rows = []
     for r in runs:
@@ -132,9 +135,52 @@ def final_metrics(runs: Sequence["RunInfo"], rounds: dict[str, pd.DataFrame]) ->
                 "final epsilon": float(frame["epsilon"].iloc[-1]) if has and "epsilon" in frame else None,
                 "epsilon kind": epsilon_label(r.config) if r.config.dp in EPSILON_KINDS else None,
                 "MB sent by clients": float(frame["bytes_received"].sum()) / 1e6 if has and "bytes_received" in frame else None,
+                **final_fairness(frame),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    fairness = [c for c in FAIRNESS_COLUMNS.values() if c in table]
+    return table.drop(columns=[c for c in fairness if table[c].isna().all()])  # only what some run measured
+
+
+# The Compare table's fairness columns: (round metric, its column), for the global model, then own models.
+FAIRNESS_COLUMNS: dict[str, str] = {
+    f"{prefix}_{stat}": f"{who} {label}"
+    for prefix, who in ((FAIRNESS_PREFIXES["global"], "client"), (FAIRNESS_PREFIXES["personal"], "own model"))
+    for stat, label in (("mean", "mean accuracy"), ("worst10", "worst 10%"), ("below", "share below threshold"))
+}
+
+
+def final_fairness(rounds: pd.DataFrame) -> dict[str, float | None]:
+    """The fairness summaries of a run's last round that evaluated every client (each None
+    where the run has none): the clients' mean accuracy, that of the worst 10% of clients and
+    the share of clients below the threshold, with the global model and with their own models."""
+    out: dict[str, float | None] = dict.fromkeys(FAIRNESS_COLUMNS.values())
+    for metric, column in FAIRNESS_COLUMNS.items():
+        if metric in rounds:
+            values = rounds[metric].dropna()
+            out[column] = float(values.iloc[-1]) if len(values) else None
+    return out
+
+
+def client_evaluations_table(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """Every client at the last evaluated round of `evaluations` (`RunStore.evaluations_frame`):
+    its test samples, its accuracy on them with the global model and with its own model (NaN
+    without one), and the gain of its own model over the global one."""
+    columns = ["client", "test samples", "global model accuracy", "own model accuracy", "gain"]
+    if evaluations.empty:
+        return pd.DataFrame(columns=columns)
+    last = evaluations[evaluations["round"] == evaluations["round"].max()].sort_values("client_id")
+    return pd.DataFrame(
+        {
+            "client": last["client_id"].astype(int).to_numpy(),
+            "test samples": last["test_samples"].astype(int).to_numpy(),
+            "global model accuracy": last["test_accuracy"].to_numpy(dtype=float),
+            "own model accuracy": last["personal_accuracy"].to_numpy(dtype=float),
+            "gain": (last["personal_accuracy"] - last["test_accuracy"]).to_numpy(dtype=float),
+        },
+        columns=columns,
+    )
 
 
 def sweeps_table(sweeps: Sequence[Any]) -> pd.DataFrame:

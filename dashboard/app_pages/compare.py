@@ -1,7 +1,9 @@
 """Compare: several runs side by side: their accuracy and loss curves overlaid, accuracy against
-the bytes their clients sent and the privacy they spent, a table of final metrics, and the
-settings in which they differ. Or a sweep: for each of its settings the mean curve over its seeds
-with a band of one standard deviation, and a table of final accuracy mean ± std.
+the bytes their clients sent and the privacy they spent, the final accuracy of every client of
+each run on its own test data, a table of final metrics (with how evenly each run served its
+clients), and the settings in which they differ. Or a sweep: for each of its settings the mean
+curve over its seeds with a band of one standard deviation, and a table of final accuracy mean ±
+std.
 
 While a chosen run (or a run of the chosen sweep) is still going, the page checks progress every
 two seconds and redraws when it changed, so a comparison can be watched as it forms.
@@ -15,8 +17,8 @@ import streamlit as st
 from dashboard import charts, live, state
 from dashboard.access import plain
 from dashboard.frames import rounds_frames, run_frames
-from dashboard.layout import chart_pair
-from dashboard.tables import config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
+from dashboard.layout import chart, chart_pair
+from dashboard.tables import FAIRNESS_COLUMNS, config_differences, final_metrics, run_labels, sweep_curves, sweep_summary
 from flcore.federation.privacy import EPSILON_KINDS
 from flcore.service.sweep import describe_size
 
@@ -116,7 +118,8 @@ def fingerprint(run_ids: list[str]) -> tuple:
 def comparison(run_ids: list[str]) -> None:
     chosen = [r for r in runs if r.run_id in run_ids]
     names = run_labels(chosen)
-    rounds = {r.run_id: run_frames(store, r.run_id).rounds for r in chosen}
+    stored = {r.run_id: run_frames(store, r.run_id) for r in chosen}
+    rounds = {rid: frames.rounds for rid, frames in stored.items()}
     curves = pd.concat(
         [frame.assign(run=names[rid]) for rid, frame in rounds.items() if not frame.empty]
         or [pd.DataFrame(columns=["run", "round", "test_accuracy", "test_loss"])],
@@ -130,6 +133,12 @@ def comparison(run_ids: list[str]) -> None:
     costs = ("bytes", "epsilon") if any(r.config.dp != "none" for r in chosen) else ("bytes",)
     kinds = {names[r.run_id]: (EPSILON_KINDS[r.config.dp], r.config.dp_delta) for r in chosen if r.config.dp in EPSILON_KINDS}
     chart_pair(*[(charts.compare_tradeoff_chart(curves, x, kinds), f"compare_{x}", f"compare_{x}") for x in costs])
+    # How evenly each run served its clients, where some run evaluated every client on its own test data.
+    finals = charts.final_client_accuracies({names[rid]: frames.evaluations for rid, frames in stored.items()})
+    if not finals.empty:
+        thresholds = {r.config.fairness_threshold for r in chosen}
+        threshold = next(iter(thresholds)) if len(thresholds) == 1 else None  # one line only when the runs share it
+        chart(charts.compare_client_accuracy_chart(finals, threshold), "compare_client_accuracy", "compare_client_accuracy")
 
     st.subheader("Final metrics")
     st.dataframe(
@@ -143,6 +152,7 @@ def comparison(run_ids: list[str]) -> None:
             "seconds per round": st.column_config.NumberColumn(format="%.2f"),
             "final epsilon": st.column_config.NumberColumn(format="%.3g"),
             "MB sent by clients": st.column_config.NumberColumn(format="%.3g"),
+            **{column: st.column_config.NumberColumn(format="percent") for column in FAIRNESS_COLUMNS.values()},
         },
     )
 

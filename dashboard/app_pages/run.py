@@ -20,7 +20,7 @@ from dashboard import access, charts, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.layout import chart, chart_pair
-from dashboard.tables import describe_config, format_duration, planned_rounds, results_json, time_left
+from dashboard.tables import client_evaluations_table, describe_config, format_duration, planned_rounds, results_json, time_left
 from flcore.data.datasets import DATASETS, DatasetUnavailable, dataset_info
 from flcore.federation.availability import uneven
 from flcore.federation.metrics import CLIENT_METRICS
@@ -194,6 +194,33 @@ def _charts(store, info) -> None:
             timeline = charts.client_timeline_chart(clients, frames.offline, info.config.num_clients, total)
             chart(timeline, "client_timeline", "client_timeline_chart")
 
+    def every_client() -> None:
+        evaluations, threshold = frames.evaluations, info.config.fairness_threshold
+        chart_pair(
+            (
+                charts.client_accuracy_distribution_chart(evaluations, total, threshold),
+                "client_accuracy_distribution",
+                "client_accuracy_distribution_chart",
+            ),
+            (charts.fairness_lines_chart(rounds, total, threshold), "fairness_lines", "fairness_lines_chart"),
+        )
+        table = client_evaluations_table(evaluations)
+        if table["own model accuracy"].isna().all():  # no personalized method: the global model is all they have
+            table = table.drop(columns=["own model accuracy", "gain"])
+        st.subheader(f"Every client after round {int(evaluations['round'].max())}")
+        st.caption(
+            "Each client's accuracy on its own held-out test data, with the global model and with its own model; "
+            "gain is what its own model adds. Click a column to sort: the clients at the bottom are the ones left behind."
+        )
+        percent = st.column_config.NumberColumn(format="percent")
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            key="every_client_table",
+            column_config={"global model accuracy": percent, "own model accuracy": percent, "gain": percent},
+        )
+
     def drift() -> None:
         chart_pair(
             (charts.drift_chart(arrived), "drift", "drift_chart"),
@@ -213,12 +240,15 @@ def _charts(store, info) -> None:
         "Global model": global_model,
         "Time and communication": time_and_communication,
         "Clients": per_client,
+        "Every client": every_client,
         "Drift": drift,
         "Data": data,
         "Settings and downloads": lambda: _downloads(store, info),
     }
     if "drift_cosine" not in clients.columns:  # runs stored before drift was measured have none
         del sections["Drift"]
+    if frames.evaluations.empty:  # no round yet evaluated every client on its own test data (or the run keeps none)
+        del sections["Every client"]
     for tab, draw in zip(st.tabs(list(sections), key=TAB_KEY, on_change="rerun"), sections.values()):
         if tab.open:
             with tab:
@@ -242,10 +272,19 @@ def _downloads(store, info) -> None:
             "dl_rounds",
         ),
         ("Clients (CSV)", lambda: store.clients_frame(rid).to_csv(index=False), "clients.csv", "text/csv", "dl_clients"),
+        (
+            "Evaluations (CSV)",
+            lambda: store.evaluations_frame(rid).to_csv(index=False),
+            "evaluations.csv",
+            "text/csv",
+            "dl_evaluations",
+        ),
         ("Partition (CSV)", lambda: store.partition_frame(rid).to_csv(index=False), "partition.csv", "text/csv", "dl_partition"),
         ("Config (JSON)", info.config.to_json(), "config.json", "application/json", "dl_config"),
         ("Everything (JSON)", everything, "results.json", "application/json", "dl_all"),
     )
+    if info.config.client_test_fraction <= 0:  # the run kept no client test data: nothing was evaluated per client
+        files = tuple(f for f in files if f[4] != "dl_evaluations")
     row = st.container(horizontal=True)
     for label, data, name, mime, key in files:
         row.download_button(label, data, f"{rid}-{name}", mime, on_click="ignore", icon=":material/download:", key=key)

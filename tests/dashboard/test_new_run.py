@@ -13,6 +13,7 @@ from flcore.data.datasets import DATASETS
 from flcore.data.partition import PARTITIONERS
 from flcore.federation.attacks import ATTACKS
 from flcore.federation.compression import COMPRESSORS
+from flcore.federation.personalization import PERSONALIZATION
 from flcore.federation.privacy import PRIVACY
 from flcore.strategies import STRATEGIES
 
@@ -49,7 +50,7 @@ def test_every_engine_setting_has_a_widget_for_some_choice(store):
     at = app().run()
     seen = widget_keys(at)
     choices = (("dataset", DATASETS), ("partition", PARTITIONERS), ("strategy", STRATEGIES), ("attack", ATTACKS), ("dp", PRIVACY))
-    for field, registry in (*choices, ("compression", COMPRESSORS)):
+    for field, registry in (*choices, ("compression", COMPRESSORS), ("personalization", PERSONALIZATION)):
         for entry in registry.entries():
             if field == "dataset" and not entry.obj.info.offline:
                 at.selectbox(key="cfg.dataset").set_value(entry.name).run()

@@ -19,6 +19,7 @@ TABS = {
     "Global model": ("Global test accuracy", "Global test loss"),
     "Time and communication": ("Test accuracy against simulated time", "Simulated duration", "Accuracy against data sent by clients"),
     "Clients": ("Training loss per client", "Update size per client", "Participation"),
+    "Every client": ("Accuracy of every client on its own test data", "Mean and worst-10% client accuracy"),
     "Drift": (
         "Client drift: who pulls away",
         "Client agreement per round",
@@ -59,7 +60,7 @@ def test_a_finished_run_shows_status_progress_every_chart_and_downloads(store, f
             assert malicious.size and {f"client {c} (malicious)" for c in malicious} <= {t["name"] for t in losses}
     open_tab(at, "Settings and downloads")
     downloads = [d.proto.label for d in at.get("download_button")]
-    assert downloads == ["Rounds (CSV)", "Clients (CSV)", "Partition (CSV)", "Config (JSON)", "Everything (JSON)"]
+    assert downloads == ["Rounds (CSV)", "Clients (CSV)", "Evaluations (CSV)", "Partition (CSV)", "Config (JSON)", "Everything (JSON)"]
     assert any(j.proto.body and '"num_clients": 6' in j.proto.body for j in at.json)
 
 

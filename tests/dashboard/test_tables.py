@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -158,3 +159,29 @@ def test_a_run_with_a_privacy_budget_plans_and_times_only_the_rounds_it_allows()
     assert 2 < allowed < 40 and tables.planned_rounds(limited) == allowed
     assert tables.time_left(limited, now=110.0) == pytest.approx(5.0 * (allowed - 2))  # 5 s per round so far
     assert tables.planned_rounds(info(total=40)) == 40
+
+
+def test_every_clients_table_is_the_last_evaluated_round_with_the_gain_of_its_own_model():
+    evaluations = pd.DataFrame({
+        "round": [2, 2, 4, 4], "client_id": [1, 0, 1, 0], "test_samples": [5, 4, 5, 4], "test_loss": [1.0] * 4,
+        "test_accuracy": [0.2, 0.4, 0.6, 0.5], "personal_loss": [0.5] * 4, "personal_accuracy": [0.3, 0.5, 0.8, 0.5],
+    })  # fmt: skip
+    table = tables.client_evaluations_table(evaluations)
+    assert table["client"].tolist() == [0, 1] and table["test samples"].tolist() == [4, 5]
+    assert table["global model accuracy"].tolist() == [0.5, 0.6] and table["gain"].tolist() == pytest.approx([0.0, 0.2])
+    assert tables.client_evaluations_table(evaluations.iloc[0:0]).empty
+
+
+def test_final_metrics_show_the_last_evaluated_rounds_fairness_only_where_some_run_measured_it():
+    frames = {
+        "a1": pd.DataFrame({"round": [1, 2, 3], "test_accuracy": [0.5, 0.6, 0.7], "test_loss": [1.0, 0.9, 0.8],
+                            "client_accuracy_mean": [0.4, 0.5, np.nan], "client_accuracy_worst10": [0.1, 0.2, np.nan],
+                            "client_accuracy_below": [0.5, 0.25, np.nan]}),
+        "b2": pd.DataFrame({"round": [1], "test_accuracy": [0.4], "test_loss": [1.2]}),
+    }  # fmt: skip
+    table = tables.final_metrics([info("a1"), info("b2")], frames).set_index("run")
+    assert table.loc["demo [a1]", ["client mean accuracy", "client worst 10%", "client share below threshold"]].tolist() == [0.5, 0.2, 0.25]
+    assert pd.isna(table.loc["demo [b2]", "client mean accuracy"])
+    assert "own model mean accuracy" not in table  # no run had own models
+    plain = tables.final_metrics([info("b2")], {"b2": frames["b2"]})
+    assert not set(tables.FAIRNESS_COLUMNS.values()) & set(plain.columns)
