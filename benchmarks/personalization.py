@@ -102,7 +102,7 @@ def personal(method: str) -> bool:
 
 def run(split: str, method: str, seed: int, rounds: int) -> Outcome:
     config = ExperimentConfig.create(
-        **SETTING, **SPLITS[split], **METHODS[method], rounds=rounds, eval_every=rounds, seed=seed,
+        **{**SETTING, **SPLITS[split], **METHODS[method]}, rounds=rounds, eval_every=rounds, seed=seed,
         name=f"personalization {split} {method} seed {seed}",
     )  # fmt: skip
     started = time.perf_counter()
