@@ -128,8 +128,9 @@ def _number(name: str, info: FieldInfo, kind: type, optional: bool, value: Any, 
 
 
 def data_file_widget(value: Any) -> str:
-    """The data file of dataset 'file': one of the files uploaded to this server, or a new upload
-    (stored in the server's data folder under its content hash; never a path typed in)."""
+    """The data file of dataset 'file': one of the user's files uploaded to this server (an
+    admin's: everyone's), or a new upload (stored in the server's data folder under its content
+    hash; never a path typed in), with a button that deletes the chosen one."""
     from dashboard import access
 
     settings = server_settings.current()
@@ -147,7 +148,10 @@ def data_file_widget(value: Any) -> str:
         else:
             st.session_state["uploaded_id"] = fresh.file_id
             st.session_state[KEY_PREFIX + "data_file"] = str(stored.path)
-    files = {str(u.path): u.label for u in uploads.listing(settings)}
+    if problem := st.session_state.pop(DELETE_PROBLEM, None):
+        st.error(problem)
+    listed = {str(u.path): u for u in uploads.listing(settings, access.user())}
+    files = {path: u.label for path, u in listed.items()}
     key = KEY_PREFIX + "data_file"
     if not files:
         st.selectbox(
@@ -162,10 +166,44 @@ def data_file_widget(value: Any) -> str:
     if st.session_state.get(key) not in files:
         st.session_state.pop(key, None)
     paths = list(files)
-    return st.selectbox(
+    chosen = st.selectbox(
         field_label("data_file"), paths, index=paths.index(value) if value in files else 0, key=key, format_func=files.get,
-        help="The files uploaded to this server, newest first.",
+        help="Your files uploaded to this server, newest first.",
     )  # fmt: skip
+    if chosen in listed:
+        _delete_upload_control(listed[chosen])
+    return chosen
+
+
+DELETE_PROBLEM = "upload_delete_problem"  # session-state key: why the last Delete did nothing
+
+
+def _delete_upload_control(upload: uploads.Upload) -> None:
+    """A small 'Delete this file' button for the chosen upload: it asks first, by the file's
+    original name, and says which stored runs read it (they keep their results)."""
+    from dashboard import access, state
+
+    runs = [r for r in state.get_store().list_runs() if r.config.dataset == "file" and r.config.data_file == str(upload.path)]
+    with st.popover("Delete this file", icon=":material/delete:"):
+        st.markdown(f"Delete **{access.plain(upload.name)}** from this server?")
+        if runs:
+            n = len(runs)
+            st.caption(
+                f"{n} stored run{'s' if n != 1 else ''} read{'s' if n == 1 else ''} it: "
+                f"{'it keeps its' if n == 1 else 'they keep their'} results, but cannot be resumed without it."
+            )
+        st.button("Delete", key="delete_upload", type="primary", on_click=_delete_upload, args=(str(upload.path),))
+
+
+def _delete_upload(path: str) -> None:
+    from dashboard import access
+
+    try:
+        uploads.delete(path, server_settings.current(), access.user())
+    except uploads.UploadError as err:
+        st.session_state[DELETE_PROBLEM] = access.plain(err)
+    else:
+        st.session_state.pop(KEY_PREFIX + "data_file", None)
 
 
 def field_widget(name: str, value: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import access, charts, state
+from dashboard import access, charts, data_notes, state
 from dashboard.access import plain
 from dashboard.form import FORM_VALUES, KEY_PREFIX, Form
 from dashboard.layout import chart
@@ -22,11 +22,14 @@ from flcore import settings as server_settings
 from flcore.config import ConfigError, ExperimentConfig, Problem
 from flcore.data.datasets import AVAILABILITY, DATASETS, DatasetUnavailable, availability, dataset_fields, dataset_info, load_dataset
 from flcore.data.partition import PartitionError, counts_frame, heterogeneity, split_counts, split_fields
-from flcore.service.quotas import QuotaError, admission_problems
+from flcore.service.quotas import QuotaError, admission_problems, run_cost
 from flcore.store import StoreError
 
 PREFILLED_FROM = "prefilled_from"
 PREVIEW_CLIENTS = 1_000  # the most clients the preview's charts and table draw
+# A run estimated to take longer than this on one core (about 18 TFLOP) gets a warning before Run
+# is pressed: the defaults take under a minute, and a typo in rounds or clients can cost hours.
+LONG_RUN_HOURS = 0.25
 
 
 @st.cache_data(show_spinner="Loading the dataset's labels…", max_entries=8)
@@ -177,8 +180,23 @@ st.session_state[FORM_VALUES] = values
 config, problems = _validate(values)
 with preview_box:
     split_problems, _ = _preview(values)
+    if config is not None:  # how a file of one's own was read (a separator found, columns encoded...)
+        data_notes.show(config)
 problems += [p for p in split_problems if p not in problems]
 form.show_problems(problems)
+
+
+def long_run_warning(config: ExperimentConfig) -> None:
+    """One sentence when the server's estimate of the run (`run_cost`) is over LONG_RUN_HOURS of one core."""
+    cost = run_cost(config, server_settings.current())
+    if cost is None or cost.hours <= LONG_RUN_HOURS:
+        return
+    took = f"{cost.hours * 60:.0f} minutes" if cost.hours < 1 else f"{cost.hours:,.1f} hours"
+    st.warning(
+        f"This run is long: about {took} of one core by this server's estimate ({cost.tflop:,.1f} TFLOP); fewer rounds, "
+        "clients per round or local epochs make it shorter.",
+        icon=":material/hourglass_top:",
+    )
 
 
 @st.fragment
@@ -211,4 +229,5 @@ with action:
         st.error("\n".join(f"- {plain(p.message)}" for p in problems))
     else:
         st.markdown(f"**Ready:** {plain(describe_config(config))}")
+        long_run_warning(config)
     run_button(config, problems)

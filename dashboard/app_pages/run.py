@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import access, charts, live, state
+from dashboard import access, charts, data_notes, live, state
 from dashboard.access import plain
 from dashboard.frames import run_frames
 from dashboard.layout import chart, chart_pair
@@ -307,6 +307,7 @@ st.caption(
     f"{plain(describe_config(info.config))}  \nRun {info.run_id} · started{started_by} from the {info.source} · created "
     f"{pd.Timestamp.fromtimestamp(info.created_at).strftime('%Y-%m-%d %H:%M:%S')}"
 )
+data_notes.show(info.config, gone="This run's data file is no longer on this server: the run keeps its results, but cannot be resumed.")
 _controls(store, info)
 live.rerun_when_changed(
     lambda: live.run_fingerprint(store.get_run(info.run_id)),

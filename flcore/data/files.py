@@ -740,12 +740,22 @@ def _file_info(config: "ExperimentConfig", settings: "Settings") -> DatasetInfo:
     return _load_file(config, settings).info
 
 
-def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
+def reading_notes(config: "ExperimentConfig", settings: "Settings") -> tuple[str, ...]:
+    """What reading the data file of `config` changed (`Table.notes`), read as its run reads it
+    (once per version of the file). Raises DataFileError when it cannot be read, or is gone."""
+    return _table(config, settings).notes
+
+
+def _table(config: "ExperimentConfig", settings: "Settings") -> Table:
     from flcore.data.upload_index import original_name
 
     options = Options(column_names(config.drop_columns), config.missing_values, config.allow_many_classes)
     name = original_name(config.data_file, settings)  # an upload by the name it was sent with, not its hash
-    table = read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb, options, name)
+    return read(config.data_file, config.label_column, config.client_column, settings.max_decoded_mb, options, name)
+
+
+def _load_file(config: "ExperimentConfig", settings: "Settings") -> Dataset:
+    table = _table(config, settings)
     info = DatasetInfo(
         tuple(table.x_train.shape[1:]),
         len(table.class_names),

@@ -271,3 +271,43 @@ def test_choosing_an_attack_starts_with_some_malicious_clients(store, attack):
     at.selectbox(key="cfg.attack").set_value(attack).run()
     assert at.number_input(key="cfg.attack_fraction").value == pytest.approx(0.2)
     assert "Ready:" in texts(at)
+
+
+SEMICOLONS = "size;colour;label\n" + "".join(f"{i};{'red' if i % 3 else 'blue'};{'ab'[i % 2]}\n" for i in range(40))
+
+
+def test_a_chosen_file_shows_how_it_was_read_under_the_preview(store, server_settings):
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    at.get("file_uploader")[0].upload("shop.csv", SEMICOLONS.encode(), "text/csv").run()
+    no_exceptions(at)
+    (notes,) = [shown(i.value) for i in at.info if "How the file was read" in shown(i.value)]
+    assert "'shop.csv' is read as separated by semicolons" in notes
+    assert "- Column 'colour' of 'shop.csv' holds words: one-hot encoded as 2 columns" in notes
+
+
+def test_the_chosen_upload_can_be_deleted_and_the_question_names_it_and_its_runs(store, server_settings):
+    from flcore.data import uploads
+
+    stored = uploads.save(SEMICOLONS.encode(), "shop.csv", server_settings, "someone")
+    store.create_run(ExperimentConfig.create(dataset="file", data_file=str(stored.path), model="logistic", num_clients=3))
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    assert at.selectbox(key="cfg.data_file").value == str(stored.path)  # the local user is an admin: everyone's files
+    assert "Delete **shop.csv** from this server?" in texts(at)
+    assert "1 stored run reads it: it keeps its results, but cannot be resumed without it." in texts(at)
+    at.button(key="delete_upload").click().run()
+    no_exceptions(at)
+    assert not stored.path.exists() and uploads.listing(server_settings) == []
+    assert at.selectbox(key="cfg.data_file").options == []
+
+
+def test_a_long_run_is_warned_about_before_run_is_pressed(store):
+    at = app().run()
+    assert not at.warning
+    at.number_input(key="cfg.rounds").set_value(2000).run()
+    at.number_input(key="cfg.local_epochs").set_value(50).run()
+    no_exceptions(at)
+    (warning,) = [shown(w.value) for w in at.warning]
+    assert warning.startswith("This run is long: about 39 minutes of one core by this server's estimate")
+    assert store.list_runs() == []

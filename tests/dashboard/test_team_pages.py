@@ -132,3 +132,15 @@ def test_a_preview_of_many_clients_draws_a_bounded_part_of_them(store):
     assert "The charts and the table show the first 1,000 of the 1,200 clients (a preview draws at most 1,000)" in texts(at)
     (table,) = at.dataframe  # the per-client statistics
     assert len(table.value) == 1000
+
+
+def test_the_new_run_form_lists_only_ones_own_uploads(store, team):
+    from flcore.data import uploads
+
+    rows = b"x1,x2,label\n" + b"".join(f"{i},{i % 7},{'ab'[i % 2]}\n".encode() for i in range(40))
+    mine = uploads.save(rows, "alices.csv", settings.current(), "alice")
+    uploads.save(rows.replace(b"x1", b"y1"), "bobs.csv", settings.current(), "bob")
+    team("alice")
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    assert at.selectbox(key="cfg.data_file").options == [str(mine.path)]
