@@ -265,8 +265,11 @@ def config_differences(configs: dict[str, ExperimentConfig], ignore: Sequence[st
     return table
 
 
-def results_json(info: "RunInfo", rounds: pd.DataFrame, clients: pd.DataFrame, partition: pd.DataFrame) -> str:
-    """Everything stored about a run, as one JSON document."""
+def results_json(
+    info: "RunInfo", rounds: pd.DataFrame, clients: pd.DataFrame, partition: pd.DataFrame, evaluations: pd.DataFrame | None = None
+) -> str:
+    """Everything stored about a run, as one JSON document (`evaluations`: every client on its
+    own test data, `RunStore.evaluations_frame`)."""
     return json.dumps(
         {
             "run_id": info.run_id,
@@ -284,6 +287,7 @@ def results_json(info: "RunInfo", rounds: pd.DataFrame, clients: pd.DataFrame, p
             "rounds": json.loads(rounds.to_json(orient="records")),
             "clients": json.loads(clients.to_json(orient="records")),
             "partition": json.loads(partition.to_json(orient="records")),
+            "evaluations": [] if evaluations is None else json.loads(evaluations.to_json(orient="records")),
         },
         indent=2,
     )

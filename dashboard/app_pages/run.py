@@ -261,7 +261,8 @@ def _downloads(store, info) -> None:
 
     def everything() -> str:
         latest = store.get_run(rid) or info
-        return results_json(latest, store.rounds_frame(rid), store.clients_frame(rid), store.partition_frame(rid))
+        frames = (store.rounds_frame(rid), store.clients_frame(rid), store.partition_frame(rid), store.evaluations_frame(rid))
+        return results_json(latest, *frames)
 
     files = (  # label, contents (read when clicked), file name, type, widget key
         (

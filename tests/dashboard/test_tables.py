@@ -128,6 +128,11 @@ def test_final_metrics_and_unique_labels():
 def test_results_json_holds_config_and_every_table():
     rounds = pd.DataFrame({"round": [1], "test_accuracy": [0.5]})
     doc = json.loads(tables.results_json(info(), rounds, rounds.iloc[0:0], rounds.iloc[0:0]))
+    assert doc["evaluations"] == []
+    evaluations = pd.DataFrame({"round": [1], "client_id": [0], "test_accuracy": [0.75]})
+    assert json.loads(tables.results_json(info(), rounds, rounds, rounds, evaluations))["evaluations"] == [
+        {"round": 1, "client_id": 0, "test_accuracy": 0.75}
+    ]
     assert doc["config"]["rounds"] == 4 and doc["rounds"] == [{"round": 1, "test_accuracy": 0.5}]
     assert ExperimentConfig.create(**doc["config"]) == info().config
 
