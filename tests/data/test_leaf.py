@@ -118,7 +118,7 @@ def test_shakespeare_lines_become_character_ids_of_leafs_alphabet(tmp_path):
     "name, command",
     [
         ("femnist", "./preprocess.sh -s niid --sf 0.05 -k 0 -t sample"),
-        ("shakespeare", "./preprocess.sh -s niid --sf 0.2 -k 0 -t sample -tf 0.8"),
+        ("shakespeare", "./preprocess.sh -s niid --sf 0.2 -k 0 -t sample"),
     ],
 )
 def test_missing_files_say_how_to_make_them_with_leaf(name, command, tmp_path, offline):
