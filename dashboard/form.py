@@ -134,9 +134,9 @@ def data_file_widget(value: Any) -> str:
     from dashboard import access
 
     settings = server_settings.current()
-    fresh = st.file_uploader(
-        f"Upload a CSV or TSV, NPZ or zipped image folder (at most {settings.max_upload_mb} MB)",
-        type=[s.lstrip(".") for s in uploads.SUFFIXES], key="upload_data_file",
+    fresh = st.file_uploader(  # the dropzone shows the limit itself ("Limit N MB per file"): FLCORE_MAX_UPLOAD_MB
+        "Upload a CSV or TSV, NPZ or zipped image folder",
+        type=[s.lstrip(".") for s in uploads.SUFFIXES], key="upload_data_file", max_upload_size=settings.max_upload_mb,
         help="A CSV or TSV (any separator): feature columns of numbers, words or dates, a label column, optionally a client "
         "column. An NPZ: arrays x, y (and client). A ZIP: one folder of images per class. A file that cannot be read is not kept.",
     )  # fmt: skip

@@ -311,3 +311,14 @@ def test_a_long_run_is_warned_about_before_run_is_pressed(store):
     (warning,) = [shown(w.value) for w in at.warning]
     assert warning.startswith("This run is long: about 39 minutes of one core by this server's estimate")
     assert store.list_runs() == []
+
+
+def test_the_dropzone_shows_the_servers_upload_limit_once(store, server_settings):
+    from flcore import settings
+
+    settings.use(server_settings.with_changes(max_upload_mb=7))
+    at = app().run()
+    at.selectbox(key="cfg.dataset").set_value("file").run()
+    (dropzone,) = at.get("file_uploader")
+    assert dropzone.proto.max_upload_size_mb == 7  # Streamlit draws "Limit 7MB per file" under it
+    assert "MB" not in dropzone.proto.label  # and the label does not say it again
