@@ -16,7 +16,7 @@ started from. Widget keys are ``cfg.<field>``; the form's values are kept in the
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import annotated_types as at
@@ -127,10 +127,11 @@ def _number(name: str, info: FieldInfo, kind: type, optional: bool, value: Any, 
     )
 
 
-def data_file_widget(value: Any) -> str:
+def data_file_widget(value: Any, runs_reading: Callable[[str], int] | None = None) -> str:
     """The data file of dataset 'file': one of the user's files uploaded to this server (an
     admin's: everyone's), or a new upload (stored in the server's data folder under its content
-    hash; never a path typed in), with a button that deletes the chosen one."""
+    hash; never a path typed in), with a button that deletes the chosen one and says how many
+    stored runs read it (`runs_reading(path)`, given by the page that has the store)."""
     from dashboard import access
 
     settings = server_settings.current()
@@ -171,23 +172,21 @@ def data_file_widget(value: Any) -> str:
         help="Your files uploaded to this server, newest first.",
     )  # fmt: skip
     if chosen in listed:
-        _delete_upload_control(listed[chosen])
+        _delete_upload_control(listed[chosen], runs_reading(chosen) if runs_reading else 0)
     return chosen
 
 
 DELETE_PROBLEM = "upload_delete_problem"  # session-state key: why the last Delete did nothing
 
 
-def _delete_upload_control(upload: uploads.Upload) -> None:
+def _delete_upload_control(upload: uploads.Upload, n: int) -> None:
     """A small 'Delete this file' button for the chosen upload: it asks first, by the file's
-    original name, and says which stored runs read it (they keep their results)."""
-    from dashboard import access, state
+    original name, and says how many stored runs (`n`) read it (they keep their results)."""
+    from dashboard import access
 
-    runs = [r for r in state.get_store().list_runs() if r.config.dataset == "file" and r.config.data_file == str(upload.path)]
     with st.popover("Delete this file", icon=":material/delete:"):
         st.markdown(f"Delete **{access.plain(upload.name)}** from this server?")
-        if runs:
-            n = len(runs)
+        if n:
             st.caption(
                 f"{n} stored run{'s' if n != 1 else ''} read{'s' if n == 1 else ''} it: "
                 f"{'it keeps its' if n == 1 else 'they keep their'} results, but cannot be resumed without it."
@@ -296,7 +295,8 @@ class Form:
     """Renders the form; `values` is the chosen config (as a dict), `slots` a place under each
     shown widget for that field's problem."""
 
-    def __init__(self, start: dict[str, Any]) -> None:
+    def __init__(self, start: dict[str, Any], runs_reading: Callable[[str], int] | None = None) -> None:
+        self.runs_reading = runs_reading  # how many stored runs read a data file, for its Delete button
         defaults = ExperimentConfig().model_dump()
         self.start = {**defaults, **start}
         self.values = dict(self.start)
@@ -309,7 +309,7 @@ class Form:
         value = self.values[name]
         if name in APPEAR_WITH and value == self._defaults[name] and KEY_PREFIX + name not in st.session_state:
             value = APPEAR_WITH[name]
-        self.values[name] = field_widget(name, value)
+        self.values[name] = data_file_widget(value, self.runs_reading) if name == "data_file" else field_widget(name, value)
         self.slots[name] = st.empty()
 
     def grid(self, names: Iterable[str], columns: int = 2) -> None:

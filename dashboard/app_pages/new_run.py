@@ -74,6 +74,11 @@ def _start_values() -> dict:
     return st.session_state.get(FORM_VALUES, {})
 
 
+def _runs_reading(data_file: str) -> int:
+    """How many stored runs read `data_file` (said before the file is deleted)."""
+    return sum(r.config.dataset == "file" and r.config.data_file == data_file for r in state.get_store().list_runs())
+
+
 def _validate(values: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
     """The config, or the problems with it: its own, and what this server admits from this
     person now (`admission_problems`, the check the runner makes when Run is pressed)."""
@@ -172,7 +177,7 @@ with right:
     action = st.container(border=True)
     preview_box = st.container()
 with left:
-    form = Form(start)
+    form = Form(start, runs_reading=_runs_reading)
     values = form.render()
     st.button("Reset to defaults", on_click=_reset_form, help="Forget the changes and start from the default settings.")
 st.session_state[FORM_VALUES] = values

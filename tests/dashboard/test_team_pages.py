@@ -143,4 +143,5 @@ def test_the_new_run_form_lists_only_ones_own_uploads(store, team):
     team("alice")
     at = app().run()
     at.selectbox(key="cfg.dataset").set_value("file").run()
-    assert at.selectbox(key="cfg.data_file").options == [str(mine.path)]
+    assert at.selectbox(key="cfg.data_file").options == ["alices.csv (1 KB)"]  # bob's is not offered
+    assert at.selectbox(key="cfg.data_file").value == str(mine.path)
