@@ -39,7 +39,7 @@ from torch import nn
 
 from flcore import ray_support
 from flcore.problems import Problem
-from flcore.training.base import EXECUTORS, ClientsDone, ClientTask, ExecutorSpec, TrainedClients, TrainingData
+from flcore.training.base import EXECUTORS, ClientsDone, ClientTask, ExecutorSpec, TrainedClients, TrainingData, throttled
 from flcore.training.local import local_steps, samples_in_steps
 from flcore.training.objective import LocalSettings
 
@@ -149,11 +149,11 @@ class RayExecutor:
             share = [dataclasses.replace(tasks[i], indices=tasks[i].indices.cpu()) for i in rows]
             corr = None if corrections is None else corrections[rows].detach().cpu()
             futures.append(actor.train.remote(params, share, round_, corr))
+        if on_clients is not None:  # each actor's share is reported as it comes back (its clients are done)
+            _report_shares(ray, futures, [len(rows) for rows in shares], throttled(on_clients), len(tasks))
         parts = self._get(ray, futures)
         out = _assemble([p for p, _ in parts], shares, len(tasks), global_params.device)
         self.last_round = {"wall_s": time.perf_counter() - start, "actor_s": [s for _, s in parts]}
-        if on_clients is not None:  # the actors' shares come back together: one report, at the end
-            on_clients(len(tasks), len(tasks))
         return out
 
     def _work(self, task: ClientTask) -> int:
@@ -215,6 +215,17 @@ class RayExecutor:
             if isinstance(cause, Exception):
                 raise cause from None
             raise
+
+
+def _report_shares(ray, futures: list, sizes: list[int], report: ClientsDone, total: int) -> None:
+    """Call `report(done, total)` as the actors' shares finish (a lost or failed actor's share
+    counts as finished here; `_get` then raises its error)."""
+    size = dict(zip(futures, sizes))
+    pending, done = list(futures), 0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        done += sum(size[f] for f in ready)
+        report(done, total)
 
 
 def _assemble(parts: list[dict], shares: list[list[int]], n: int, device: torch.device) -> TrainedClients:

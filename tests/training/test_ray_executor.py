@@ -200,6 +200,23 @@ def test_a_model_the_vectorized_executor_cannot_batch_on_tensors_from_the_object
         ray_exec.close()
 
 
+def test_a_round_on_ray_reports_each_actors_share_as_it_finishes(local_ray, monkeypatch):
+    from flcore.training import base
+
+    monkeypatch.setattr(base, "PROGRESS_EVERY_S", 0.0)  # every share reports
+    sim = Simulation(config(executor="ray", ray_actors=2, clients_per_round=9, num_clients=12))
+    heard, start = [], sim.initial_state()
+    try:
+        state, result = sim.step(start, on_clients=lambda done, total: heard.append((done, total)))
+    finally:
+        sim.close()
+    assert len(heard) == 2 and [t for _, t in heard] == [9, 9], heard  # two actors, two shares
+    assert [d for d, _ in heard] == sorted(d for d, _ in heard) and heard[-1] == (9, 9)
+    assert heard[0][0] < 9  # the first share came back before the others
+    expected, _ = Simulation(config(executor="vectorized", clients_per_round=9, num_clients=12)).step(start)
+    assert torch.allclose(state.params, expected.params, atol=1e-5)  # reporting changes no number
+
+
 def test_without_ray_the_executor_is_refused_with_a_sentence(monkeypatch):
     monkeypatch.setattr(ray_support, "available", lambda: False)
     with pytest.raises(ConfigError) as info:
