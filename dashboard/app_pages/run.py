@@ -212,7 +212,9 @@ def _charts(store, info) -> None:
             "Each client's accuracy on its own held-out test data, with the global model and with its own model; "
             "gain is what its own model adds. Click a column to sort: the clients at the bottom are the ones left behind."
         )
-        percent = st.column_config.NumberColumn(format="percent")
+        shares = [c for c in ("global model accuracy", "own model accuracy", "gain") if c in table]
+        table[shares] = table[shares] * 100  # shown as "93.1%": one decimal, sorted by the number
+        percent = st.column_config.NumberColumn(format="%.1f%%")
         st.dataframe(
             table,
             hide_index=True,

@@ -39,8 +39,8 @@ def test_a_ditto_run_shows_every_client_with_the_global_and_its_own_model_from_t
     shown = table.value
     assert list(shown.columns) == ["client", "test samples", "global model accuracy", "own model accuracy", "gain"]
     assert shown["client"].tolist() == list(range(6))
-    assert shown["own model accuracy"].tolist() == pytest.approx(last["personal_accuracy"].tolist())
-    assert shown["gain"].tolist() == pytest.approx((last["personal_accuracy"] - last["test_accuracy"]).tolist())
+    assert shown["own model accuracy"].tolist() == pytest.approx((100 * last["personal_accuracy"]).tolist())  # in percent
+    assert shown["gain"].tolist() == pytest.approx((100 * (last["personal_accuracy"] - last["test_accuracy"])).tolist())
     assert f"Every client after round {int(last['round'].iloc[0])}" in texts(at)
     at.session_state["run_tab"] = "Settings and downloads"
     at.run()

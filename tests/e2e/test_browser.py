@@ -302,5 +302,6 @@ def test_drift_singles_out_attackers_and_epsilon_grows_next_to_accuracy(server, 
     assert [t["name"] for t in page.evaluate(f"() => ({CHART_TRACES})('against privacy spent')")] == [
         "private and compressed (central (user-level) epsilon, delta 1e-05)"
     ]
+    page.wait_for_function(f"() => ({CHART_TRACES})('against data sent') !== null", timeout=30_000)  # drawn below the others
     assert len(page.evaluate(f"() => ({CHART_TRACES})('against data sent')")) == 2
     shoot(page, screenshots / "09-compare-tradeoffs.png")
