@@ -305,3 +305,32 @@ def test_drift_singles_out_attackers_and_epsilon_grows_next_to_accuracy(server, 
     page.wait_for_function(f"() => ({CHART_TRACES})('against data sent') !== null", timeout=30_000)  # drawn below the others
     assert len(page.evaluate(f"() => ({CHART_TRACES})('against data sent')")) == 2
     shoot(page, screenshots / "09-compare-tradeoffs.png")
+
+
+def test_a_ditto_run_shows_every_clients_own_model_above_the_global_one(server, server_store, page, screenshots):
+    """On two classes per client, the Every client tab draws each client's accuracy with the global
+    model and with its own, round by round, in the colours every chart gives the clients, and the
+    mean and worst-10% lines. Screenshot: 10-every-client.png."""
+    from dashboard.charts import client_color
+
+    store = RunStore(server_store)
+    run_id = _store_finished_run(
+        store, name="ditto on two classes each", dataset="digits", partition="shards", shards_per_client=2, num_clients=8, rounds=5,
+        personalization="ditto",
+    )  # fmt: skip
+    page.goto(f"{server}/run?run={run_id}")
+    wait_for_app(page, "Finished.")
+    page.get_by_role("tab", name="Every client").click()
+    page.wait_for_function(f"() => ({CHART_TRACES})('Accuracy of every client') !== null", timeout=30_000)
+    page.wait_for_function(f"() => ({CHART_TRACES})('worst-10% client accuracy') !== null", timeout=30_000)
+    boxes = page.evaluate(f"() => ({CHART_TRACES})('Accuracy of every client')")
+    points = [t for t in boxes if (t["name"] or "").startswith("client ")]
+    assert sorted(int(t["name"].split()[1]) for t in points) == list(range(8))  # few clients: each one a point
+    assert all(t["color"] == client_color(int(t["name"].split()[1])) for t in points)
+    lines = {t["name"] for t in page.evaluate(f"() => ({CHART_TRACES})('worst-10% client accuracy')")}
+    assert {"global model: mean", "own model: mean", "global model: worst 10%", "own model: worst 10%"} <= lines
+    last = store.rounds_frame(run_id).iloc[-1]
+    assert last["personal_accuracy_mean"] > last["client_accuracy_mean"]
+    page.get_by_text("Every client after round 5").scroll_into_view_if_needed()  # the table of every client, below
+    page.wait_for_timeout(800)
+    shoot(page, screenshots / "10-every-client.png")
