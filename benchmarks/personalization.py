@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +49,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from science import cpu_name, mean_std  # the science benchmark's: the same mean ± std and machine line
 
 from flcore.config import ExperimentConfig
 from flcore.federation.simulation import DivergedError, Simulation
@@ -122,20 +123,6 @@ def run(split: str, method: str, seed: int, rounds: int) -> Outcome:
         m[f"{own}_mean"], m[f"{own}_worst10"], m["client_accuracy_mean"], m["client_accuracy_worst10"],
         last.test_accuracy, worst, time.perf_counter() - started,
     )  # fmt: skip
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def pm(values: list[float]) -> str:

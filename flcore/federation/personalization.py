@@ -359,6 +359,10 @@ def _replace_deltas(trained: "TrainedClients", deltas: torch.Tensor) -> "Trained
     return replace(trained, deltas=deltas)
 
 
+def _head(config: "ExperimentConfig") -> str:
+    return f"head: last {config.head_layers} layer{'s' if config.head_layers > 1 else ''}"
+
+
 PERSONALIZATION: Registry[type[PersonalMethod]] = Registry("personalization")
 PERSONALIZATION.register("none", label="None", description="Every client is served the global model.")(PersonalMethod)
 PERSONALIZATION.register(
@@ -373,14 +377,14 @@ PERSONALIZATION.register(
     label="FedPer (personal head)",
     description="The last layers stay on each client; the server averages the rest (Arivazhagan et al. 2019).",
     params=("head_layers",),
-    describe=lambda c: f"FedPer (head: last {c.head_layers} layer{'s' if c.head_layers > 1 else ''})",
+    describe=lambda c: f"FedPer ({_head(c)})",
 )(FedPer)
 PERSONALIZATION.register(
     "fedrep",
     label="FedRep (head, then body)",
     description="As FedPer, but each client trains its head first, then the shared body (Collins et al. 2021).",
     params=("head_layers",),
-    describe=lambda c: f"FedRep (head: last {c.head_layers} layer{'s' if c.head_layers > 1 else ''})",
+    describe=lambda c: f"FedRep ({_head(c)})",
 )(FedRep)
 PERSONALIZATION.register(
     "ditto",
