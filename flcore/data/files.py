@@ -185,8 +185,14 @@ def check_readable(path: str, name: str) -> None:
     kind at all (columns and labels are checked against a config later, by `read`)."""
     suffix = os.path.splitext(name)[1].lower()
     if suffix in (".csv", ".tsv"):
-        if _frame(path, name, separator(path, name)).isna().all(axis=1).all():
+        frame = _frame(path, name, separator(path, name))
+        if frame.isna().all(axis=1).all():
             raise DataFileError(f"{name!r} has a header line but no samples")
+        if frame.shape[1] < 2:  # a label and nothing to learn it from, or a separator that is not there
+            raise DataFileError(
+                f"{name!r} has one column ({shown(str(frame.columns[0]))}): a table needs a label column and at least one "
+                f"feature column; separate its columns with commas, semicolons, tabs or vertical bars"
+            )
     elif suffix == ".npz":
         _read_npz(path, name)
     elif suffix == ".zip":

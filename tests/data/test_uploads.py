@@ -57,6 +57,8 @@ def test_a_run_on_the_server_may_read_only_uploaded_files(server_settings, tmp_p
     [
         ("ragged.csv", b"a,b,label\n1,2,x\n3,4,5,6\n", "'ragged.csv' line 3 has 4 values, but the header names 3 columns"),
         ("header.tsv", b"a\tb\tlabel\n", "'header.tsv' has a header line but no samples"),
+        ("labels.csv", b"label\na\nb\na\n", "'labels.csv' has one column ('label'): a table needs a label column and at least one"),
+        ("spaces.csv", b"x y label\n1 2 a\n3 4 b\n", "'spaces.csv' has one column ('x y label')"),
         ("arrays.npz", b"PK\x03\x04 not really a zip", "'arrays.npz' is not a valid NPZ file"),
         ("images.zip", b"plain text, not a zip", "'images.zip' is not a valid ZIP file"),
     ],
