@@ -328,3 +328,17 @@ def test_a_rounds_progress_is_stored_and_shown_only_for_the_round_training(store
     store.resume(run_id)
     store.claim(run_id)
     assert store.get_run(run_id).round_progress is None  # a new worker starts without its predecessor's word
+
+
+def test_reading_a_store_whose_first_writer_has_not_built_its_tables_says_it_is_empty(tmp_path):
+    from flcore.store import StoreError
+
+    path = tmp_path / "runs.db"
+    sqlite3.connect(path).execute("PRAGMA journal_mode=WAL").fetchall()  # a file, no schema yet (version 0)
+    assert path.stat().st_size > 0
+    with pytest.raises(StoreError, match="is empty; runs are stored there once one is started"):
+        RunStore(path, readonly=True)
+    with pytest.raises(StoreError, match="there is no run store at"):
+        RunStore(tmp_path / "none.db", readonly=True)
+    assert RunStore(path).list_runs() == []  # the writer builds the tables; then readers read them
+    assert RunStore(path, readonly=True).list_runs() == []

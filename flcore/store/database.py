@@ -165,6 +165,8 @@ class Database:
             version = self.version()
         except (OSError, sqlite3.Error) as err:
             raise StoreError(_open_problem(self.path, err)) from None
+        if readonly and version == 0:  # a file whose first writer has not yet built the schema (no tables to read)
+            raise StoreError(f"the run store {self.path} is empty; runs are stored there once one is started")
         if version > len(MIGRATIONS) or (version < len(MIGRATIONS) and not readonly):
             try:
                 self._migrate()
