@@ -159,7 +159,10 @@ def test_error_feedback_runs_are_deterministic_and_resume_from_a_checkpoint(comp
 
 @pytest.mark.parametrize("compression", [dict(compression="topk", compression_ratio=0.2), dict(compression="quantize", compression_bits=4)])
 def test_compressed_runs_give_the_same_numbers_with_either_executor(compression):
-    kw = dict(rounds=3, clients_per_round=4, error_feedback=True, **compression)
+    # Clients train on all their samples: with a fifth held out, two coordinates of one update are so
+    # near in size that the default CPU kernels' rounding orders them the other way in one executor,
+    # top-k sends a different coordinate, and the parameters differ by 7e-3.
+    kw = dict(rounds=3, clients_per_round=4, error_feedback=True, client_test_fraction=0, **compression)
     seq, vec = run(executor="sequential", **kw), run(executor="vectorized", **kw)
     for a, b in zip(seq, vec):
         assert a.bytes_received == b.bytes_received
