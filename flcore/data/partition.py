@@ -217,8 +217,15 @@ def natural(
     found = int(clients.max()) + 1 if len(clients) else 0
     if num_clients != found:
         raise PartitionError(natural_count_message(config, found), field="num_clients")
+    return group_by_client(clients, found)
+
+
+def group_by_client(clients: np.ndarray, num_clients: int) -> list[np.ndarray]:
+    """The positions of each client's samples, in order, from the client id of each sample
+    (0..num_clients-1; a negative id belongs to no client and is left out)."""
     order = np.argsort(clients, kind="stable")
-    return np.split(order, np.cumsum(np.bincount(clients, minlength=found))[:-1])
+    order = order[int((clients < 0).sum()) :]  # negative ids sort first
+    return np.split(order, np.cumsum(np.bincount(clients[clients >= 0], minlength=num_clients))[:-1])
 
 
 def natural_missing_message(config: "ExperimentConfig") -> str:

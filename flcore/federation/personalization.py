@@ -8,7 +8,7 @@ evaluated on it with the global model and, under a personalized method, with its
 
 Data that ships each client's test samples (LEAF's per-user test files, the FedProx authors'
 Synthetic devices) keeps them: under its natural split, a client's test data are its rows of the
-test set (`natural_test_parts`) and it trains on all its training samples.
+test set (`partition.group_by_client`) and it trains on all its training samples.
 
 The methods, each registered in `PERSONALIZATION` (the config's `personalization` field):
 
@@ -84,14 +84,6 @@ def client_test_parts(parts: list[np.ndarray], fraction: float, seed: int) -> tu
         train.append(part[~held])
         test.append(part[held])
     return train, test
-
-
-def natural_test_parts(test_clients: np.ndarray, num_clients: int) -> list[np.ndarray]:
-    """Each natural client's rows of the test set, from the client of each test sample (-1: none of them)."""
-    order = np.argsort(test_clients, kind="stable")
-    counts = np.bincount(test_clients[test_clients >= 0], minlength=num_clients)
-    skipped = int((test_clients < 0).sum())
-    return np.split(order[skipped:], np.cumsum(counts)[:-1])
 
 
 # Evaluating clients on their own data ---------------------------------------------------------

@@ -39,7 +39,7 @@ import torch
 from flcore import seeding
 from flcore.config import ExperimentConfig
 from flcore.data.datasets import load_dataset
-from flcore.data.partition import counts_frame, label_counts, split_dataset
+from flcore.data.partition import counts_frame, group_by_client, label_counts, split_dataset
 from flcore.federation.attacks import ATTACKS, malicious_clients
 from flcore.federation.availability import Availability, client_clock, round_clock, sample_clients
 from flcore.federation.compression import Channel, Sent
@@ -50,7 +50,6 @@ from flcore.federation.personalization import (
     PERSONALIZATION,
     client_test_parts,
     fairness,
-    natural_test_parts,
     score_clients,
     score_own_models,
 )
@@ -97,7 +96,7 @@ class Simulation:
         # natural split of data that ships each client's test samples (LEAF, Synthetic), those (rows of the test set)
         self.natural_tests = config.partition == "natural" and data.test_clients is not None and config.client_test_fraction > 0
         if self.natural_tests:
-            self.train_parts, self.test_parts = list(self.parts), natural_test_parts(data.test_clients, config.num_clients)
+            self.train_parts, self.test_parts = list(self.parts), group_by_client(data.test_clients, config.num_clients)
         else:
             self.train_parts, self.test_parts = client_test_parts(self.parts, config.client_test_fraction, config.data_seed_resolved)
         self._part_tensors = [torch.from_numpy(p).to(self.device) for p in self.train_parts]
