@@ -3,8 +3,8 @@
 Finds who is signing in (`access.current_user`: the sign-in screen until someone is), declares
 the four pages with `st.navigation` (New run, Runs, Run, Compare), makes sure the one background
 runner of this server process is started (`serve.py` starts it with the server already), and
-runs the chosen page. A run store that cannot be used is said in one sentence on every page
-instead (its file, what is wrong, what to do); one that SQLite finds damaged is said above it. The Run page's URL carries the run id (`/run?run=<id>`), so a reload or
+runs the chosen page, timed where the operator asked (`state.page_timer`). A run store that
+cannot be used is said in one sentence on every page instead (its file, what is wrong, what to do); one that SQLite finds damaged is said above it. The Run page's URL carries the run id (`/run?run=<id>`), so a reload or
 another browser opens the same run.
 """
 
@@ -19,6 +19,13 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 
 
 def main() -> None:
+    from dashboard import state
+
+    with state.page_timer() as timer:
+        _draw(timer)
+
+
+def _draw(timer) -> None:
     import streamlit as st
 
     from dashboard import access, state
@@ -32,6 +39,7 @@ def main() -> None:
         st.Page(state.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     ]
     page = st.navigation(pages)
+    timer.page = page.title
     with st.sidebar:
         st.caption("Federated learning simulator: runs train in the background; close the tab and come back any time.")
         access.sign_out_control(user)

@@ -10,11 +10,16 @@ queued before a restart are picked up; its worker processes do the training, nev
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
+
+from flcore import settings
 
 if TYPE_CHECKING:
     from flcore.service.scheduler import Runner
@@ -77,8 +82,6 @@ def store_damage() -> str | None:
 
 
 def _max_workers() -> int | None:
-    from flcore import settings
-
     return settings.max_workers()
 
 
@@ -101,8 +104,11 @@ def _runner(path: str, max_workers: int | None) -> "Runner":
 
 
 def warm_up_pages() -> None:
-    """Import what the pages use and compute the default split preview's labels, so that the
-    first person to open a page after a start does not wait for it (serve.py calls this)."""
+    """Import what the pages use, read the default dataset and estimate the default run's cost,
+    so that the first people to open New run after a start do not wait for it (serve.py calls
+    this). The estimate counts a model's operations with torch's FlopCounterMode, whose first use
+    imports torch's compiler stack: about a second, which five people opening New run at once
+    each waited for on the import lock (measured by benchmarks/load.py: New run took 5-10 s)."""
     import sklearn.datasets  # noqa: F401  (the digits dataset)
 
     import dashboard.form
@@ -110,8 +116,44 @@ def warm_up_pages() -> None:
     import dashboard.tables  # noqa: F401
     from flcore.config import ExperimentConfig
     from flcore.data.datasets import load_dataset
+    from flcore.service.quotas import run_cost
 
     load_dataset(ExperimentConfig())
+    run_cost(ExperimentConfig(), settings.current())
+
+
+class _PageTimer:
+    page = "?"  # the page drawn, once st.navigation chose it
+
+
+@contextlib.contextmanager
+def page_timer():
+    """Time the page drawn inside: on leaving, append one JSON line to $FLCORE_PAGE_TIMES (when
+    set) with the page, when it finished, its seconds and its CPU seconds on the server (this
+    thread's), so an operator (and benchmarks/load.py) can see what each page costs the server.
+    A file that cannot be written is said once on stderr and never breaks a page."""
+    global _page_times_problem
+    timer = _PageTimer()
+    started, cpu = time.perf_counter(), time.thread_time()
+    try:
+        yield timer
+    finally:
+        path = settings.page_times()
+        if path is not None:
+            line = json.dumps(
+                {"page": timer.page, "at": round(time.time(), 3), "seconds": round(time.perf_counter() - started, 4),
+                 "cpu_seconds": round(time.thread_time() - cpu, 4)}
+            )  # fmt: skip
+            try:
+                with open(path, "a", encoding="utf-8") as out:
+                    out.write(line + "\n")  # one write of one short line: lines of pages drawn at once do not mix
+            except OSError as err:
+                if _page_times_problem is None:
+                    _page_times_problem = f"flcore: cannot record page times in {path} (FLCORE_PAGE_TIMES): {err.strerror or err}"
+                    print(_page_times_problem, file=sys.stderr)
+
+
+_page_times_problem: str | None = None
 
 
 def get_runner() -> "Runner":

@@ -27,7 +27,7 @@ worker never reads the environment of another moment. The CLI's `--data-dir` and
 flags change them for that one command.
 
 How this machine runs runs is read from the environment when a store, a runner or a Ray
-connection starts (`store_path`, `max_workers`, `worker_threads`, `worker_nice`, `ray_address`):
+connection starts (`store_path`, `max_workers`, `worker_threads`, `worker_nice`, `page_times`, `ray_address`):
 
 | variable | meaning | default |
 |---|---|---|
@@ -36,6 +36,7 @@ connection starts (`store_path`, `max_workers`, `worker_threads`, `worker_nice`,
 | `FLCORE_WORKER_THREADS` | torch intra-op threads of each worker | (cores - 1) // workers, at least 1 |
 | `FLCORE_WORKER_NICE` | how much lower a worker's priority is (0-19) | 10 |
 | `FLCORE_RAY_ADDRESS` | send runs to Ray: `auto`, `ray://host:10001` or `local` | unset: local processes |
+| `FLCORE_PAGE_TIMES` | a file the dashboard appends each page it draws to, one JSON line: the page, its seconds and its CPU seconds on the server | unset: not written |
 
 Every `FLCORE_*` variable is read and checked here and nowhere else.
 """
@@ -187,6 +188,12 @@ def worker_threads() -> int | None:
 def worker_nice() -> int | None:
     """$FLCORE_WORKER_NICE (0-19), None when unset."""
     return env_int("FLCORE_WORKER_NICE", 0, 19)
+
+
+def page_times() -> Path | None:
+    """$FLCORE_PAGE_TIMES (where the dashboard records how long each page took), None when unset."""
+    raw = os.environ.get("FLCORE_PAGE_TIMES", "").strip()
+    return Path(raw).expanduser() if raw else None
 
 
 def ray_address() -> str | None:
