@@ -379,20 +379,25 @@ class VectorizedExecutor:
         s, device, classes = self.settings, global_params.device, self.num_classes
         pos, valid, weights, active = self._layout(tasks, round_)
         num_steps, width, batch = pos.shape
+        # Only the clients still training at a step are kept, packed step after step (rows
+        # first[k]:first[k + 1] are step k's): with uneven clients most of the steps x clients
+        # grid is padding (workload D: 100 steps x 100 clients, 3% of it training), and the
+        # per-sample tensors below would cost in proportion to the grid, not to the work.
+        live = np.arange(width)[None, :] < np.asarray(active)[:, None]  # [steps, clients]
+        first = np.concatenate([[0], np.cumsum(active)]).tolist()
         indices = torch.cat([t.indices.to(device) for t in tasks])
-        idx = indices[torch.from_numpy(pos).to(device)]  # [steps, clients, batch] rows of x
+        idx = indices[torch.from_numpy(pos[live]).to(device)]  # [rows, batch] rows of x
         labels = y[idx]
         if any(t.flip_labels for t in tasks):
-            flips = torch.tensor([t.flip_labels for t in tasks], device=device)
-            labels = torch.where(flips[None, :, None], classes - 1 - labels, labels)
-        valid_t = torch.from_numpy(valid).to(device)
-        sample_w = torch.from_numpy(weights).to(device).unsqueeze(3)
+            flips = torch.tensor([t.flip_labels for t in tasks], device=device)[torch.from_numpy(np.nonzero(live)[1]).to(device)]
+            labels = torch.where(flips[:, None], classes - 1 - labels, labels)
+        live_t = torch.from_numpy(live).to(device)
+        valid_t = torch.from_numpy(valid[live]).to(device)
+        sample_w = torch.from_numpy(weights[live]).to(device).unsqueeze(2)
         # d loss / d logits = softmax * w - onehot * w: the target part is known before training
-        target_w = torch.zeros(num_steps, width, batch, classes, device=device)
-        target_w.scatter_(3, labels.unsqueeze(3), sample_w)
-        if net.grouped_input:
-            idx = idx.transpose(1, 2).contiguous()  # [steps, batch, clients]: gathers [batch, clients, ...]
-        logits_all = torch.zeros(num_steps, width, batch, classes, device=device)
+        target_w = torch.zeros(len(idx), batch, classes, device=device)
+        target_w.scatter_(2, labels.unsqueeze(2), sample_w)
+        logits_all = torch.zeros(len(idx), batch, classes, device=device)
 
         # One stacked tensor per parameter, [clients, *shape]; row c is client c's copy.
         cuts = np.cumsum([0] + [math.prod(shape) for shape in net.shapes]).tolist()
@@ -409,22 +414,23 @@ class VectorizedExecutor:
         corrections = None if corr is None else [corr[:, i:j].view(width, *shape) for i, j, shape in spans]
         anchors = self.objective.anchors(global_w)
 
-        per_step = zip(sample_w.unbind(0), target_w.unbind(0), logits_all.unbind(0))
-        for step, (a, (w_s, t_s, logits_s)) in enumerate(zip(active, per_step)):
+        for step, a in enumerate(active):
+            rows = slice(first[step], first[step + 1])
+            w_s, t_s, logits_s = sample_w[rows], target_w[rows], logits_all[rows]
             # Clients [0, a) still train at this step; slicing is skipped while all of them do.
             cut = (lambda t: t) if a == width else (lambda t, a=a: t[:a])
             ps, gs = [cut(w) for w in params], [cut(g) for g in grads]
             if net.grouped_input:  # channels-last: oneDNN's grouped convolution is fastest so
-                h = x[idx[step, :, :a]]
+                h = x[idx[rows].t().contiguous()]  # [batch, clients, ...]
                 h = h.view(batch, a * h.shape[2], *h.shape[3:]).contiguous(memory_format=torch.channels_last)
-            else:  # only the clients still training: with uneven clients most slots of late steps are padding
-                h = x[idx[step, :a]].view(a, batch, -1)
+            else:
+                h = x[idx[rows]].view(a, batch, -1)
             saved = []
             for layer, slots in zip(net.layers, net.weights):
                 h, keep = layer.forward([ps[i] for i in slots], h)
                 saved.append(keep)
-            cut(logits_s).copy_(h)
-            g = torch.softmax(h, 2).mul_(cut(w_s)).sub_(cut(t_s))
+            logits_s.copy_(h)
+            g = torch.softmax(h, 2).mul_(w_s).sub_(t_s)
             for i in range(len(net.layers) - 1, net.first_weighted - 1, -1):
                 slots, need_input_grad = net.weights[i], i > net.first_weighted
                 g = net.layers[i].backward([ps[k] for k in slots], saved[i], g, need_input_grad, [gs[k] for k in slots])
@@ -439,10 +445,14 @@ class VectorizedExecutor:
                 w.sub_(d, alpha=s.lr)
         deltas = torch.cat([w.sub_(w0).view(width, -1) for w, w0 in zip(params, begin)], 1)
 
-        log_p = torch.log_softmax(logits_all, 3)
-        nll = -log_p.gather(3, labels.unsqueeze(3)).squeeze(3)
-        loss_sum = (nll * valid_t).sum((0, 2))
-        correct = ((logits_all.argmax(3) == labels) & valid_t).sum((0, 2)).float()
+        log_p = torch.log_softmax(logits_all, 2)
+        nll = -log_p.gather(2, labels.unsqueeze(2)).squeeze(2)
+        # summed on the steps x clients x batch grid, in the order the unpacked tensors were
+        grid = torch.zeros(num_steps, width, batch, device=device)
+        grid[live_t] = nll * valid_t
+        loss_sum = grid.sum((0, 2))
+        grid[live_t] = ((logits_all.argmax(2) == labels) & valid_t).float()
+        correct = grid.sum((0, 2))
         return deltas, loss_sum, correct
 
 
