@@ -246,7 +246,7 @@ def main() -> None:
         times_path = Path(tmp) / "page-times.jsonl"
         env = {"FLCORE_USERS": str(users.path), "FLCORE_PAGE_TIMES": str(times_path)}
         with DashboardServer(store_path, ROOT / "test-output" / "load-server.log", env) as server:
-            started = time.perf_counter()
+            started, began = time.perf_counter(), time.time()
             with Deprioritize(args.browser_nice):
                 opens, server_side = asyncio.run(drive(server.url, args.users, args.runs, CHROMIUM))
             store = RunStore(store_path)
@@ -273,9 +273,10 @@ def main() -> None:
     print("page scripts on the server (every full run: opens, clicks, redraws for new rounds)")
     for page, entries in sorted(scripts.items()):
         wall, cpu = [e["seconds"] for e in entries], [e["cpu_seconds"] for e in entries]
+        worst = max(entries, key=lambda e: e["seconds"])
         print(
             f"  {page:20s} n={len(entries):3d}  median {statistics.median(wall):5.2f} s  max {max(wall):5.2f} s"
-            f"   CPU median {statistics.median(cpu):5.3f} s  max {max(cpu):5.3f} s"
+            f" (ended {worst['at'] - began:3.0f} s in)   CPU median {statistics.median(cpu):5.3f} s  max {max(cpu):5.3f} s"
         )
     wall = [e["seconds"] for entries in scripts.values() for e in entries] or [float("nan")]
     cpu = [e["cpu_seconds"] for entries in scripts.values() for e in entries] or [float("nan")]
