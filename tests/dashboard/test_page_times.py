@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from dashboard import state
 from dashboard_helpers import no_exceptions, page, record_run
+
+from dashboard import state
 from flcore.service import quotas
 
 
