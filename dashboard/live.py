@@ -21,6 +21,7 @@ import streamlit as st
 
 FIRST_ROUND_POLL_S = 0.25  # until a run's first round is stored: it should show at once
 POLL_S = 0.5  # how often to look while a run trains
+BIG_RUN_POLL_S = 1.0  # ... a big run, whose page redraws only every BIG_RUN_REDRAW_S anyway
 REDRAW_S = 1.0  # a page redraws for new rounds at most this often
 BIG_RUN_REDRAW_S = 3.0  # ... or this often for runs whose pages take longer to draw
 BIG_RUN_ROWS = 20_000  # client rows above which a run counts as big
@@ -34,8 +35,12 @@ def run_fingerprint(info) -> tuple | None:
 
 
 def poll_seconds(info) -> float:
-    """How often to look at a run in progress: fast until its first round."""
-    return FIRST_ROUND_POLL_S if info.rounds_done == 0 else POLL_S
+    """How often to look at a run in progress: fast until its first round, less often once a big
+    run's new rounds wait BIG_RUN_REDRAW_S for their redraw (each look costs the server a few ms:
+    six of them between two redraws were a third of a big run's live redraw cost)."""
+    if info.rounds_done == 0:
+        return FIRST_ROUND_POLL_S
+    return POLL_S if redraw_seconds(info) == REDRAW_S else BIG_RUN_POLL_S
 
 
 def redraw_seconds(info) -> float:

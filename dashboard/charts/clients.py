@@ -174,7 +174,7 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
                 name="sampled",
                 marker={
                     "color": [client_color(i) for i in ids],
-                    "symbol": np.where(bad, "x", "square"),
+                    "symbol": np.where(bad, "x", "square") if bad.any() else "square",  # Plotly checks each of a list
                     "size": 9 if num_clients <= 60 else 5,
                     "line": {"width": 0},
                 },

@@ -80,6 +80,8 @@ def test_polling_is_fast_before_the_first_round_and_redraws_are_paced_by_size():
     assert live.poll_seconds(Info(small, 0)) < live.poll_seconds(Info(small, 3))
     assert live.redraw_seconds(Info(small, 3)) == live.REDRAW_S
     assert live.redraw_seconds(Info(big, 300)) == live.BIG_RUN_REDRAW_S
+    assert live.poll_seconds(Info(small, 3)) == live.POLL_S < live.poll_seconds(Info(big, 300)) <= live.BIG_RUN_REDRAW_S
+    assert live.poll_seconds(Info(big, 0)) == live.FIRST_ROUND_POLL_S
     assert live.run_fingerprint(None) is None
 
 
