@@ -333,7 +333,12 @@ def test_drift_chart_for_many_clients_keeps_the_farthest_and_says_so():
     points = fig.data[0]  # more than MANY_CLIENTS: one trace, each point in its client's colour
     assert "the 30 farthest of 50 clients" in fig.layout.title.text
     assert sorted(points.y) == list(range(20, 50)) and list(points.marker.color) == [charts.client_color(c) for c in range(49, 19, -1)]
-    assert charts.drift_chart(clients).data[1].name == "malicious client"
+    everyone = charts.drift_chart(clients).data
+    assert everyone[1].name == "malicious client"
+    symbols = list(everyone[0].marker.symbol)
+    assert symbols.count("x") == 1 and everyone[0].text[symbols.index("x")] == "client 3 (malicious)"
+    honest = charts.drift_chart(clients.assign(malicious=False)).data
+    assert len(honest) == 1 and honest[0].marker.symbol == "circle"  # one symbol for all
 
 
 def test_drift_spread_is_the_mean_with_a_band_of_one_standard_deviation():
