@@ -40,13 +40,17 @@ def poll_seconds(info) -> float:
     six of them between two redraws were a third of a big run's live redraw cost)."""
     if info.rounds_done == 0:
         return FIRST_ROUND_POLL_S
-    return POLL_S if redraw_seconds(info) == REDRAW_S else BIG_RUN_POLL_S
+    return BIG_RUN_POLL_S if _big(info) else POLL_S
 
 
 def redraw_seconds(info) -> float:
     """How long a run's page waits between redraws for new rounds (longer for big runs)."""
-    rows = info.config.clients_per_round_resolved * info.rounds_done
-    return REDRAW_S if rows < BIG_RUN_ROWS else BIG_RUN_REDRAW_S
+    return BIG_RUN_REDRAW_S if _big(info) else REDRAW_S
+
+
+def _big(info) -> bool:
+    """Whether a run has stored more than BIG_RUN_ROWS client rows (its page takes longer to draw)."""
+    return info.config.clients_per_round_resolved * info.rounds_done >= BIG_RUN_ROWS
 
 
 def run_changed_at_once(drawn: tuple | None, current: tuple | None) -> bool:

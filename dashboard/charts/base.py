@@ -121,6 +121,13 @@ def _round_axis(fig: go.Figure, total_rounds: int | None, last_round: int | None
         fig.update_xaxes(tickmode="array", tickvals=list(range(1, end + 1)))
 
 
+def _symbols(malicious: np.ndarray, usual: str) -> np.ndarray | str:
+    """Per-point marker symbols: an x for each malicious point, `usual` for the others; one
+    symbol for all when none is malicious (Plotly validates each element of a list: 15 ms for
+    1,000 points, on every redraw)."""
+    return np.where(malicious, "x", usual) if malicious.any() else usual
+
+
 def _rows_height(rows: int) -> int:
     """Height of a chart with one row per client: readable rows, but never a wall."""
     return max(380, min(700, 12 * rows + 140))

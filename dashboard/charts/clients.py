@@ -26,6 +26,7 @@ from dashboard.charts.base import (
     _malicious_ids,
     _round_axis,
     _rows_height,
+    _symbols,
     _waiting,
     bin_width,
     client_color,
@@ -174,7 +175,7 @@ def participation_chart(clients: pd.DataFrame, num_clients: int, total_rounds: i
                 name="sampled",
                 marker={
                     "color": [client_color(i) for i in ids],
-                    "symbol": np.where(bad, "x", "square") if bad.any() else "square",  # Plotly checks each of a list
+                    "symbol": _symbols(bad, "square"),
                     "size": 9 if num_clients <= 60 else 5,
                     "line": {"width": 0},
                 },

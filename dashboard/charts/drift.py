@@ -5,7 +5,6 @@ model went, per client and per round. The per-round drift metrics of each client
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -15,6 +14,7 @@ from dashboard.charts.base import (
     _client_name,
     _layout,
     _round_axis,
+    _symbols,
     _waiting,
     client_color,
     run_color,
@@ -68,8 +68,7 @@ def drift_chart(clients: pd.DataFrame, max_points: int = MAX_POINTS) -> go.Figur
         go.Scatter(
             x=per["cosine"], y=per["distance"], mode="markers", name="clients", showlegend=False,
             text=[_client_name(c, b) for c, b in zip(per["client_id"], bad)], customdata=per["rounds"],
-            marker={"color": [client_color(c) for c in per["client_id"]], "size": 7,
-                    "symbol": np.where(bad, "x", "circle") if bad.any() else "circle"},  # Plotly checks each of a list: 15 ms for 1,000
+            marker={"color": [client_color(c) for c in per["client_id"]], "symbol": _symbols(bad, "circle"), "size": 7},
             hovertemplate=hover,
         )
     )  # fmt: skip
