@@ -35,7 +35,6 @@ It ends with `RESULT ...` lines for scripts to read.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -197,8 +196,9 @@ def open_tab(page, tab: str, charts: int) -> None:
 
 def run_page_scripts(times: Path) -> list[dict]:
     """The Run page scripts the server has finished, as it recorded them (FLCORE_PAGE_TIMES)."""
-    lines = times.read_text().splitlines() if times.exists() else []
-    return [entry for entry in map(json.loads, lines) if entry["page"] == "Run"]
+    from dashboard.state import read_page_times
+
+    return [entry for entry in read_page_times(times) if entry["page"] == "Run"]
 
 
 def big_run(page, server, store, reps: int, times: Path) -> dict[str, float]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -168,18 +167,16 @@ class Deprioritize:
                 self._lower(pid)
 
     def _chromium(self) -> list[int]:
-        parents: dict[int, int] = {}
+        children: dict[int, list[int]] = defaultdict(list)
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 with contextlib.suppress(OSError, ValueError, IndexError):
-                    parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        mine, found = {os.getpid()}, True
-        while found:  # the descendants of this process
-            found = False
-            for pid, parent in parents.items():
-                if parent in mine and pid not in mine:
-                    mine.add(pid)
-                    found = True
+                    children[int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])].append(int(entry))
+        mine, stack = [], [os.getpid()]
+        while stack:  # the descendants of this process
+            pid = stack.pop()
+            mine.append(pid)
+            stack += children[pid]
         chromium = []
         for pid in mine:
             with contextlib.suppress(OSError):
@@ -198,11 +195,11 @@ class Deprioritize:
 
 def page_times(path: Path) -> dict[str, list[dict]]:
     """The server's record of each page script it ran (FLCORE_PAGE_TIMES), by page title."""
+    from dashboard.state import read_page_times
+
     pages: dict[str, list[dict]] = defaultdict(list)
-    if path.exists():
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            pages[entry["page"]].append(entry)
+    for entry in read_page_times(path):
+        pages[entry["page"]].append(entry)
     return pages
 
 

@@ -156,6 +156,14 @@ def page_timer():
 _page_times_problem: str | None = None
 
 
+def read_page_times(path) -> list[dict]:
+    """What `page_timer` recorded in `path`, in order: one dict per page drawn (none yet: [])."""
+    from pathlib import Path
+
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
 def get_runner() -> "Runner":
     """The one background runner of this server process (started on first use)."""
     return _runner(store_path(), _max_workers())

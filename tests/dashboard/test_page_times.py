@@ -17,7 +17,8 @@ def test_each_page_drawn_is_recorded_with_its_seconds_and_cpu_seconds(store, tmp
     run_id = record_run(store)
     for path, query in (("app_pages/runs.py", {}), ("app_pages/run.py", {"run": run_id}), ("app_pages/compare.py", {})):
         no_exceptions(page(path, **query))
-    entries = [json.loads(line) for line in times.read_text().splitlines()]
+    entries = state.read_page_times(times)
+    assert entries == [json.loads(line) for line in times.read_text().splitlines()]  # every line, in order
     assert {e["page"] for e in entries} == {"New run", "Runs", "Run", "Compare"}  # page() opens the default page first
     for entry in entries:
         assert set(entry) == {"page", "at", "seconds", "cpu_seconds"}
