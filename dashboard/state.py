@@ -115,11 +115,9 @@ def warm_up_pages() -> None:
     import dashboard.frames
     import dashboard.tables  # noqa: F401
     from flcore.config import ExperimentConfig
-    from flcore.data.datasets import load_dataset
     from flcore.service.quotas import run_cost
 
-    load_dataset(ExperimentConfig())
-    run_cost(ExperimentConfig(), settings.current())
+    run_cost(ExperimentConfig(), settings.current())  # reads the default dataset (once) to know its size
 
 
 class _PageTimer:
